@@ -1,0 +1,42 @@
+# The targets people and CI both call. Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+# llama-cpp-python builds from source: skip what llmbatch never uses (examples,
+# tests, tools, the C++ server, llava, OpenMP) — about half the build time.
+# pip caches the built wheel, so later installs on the same machine take seconds.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
+
+.PHONY: demo test install install-test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[local]'
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[local,test]'
+
+## The main job: classify the example reviews and print the metrics table.
+demo: install
+	$(BIN)/llmbatch run examples/reviews.jsonl --task examples/sentiment.toml --out reviews-sentiment.jsonl
+
+## Install the test needs and run the whole suite (what CI runs).
+test: install-test
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .llmbatch .pytest_cache build dist

@@ -1,0 +1,72 @@
+"""llmbatch: run one LLM task over every record of a dataset — packed, parallel,
+inside the provider's limits, resumable, and with every record accounted for.
+
+>>> import llmbatch
+>>> task = llmbatch.Task(instructions="Classify the review.", input="{text}", output="text")
+"""
+
+from __future__ import annotations
+
+from ._exceptions import (
+    AuthenticationError,
+    BadRequest,
+    ConnectionFailed,
+    FatalError,
+    ItemError,
+    LLMBatchError,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    RequestTimeout,
+    RetryableError,
+    ServerError,
+    UsageError,
+)
+from ._job import JobResult, JobSpec, run_job
+from ._metrics import Metrics
+from ._packing import PACKERS
+from ._policy import RetryPolicy
+from ._pricing import Price, PriceTable
+from ._runner import RunOptions
+from ._task import Task
+from ._types import Completion, Item, Outcome, Request, Result, Usage
+from .providers import PROVIDERS, Provider, ProviderConfig, create_provider
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PACKERS",
+    "PROVIDERS",
+    "AuthenticationError",
+    "BadRequest",
+    "Completion",
+    "ConnectionFailed",
+    "FatalError",
+    "Item",
+    "ItemError",
+    "JobResult",
+    "JobSpec",
+    "LLMBatchError",
+    "Metrics",
+    "Outcome",
+    "Price",
+    "PriceTable",
+    "Provider",
+    "ProviderConfig",
+    "ProviderError",
+    "QuotaExhausted",
+    "RateLimited",
+    "Request",
+    "RequestTimeout",
+    "Result",
+    "RetryPolicy",
+    "RetryableError",
+    "RunOptions",
+    "ServerError",
+    "Task",
+    "Usage",
+    "UsageError",
+    "__version__",
+    "create_provider",
+    "run_job",
+]

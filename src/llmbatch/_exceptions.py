@@ -1,0 +1,122 @@
+"""llmbatch's exception hierarchy.
+
+Errors from SDKs and HTTP libraries are translated into these at the provider
+edge (``providers/``), so the policy and the runner reason about one tree::
+
+    LLMBatchError
+    ├── UsageError                 bad options, task file or input file (exit 2)
+    ├── ItemError                  one record cannot be processed (a failed row)
+    └── ProviderError              a request failed; ``status`` and ``kind`` say how
+        ├── RetryableError         try again later, possibly smaller
+        │   ├── RateLimited        429 with a retry-after: pause every sender
+        │   ├── RequestTimeout     no answer within --timeout
+        │   ├── ConnectionFailed   could not reach the endpoint
+        │   └── ServerError        5xx, 529 overloaded
+        ├── BadRequest             400: something in the pack is rejected; split it
+        └── FatalError             nothing sent now can succeed: stop the job
+            ├── AuthenticationError   401, 403
+            └── QuotaExhausted        429 insufficient_quota / spend cap
+
+Messages say what to do next and never contain API keys.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequest",
+    "ConnectionFailed",
+    "FatalError",
+    "ItemError",
+    "LLMBatchError",
+    "ProviderError",
+    "QuotaExhausted",
+    "RateLimited",
+    "RequestTimeout",
+    "RetryableError",
+    "ServerError",
+    "UsageError",
+]
+
+
+class LLMBatchError(Exception):
+    """Base of every error llmbatch raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(LLMBatchError):
+    """The command, options, task file or input cannot be used as given."""
+
+    exit_code = 2
+
+
+class ItemError(LLMBatchError):
+    """One record cannot be processed; it becomes a failed row with this reason."""
+
+    def __init__(self, message: str, *, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ProviderError(LLMBatchError):
+    """A request to the provider failed.
+
+    ``kind`` is a short stable name used in metrics and failed rows
+    (``rate_limited``, ``timeout``, ``server_error``...).
+    """
+
+    kind = "provider_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableError(ProviderError):
+    """The same request may succeed later."""
+
+    kind = "retryable"
+
+
+class RateLimited(RetryableError):
+    """429 rate limit: every sender waits ``retry_after`` seconds (when known)."""
+
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, status: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class RequestTimeout(RetryableError):
+    kind = "timeout"
+
+
+class ConnectionFailed(RetryableError):
+    kind = "connection"
+
+
+class ServerError(RetryableError):
+    kind = "server_error"
+
+
+class BadRequest(ProviderError):
+    """400: the provider rejected the request; split the pack to find the item."""
+
+    kind = "bad_request"
+
+
+class FatalError(ProviderError):
+    """Nothing sent now can succeed; the job stops, state saved, resumable."""
+
+    kind = "fatal"
+    exit_code = 4
+
+
+class AuthenticationError(FatalError):
+    kind = "auth"
+
+
+class QuotaExhausted(FatalError):
+    kind = "quota"

@@ -1,0 +1,116 @@
+"""A whole job: open the store, ingest once, run what is pending, write the output.
+
+Re-running the same command with the same job dir resumes: finished items are
+not sent again, items that were in flight when the process died are still
+``pending`` and are sent again, and the output is rebuilt from the store.
+When the task, provider, model or input changed since the job started, its
+stored answers no longer apply and the job starts over (saying so).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._io import open_reader, open_writer
+from ._metrics import Metrics
+from ._pricing import Price, PriceTable
+from ._runner import Runner, RunOptions, ingest
+from ._store import JobStore
+from ._task import Task
+from .providers.base import Provider
+
+__all__ = ["JobResult", "JobSpec", "default_job_dir", "run_job"]
+
+
+def default_job_dir(input_path: str | Path, task: Task) -> Path:
+    """``.llmbatch/<input name>-<task name>`` in the current directory."""
+    stem = "stdin" if str(input_path) == "-" else Path(input_path).stem
+    return Path(".llmbatch") / f"{stem}-{task.name}"
+
+
+@dataclass(slots=True)
+class JobSpec:
+    task: Task
+    input: str | Path
+    output: str | Path | None
+    job_dir: Path
+    options: RunOptions = field(default_factory=RunOptions)
+    prices: PriceTable | None = None
+    restart: bool = False
+    input_format: str | None = None
+    output_format: str | None = None
+
+
+@dataclass(slots=True)
+class JobResult:
+    metrics: Metrics
+    counts: dict[str, int]
+    rows_written: int
+    notices: list[str]
+    job_dir: Path
+
+    @property
+    def all_ok(self) -> bool:
+        return self.counts.get("failed", 0) == 0 and self.counts.get("pending", 0) == 0
+
+
+def _identity(spec: JobSpec, provider: Provider) -> dict[str, Any]:
+    """What a job's stored answers depend on; a change means starting over."""
+    ident: dict[str, Any] = {
+        "task": spec.task.fingerprint,
+        "endpoint": provider.endpoint,
+        "model": provider.model,
+        "input": str(spec.input),
+    }
+    if str(spec.input) != "-":
+        stat = Path(spec.input).stat()
+        ident["input_size"] = stat.st_size
+        ident["input_mtime_ns"] = stat.st_mtime_ns
+    return ident
+
+
+def open_job_store(spec: JobSpec, provider: Provider, notices: list[str]) -> JobStore:
+    """Open (or create) the job's store, starting over when the job no longer matches."""
+    identity = _identity(spec, provider)
+    if spec.restart and spec.job_dir.exists():
+        shutil.rmtree(spec.job_dir)
+    store = JobStore.open(spec.job_dir)
+    stored = store.get_meta("identity")
+    if stored is not None and stored != identity:
+        changed = ", ".join(k for k in identity if stored.get(k) != identity[k])
+        notices.append(f"{changed} changed since the job in {spec.job_dir} started: starting over")
+        store.close()
+        shutil.rmtree(spec.job_dir)
+        store = JobStore.open(spec.job_dir)
+    elif stored is not None:
+        notices.append(f"resuming the job in {spec.job_dir}")
+    store.set_meta("identity", identity)
+    return store
+
+
+def _price_of(spec: JobSpec, provider: Provider) -> Price | None:
+    if not provider.billed:
+        return Price(input=0.0, output=0.0)
+    return spec.prices.get(provider.model) if spec.prices else None
+
+
+async def run_job(spec: JobSpec, provider: Provider, metrics: Metrics | None = None) -> JobResult:
+    """Run a job to the end (or until a fatal error, which propagates with state saved)."""
+    notices: list[str] = []
+    async with provider:
+        store = open_job_store(spec, provider, notices)
+        try:
+            reader = open_reader(spec.input, spec.input_format)
+            notices.extend(ingest(store, spec.task, reader))
+            price = _price_of(spec, provider)
+            runner = Runner(spec.task, provider, store, spec.options, price=price, metrics=metrics)
+            result_metrics = await runner.run()
+            rows = 0
+            if spec.output is not None:
+                rows = open_writer(spec.output, spec.task, spec.output_format).write(store.results())
+            return JobResult(result_metrics, store.counts(), rows, notices, spec.job_dir)
+        finally:
+            store.close()

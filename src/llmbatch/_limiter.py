@@ -1,0 +1,204 @@
+"""Request and token buckets, reservations and refunds, header sync, global pause.
+
+Each bucket holds up to a minute's allowance and refills continuously, as
+providers' limits do. A request reserves one request slot and its estimated
+tokens (prompt + answer budget) *before* it is sent; when usage comes back the
+unused part is refunded. The level may go below zero: a reservation that finds
+the bucket short takes what it needs and waits until the refill has paid the
+debt. That makes reservations first-come first-served without a queue — each
+later caller sees a deeper debt and waits longer.
+
+``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers correct the buckets
+(the provider knows what is left; we only estimate), and a 429 pauses every
+sender until its retry-after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from ._exceptions import ItemError
+from ._headers import BucketState, parse_rate_limits
+
+__all__ = ["RateLimiter", "Reservation", "TokenBucket"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TokenBucket:
+    """A continuously refilled bucket of ``capacity`` per minute."""
+
+    __slots__ = ("capacity", "level", "rate", "updated")
+
+    def __init__(self, per_minute: float, now: float) -> None:
+        self.capacity = float(per_minute)
+        self.rate = self.capacity / 60.0
+        self.level = self.capacity
+        self.updated = now
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def take(self, amount: float, now: float) -> float:
+        """Take ``amount`` now; returns the seconds to wait until it is paid for."""
+        self._refill(now)
+        self.level -= amount
+        return 0.0 if self.level >= 0 else -self.level / self.rate
+
+    def give(self, amount: float, now: float) -> None:
+        self._refill(now)
+        self.level = min(self.capacity, self.level + amount)
+
+    def sync(self, state: BucketState, now: float, *, adopt_limit: bool) -> None:
+        """Correct from what the provider reported after a response."""
+        self._refill(now)
+        if adopt_limit and state.limit and state.limit > 0:
+            self.capacity = state.limit
+            self.rate = state.limit / 60.0
+        if state.remaining is not None and state.remaining < self.level:
+            self.level = state.remaining
+
+    def fits(self, amount: float) -> bool:
+        return amount <= self.capacity
+
+
+@dataclass(slots=True)
+class Reservation:
+    requests: int
+    tokens: int
+    input_tokens: int
+    output_tokens: int
+
+
+class RateLimiter:
+    """The shared gate every request passes before it is sent.
+
+    ``rpm``/``tpm`` come from options; missing limits are learnt from the
+    first responses' headers (``learn=True``), and until then nothing limits.
+    ``input_tpm``/``output_tpm`` are for providers that limit them separately.
+    """
+
+    def __init__(
+        self,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        input_tpm: float | None = None,
+        output_tpm: float | None = None,
+        learn: bool = True,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.clock = clock
+        self.sleep = sleep
+        now = clock()
+        self.buckets: dict[str, TokenBucket] = {}
+        self.configured: set[str] = set()
+        for name, limit in (
+            ("requests", rpm),
+            ("tokens", tpm),
+            ("input_tokens", input_tpm),
+            ("output_tokens", output_tpm),
+        ):
+            if limit:
+                self.buckets[name] = TokenBucket(limit, now)
+                self.configured.add(name)
+        self.learn = learn
+        self.paused_until = 0.0
+        self.pauses = 0
+
+    def check(self, prompt_tokens: int, max_tokens: int) -> None:
+        """Raise ItemError when a request this large could never be sent."""
+        for name, amount in self._amounts(prompt_tokens, max_tokens).items():
+            bucket = self.buckets.get(name)
+            if bucket is not None and not bucket.fits(amount):
+                raise ItemError(
+                    f"a request of {amount} {name.replace('_', ' ')} can never fit the "
+                    f"limit of {bucket.capacity:.0f} per minute; shorten the record or raise the limit",
+                    kind="too_large",
+                )
+
+    @staticmethod
+    def _amounts(prompt_tokens: int, max_tokens: int) -> dict[str, int]:
+        return {
+            "requests": 1,
+            "tokens": prompt_tokens + max_tokens,
+            "input_tokens": prompt_tokens,
+            "output_tokens": max_tokens,
+        }
+
+    async def acquire(self, prompt_tokens: int, max_tokens: int) -> Reservation:
+        """Wait until the pause is over and the buckets can pay for this request."""
+        await self._wait_pause()
+        now = self.clock()
+        amounts = self._amounts(prompt_tokens, max_tokens)
+        wait = 0.0
+        for name, bucket in self.buckets.items():
+            wait = max(wait, bucket.take(amounts[name], now))
+        reservation = Reservation(1, amounts["tokens"], prompt_tokens, max_tokens)
+        if wait > 0:
+            try:
+                await self.sleep(wait)
+            except asyncio.CancelledError:
+                self.release(reservation)
+                raise
+            await self._wait_pause()
+        return reservation
+
+    async def _wait_pause(self) -> None:
+        while True:
+            remaining = self.paused_until - self.clock()
+            if remaining <= 0:
+                return
+            await self.sleep(remaining)
+
+    def settle(self, reservation: Reservation, prompt_tokens: int, completion_tokens: int) -> None:
+        """Refund what a finished request reserved but did not use."""
+        now = self.clock()
+        actual = {
+            "tokens": prompt_tokens + completion_tokens,
+            "input_tokens": prompt_tokens,
+            "output_tokens": completion_tokens,
+        }
+        reserved = {
+            "tokens": reservation.tokens,
+            "input_tokens": reservation.input_tokens,
+            "output_tokens": reservation.output_tokens,
+        }
+        for name, amount in actual.items():
+            bucket = self.buckets.get(name)
+            if bucket is not None and reserved[name] > amount:
+                bucket.give(reserved[name] - amount, now)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation whose request was never answered (only tokens: the slot was used)."""
+        self.settle(reservation, 0, 0)
+
+    def observe_headers(self, headers: Mapping[str, str]) -> None:
+        """Correct the buckets from rate-limit headers; learn limits not set by options."""
+        if not headers:
+            return
+        now = self.clock()
+        for name, state in parse_rate_limits(headers, time.time()).items():
+            bucket = self.buckets.get(name)
+            if bucket is None:
+                if not self.learn or not state.limit:
+                    continue
+                bucket = self.buckets[name] = TokenBucket(state.limit, now)
+            bucket.sync(state, now, adopt_limit=name not in self.configured)
+
+    def pause(self, seconds: float) -> None:
+        """Stop every sender for ``seconds`` (a 429 said so)."""
+        until = self.clock() + seconds
+        if until > self.paused_until:
+            self.paused_until = until
+            self.pauses += 1
+
+    def limits(self) -> dict[str, float]:
+        return {name: bucket.capacity for name, bucket in self.buckets.items()}

@@ -1,0 +1,167 @@
+"""Counters, latency samples and a per-second time series. No printing here.
+
+The runner calls ``observe_*``; the report layer and the controller read.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Metrics", "percentile"]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0–100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(slots=True)
+class Metrics:
+    """What happened during a run, counted as it happens."""
+
+    clock: Callable[[], float] = time.monotonic
+    started: float = 0.0
+    finished: float | None = None
+    requests: int = 0
+    requests_ok: int = 0
+    requests_failed: Counter[str] = field(default_factory=Counter)
+    items_total: int = 0
+    items_ok: int = 0
+    items_failed: Counter[str] = field(default_factory=Counter)
+    items_cached: int = 0
+    items_skipped: int = 0
+    items_ok_first_try: int = 0
+    retries: int = 0
+    splits: int = 0
+    rate_limited: int = 0
+    timeouts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    unpriced_requests: int = 0
+    latencies: list[float] = field(default_factory=list)
+    pack_sizes: Counter[int] = field(default_factory=Counter)
+    series: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.started = self.clock()
+
+    def finish(self) -> None:
+        self.finished = self.clock()
+
+    def _bucket(self) -> dict[str, float]:
+        second = int(self.clock() - self.started)
+        bucket = self.series.get(second)
+        if bucket is None:
+            bucket = self.series[second] = {}
+        return bucket
+
+    def observe_request(
+        self,
+        *,
+        size: int,
+        latency: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int,
+        cost: float | None,
+        concurrency: int,
+    ) -> None:
+        self.requests += 1
+        self.requests_ok += 1
+        self.latencies.append(latency)
+        self.pack_sizes[size] += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cached_tokens += cached_tokens
+        if cost is None:
+            self.unpriced_requests += 1
+        else:
+            self.cost += cost
+        bucket = self._bucket()
+        bucket["requests"] = bucket.get("requests", 0) + 1
+        bucket["latency_sum"] = bucket.get("latency_sum", 0.0) + latency
+        bucket["pack_size_sum"] = bucket.get("pack_size_sum", 0) + size
+        bucket["concurrency"] = concurrency
+        bucket["cost"] = self.cost
+
+    def observe_error(self, kind: str, *, cost: float | None = None) -> None:
+        self.requests += 1
+        self.requests_failed[kind] += 1
+        if kind == "rate_limited":
+            self.rate_limited += 1
+        elif kind == "timeout":
+            self.timeouts += 1
+        bucket = self._bucket()
+        bucket["errors"] = bucket.get("errors", 0) + 1
+
+    def observe_items(self, *, ok: int = 0, ok_first_try: int = 0, retried: int = 0) -> None:
+        self.items_ok += ok
+        self.items_ok_first_try += ok_first_try
+        self.retries += retried
+        if ok:
+            bucket = self._bucket()
+            bucket["items"] = bucket.get("items", 0) + ok
+
+    def observe_failed(self, kind: str, count: int = 1) -> None:
+        self.items_failed[kind] += count
+
+    # -- derived -----------------------------------------------------------------
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else self.clock()
+        return max(1e-9, end - self.started)
+
+    @property
+    def items_failed_total(self) -> int:
+        return sum(self.items_failed.values())
+
+    def summary(self) -> dict[str, Any]:
+        """The final metrics as plain data (for the table, JSON and tests)."""
+        processed = self.items_ok + self.items_failed_total
+        answered = self.items_ok - self.items_cached - self.items_skipped
+        return {
+            "items_total": self.items_total,
+            "items_ok": self.items_ok,
+            "items_failed": self.items_failed_total,
+            "failed_by_kind": dict(self.items_failed),
+            "items_cached": self.items_cached,
+            "items_skipped": self.items_skipped,
+            "item_success_rate": self.items_ok / processed if processed else None,
+            "first_try_rate": self.items_ok_first_try / answered if answered > 0 else None,
+            "requests": self.requests,
+            "requests_ok": self.requests_ok,
+            "requests_failed_by_kind": dict(self.requests_failed),
+            "batch_success_rate": self.requests_ok / self.requests if self.requests else None,
+            "elapsed_s": self.elapsed,
+            "items_per_min": processed / self.elapsed * 60,
+            "latency_mean_s": sum(self.latencies) / len(self.latencies) if self.latencies else None,
+            "latency_p50_s": percentile(self.latencies, 50),
+            "latency_p95_s": percentile(self.latencies, 95),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_usd": None if self.unpriced_requests else self.cost,
+            "cost_per_item_usd": (None if self.unpriced_requests or not processed else self.cost / processed),
+            "retries": self.retries,
+            "splits": self.splits,
+            "rate_limited": self.rate_limited,
+            "timeouts": self.timeouts,
+            "mean_pack_size": (
+                sum(k * v for k, v in self.pack_sizes.items()) / sum(self.pack_sizes.values())
+                if self.pack_sizes
+                else None
+            ),
+        }

@@ -1,0 +1,409 @@
+"""The orchestrator: the one module that wires the components together.
+
+    ingest (stream input → store)  →  plan packs  →  limiter  →  provider
+    →  parse  →  policy  →  store (one transaction per request)  →  output
+
+Every item ends ``done`` or ``failed``; the dispatcher stops only when the
+planner holds nothing and no request is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._exceptions import FatalError, ItemError, ProviderError, UsageError
+from ._io import Record
+from ._limiter import RateLimiter
+from ._metrics import Metrics
+from ._packing import PACKERS, PackFormat
+from ._planner import ItemState, Pack, Planner
+from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
+from ._pricing import Price
+from ._store import DONE, FAILED, PENDING, ItemUpdate, JobStore, RequestRow
+from ._task import Task
+from ._types import Completion
+from .providers.base import Provider
+
+__all__ = ["RunOptions", "Runner", "ingest"]
+
+log = logging.getLogger("llmbatch")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run a job (the CLI's options, minus the I/O paths)."""
+
+    batch_size: int = 10
+    concurrency: int = 8
+    pack: str | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 120.0
+    rpm: float | None = None
+    tpm: float | None = None
+    seed: int = 0
+    shuffle: bool = False
+
+
+# -- ingest --------------------------------------------------------------------
+
+
+def _record_id(task: Task, record: Record) -> tuple[str, str]:
+    """(id, problem) for a record; the id falls back to the record's line number."""
+    fallback = str(record.line)
+    if record.fields is None:
+        return fallback, ""
+    field_name = task.id or "id"
+    value = record.fields.get(field_name)
+    if value is None or value == "":
+        if task.id:
+            return fallback, f"record has no id field {task.id!r}"
+        return fallback, ""
+    return (value if isinstance(value, str) else str(value)), ""
+
+
+def _ingest_rows(task: Task, records: Iterable[Record]) -> Iterator[tuple[Any, ...]]:
+    for record in records:
+        item_id, problem = _record_id(task, record)
+        if record.fields is None or problem:
+            yield (record.index, item_id, None, None, FAILED, record.error or problem, "input")
+            continue
+        try:
+            text = task.render_input(record.fields)
+        except ItemError as exc:
+            yield (record.index, item_id, None, None, FAILED, str(exc), exc.kind)
+            continue
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        yield (record.index, item_id, text, digest, PENDING, "", "")
+
+
+def ingest(store: JobStore, task: Task, records: Iterable[Record], chunk: int = 5000) -> list[str]:
+    """Stream records into the store (once per job); returns warnings about duplicate ids."""
+    if store.get_meta("ingested") is not None:
+        return []
+    rows = _ingest_rows(task, records)
+    while True:
+        batch = [row for _, row in zip(range(chunk), rows, strict=False)]
+        if not batch:
+            break
+        store.add_items(batch)
+    dupes = store.fail_duplicate_ids()
+    store.set_meta("ingested", True)
+    return [f"duplicate id {d[0]!r} at record {d[2]} (first at record {d[1]}): failed" for d in dupes]
+
+
+# -- running -------------------------------------------------------------------
+
+
+class Runner:
+    """Runs every pending item of a job's store through a provider.
+
+    >>> runner = Runner(task, provider, store, RunOptions())  # doctest: +SKIP
+    >>> metrics = await runner.run()                           # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        provider: Provider,
+        store: JobStore,
+        options: RunOptions,
+        *,
+        price: Price | None = None,
+        metrics: Metrics | None = None,
+        limiter: RateLimiter | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.task = task
+        self.provider = provider
+        self.store = store
+        self.options = options
+        self.price = price
+        self.clock = clock
+        self.sleep = sleep
+        self.metrics = metrics or Metrics(clock=clock)
+        self.limiter = limiter or RateLimiter(rpm=options.rpm, tpm=options.tpm, clock=clock, sleep=sleep)
+        self.policy = options.policy
+        self.rng = random.Random(options.seed)
+        self.packer = self._choose_packer()
+        self.batch_size = options.batch_size
+        self.concurrency = options.concurrency
+        self.planner = Planner(
+            store.pending,
+            retry_size=self.policy.retry_size,
+            shuffle=options.shuffle,
+            rng=random.Random(options.seed),
+        )
+        self.stop_reason: str | None = None
+        self.in_flight = 0
+
+    def _choose_packer(self) -> PackFormat:
+        name = self.options.pack or self.provider.default_pack
+        packer = PACKERS.get(name)
+        if packer is None:
+            raise UsageError(f"unknown pack format {name!r}; choose from {', '.join(PACKERS)}")
+        if packer.text_only and not self.task.is_text:
+            raise UsageError(f"the {name} pack format is for free-text answers; use json or numbered")
+        if packer.mode == "json_schema" and not self.provider.supports_json_schema:
+            raise UsageError(f"provider {self.provider.name} has no structured output; use --pack numbered")
+        if packer.mode == "tool" and not self.provider.supports_tools:
+            raise UsageError(f"provider {self.provider.name} has no tool calls; use --pack numbered")
+        return packer
+
+    # -- the dispatch loop ---------------------------------------------------------
+
+    async def run(self) -> Metrics:
+        """Send every pending item; returns the metrics. Raises FatalError if the job had to stop."""
+        counts = self.store.counts()
+        self.metrics.items_total = sum(counts.values())
+        self.metrics.items_skipped = counts.get(DONE, 0)
+        self.metrics.items_ok = counts.get(DONE, 0)
+        self.metrics.items_failed.update(self.store.failures_by_kind())
+        self.metrics.start()
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            await self._dispatch(tasks)
+        finally:
+            if tasks:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self.metrics.finish()
+        if self.stop_reason is not None:
+            raise FatalError(self.stop_reason)
+        return self.metrics
+
+    async def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
+        while self.stop_reason is None:
+            if len(tasks) >= self.concurrency:
+                await self._wait_any(tasks)
+                continue
+            now = self.clock()
+            pack = self.planner.next_pack(self.batch_size, now)
+            if pack is None:
+                if tasks:
+                    await self._wait_any(tasks, self._until_ready(now))
+                    continue
+                ready_at = self.planner.next_ready_at()
+                if ready_at is None and self.planner.idle:
+                    return
+                await self.sleep(max(0.0, (ready_at or now) - now))
+                continue
+            task = asyncio.create_task(self._send(pack))
+            tasks.add(task)
+        # stopping: let requests in flight finish so their answers are kept
+        while tasks:
+            await self._wait_any(tasks)
+
+    def _until_ready(self, now: float) -> float | None:
+        ready_at = self.planner.next_ready_at()
+        return None if ready_at is None else max(0.0, ready_at - now)
+
+    async def _wait_any(self, tasks: set[asyncio.Task[None]], timeout: float | None = None) -> None:
+        done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            tasks.discard(task)
+            task.result()  # a bug in _send must surface, not vanish
+
+    # -- one request ---------------------------------------------------------------
+
+    async def _send(self, pack: Pack) -> None:
+        budget = self.task.answer_budget * (self.policy.budget_boost if pack.boosted else 1)
+        request = self.packer.render(self.task, pack.items, answer_tokens=budget)
+        try:
+            self._check_fits(request.est_prompt_tokens, request.max_tokens)
+        except ItemError as exc:
+            if pack.size > 1:
+                self._split(pack, 0.0)
+                return
+            self._fail(pack.states, str(exc), exc.kind)
+            return
+        reservation = await self.limiter.acquire(request.est_prompt_tokens, request.max_tokens)
+        started = time.time()
+        self.in_flight += 1
+        try:
+            completion = await self.provider.complete(request)
+        except ProviderError as exc:
+            self.limiter.release(reservation)
+            self._on_error(pack, exc, started)
+            return
+        finally:
+            self.in_flight -= 1
+        usage = completion.usage
+        self.limiter.settle(reservation, usage.prompt_tokens, usage.completion_tokens)
+        self.limiter.observe_headers(completion.headers)
+        self._on_completion(pack, completion, started)
+
+    def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
+        context = self.provider.context_tokens
+        if prompt_tokens + max_tokens > context:
+            raise ItemError(
+                f"the request needs ~{prompt_tokens + max_tokens} tokens, more than the model's "
+                f"context of {context}",
+                kind="too_large",
+            )
+        self.limiter.check(prompt_tokens, max_tokens)
+
+    def _cost(self, completion: Completion) -> float | None:
+        return None if self.price is None else self.price.cost(completion.usage)
+
+    def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
+        outcomes = self.packer.parse(self.task, pack.items, completion)
+        truncated = completion.finish_reason == "length"
+        cost = self._cost(completion)
+        share = None if cost is None else cost / pack.size
+        updates: list[ItemUpdate] = []
+        redo: list[ItemState] = []
+        ok = ok_first = 0
+        for state in pack.states:
+            outcome = outcomes[state.item.key]
+            if outcome.status == "ok":
+                ok += 1
+                ok_first += state.attempts == 0 and state.transient == 0
+                updates.append(ItemUpdate(state.index, DONE, state.attempts + 1, outcome.answer, cost=share))
+                continue
+            state.last_error, state.last_kind = outcome.reason, outcome.status
+            redo.append(state)
+        retried = 0
+        if truncated and redo:
+            retried = self._after_truncation(Pack(redo), updates)
+        else:
+            for state in redo:
+                retried += self._after_bad_answer(state, updates)
+        row = RequestRow(
+            started=started,
+            finished=time.time(),
+            keys=[s.index for s in pack.states],
+            attempt=max(s.attempts for s in pack.states),
+            status="ok",
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            latency=completion.latency,
+            cost=cost,
+            items_ok=ok,
+        )
+        self.store.record_request(row, updates)
+        self.metrics.observe_request(
+            size=pack.size,
+            latency=completion.latency,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            cost=cost,
+            concurrency=self.concurrency,
+        )
+        self.metrics.observe_items(ok=ok, ok_first_try=ok_first, retried=retried)
+
+    def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
+        """A missing or invalid answer: retry smaller, or fail when attempts are used up."""
+        state.attempts += 1
+        if self.policy.item_exhausted(state.attempts):
+            kind = state.last_kind if state.last_kind in ("missing", "invalid") else "invalid"
+            updates.append(self._failed_update(state, state.last_error, kind))
+            return 0
+        updates.append(ItemUpdate(state.index, PENDING, state.attempts, error=state.last_error))
+        self.planner.retry(state)
+        return 1
+
+    def _after_truncation(self, pack: Pack, updates: list[ItemUpdate]) -> int:
+        decision = self.policy.on_truncated(size=pack.size, boosted=pack.boosted)
+        if isinstance(decision, Split):
+            # Not the items' fault: the pack asked for more than its budget.
+            self._split(pack, 0.0)
+            return pack.size
+        if isinstance(decision, Retry):
+            state = pack.states[0]
+            state.boosted = True
+            state.attempts += 1
+            updates.append(ItemUpdate(state.index, PENDING, state.attempts, error=state.last_error))
+            self.planner.resend(Pack([state]))
+            return 1
+        assert isinstance(decision, Fail)
+        for state in pack.states:
+            state.attempts += 1
+            updates.append(self._failed_update(state, decision.reason, decision.kind))
+        return 0
+
+    def _on_error(self, pack: Pack, error: ProviderError, started: float) -> None:
+        pack.failures += 1
+        decision = self.policy.on_error(error, size=pack.size, failures=pack.failures, rng=self.rng)
+        self.metrics.observe_error(error.kind)
+        updates: list[ItemUpdate] = []
+        now = self.clock()
+        if isinstance(decision, Stop):
+            self.stop_reason = decision.reason
+            self.planner.resend(pack)
+        elif isinstance(decision, Wait):
+            self.limiter.pause(decision.delay)
+            self.planner.resend(pack)
+        elif isinstance(decision, Fail):
+            self._fail(pack.states, decision.reason, decision.kind, updates)
+        else:
+            survivors = self._count_transient(pack, error, updates)
+            if survivors:
+                if isinstance(decision, Split) and len(survivors) > 1:
+                    self._split(Pack(survivors), now + decision.delay)
+                else:
+                    retry = Pack(survivors, failures=pack.failures)
+                    self.planner.resend(retry, now + decision.delay, now=now)
+        row = RequestRow(
+            started=started,
+            finished=time.time(),
+            keys=[s.index for s in pack.states],
+            attempt=max(s.attempts for s in pack.states),
+            status="error",
+            error_kind=error.kind,
+            error=str(error)[:500],
+        )
+        self.store.record_request(row, updates)
+        log.debug("request of %d items failed (%s): %s", pack.size, error.kind, error)
+
+    def _count_transient(
+        self, pack: Pack, error: ProviderError, updates: list[ItemUpdate]
+    ) -> list[ItemState]:
+        survivors: list[ItemState] = []
+        for state in pack.states:
+            state.transient += 1
+            if state.transient >= self.policy.max_transient:
+                updates.append(
+                    self._failed_update(state, f"gave up after repeated errors: {error}", error.kind)
+                )
+            else:
+                survivors.append(state)
+        return survivors
+
+    def _split(self, pack: Pack, at: float) -> None:
+        self.metrics.splits += 1
+        now = self.clock()
+        for half in pack.halves():
+            if half.states:
+                self.planner.resend(half, at, now=now)
+
+    def _failed_update(self, state: ItemState, reason: str, kind: str) -> ItemUpdate:
+        self.metrics.observe_failed(kind)
+        return ItemUpdate(state.index, FAILED, state.attempts, None, reason, kind)
+
+    def _fail(
+        self,
+        states: list[ItemState],
+        reason: str,
+        kind: str,
+        updates: list[ItemUpdate] | None = None,
+    ) -> None:
+        batch = [self._failed_update(state, reason, kind) for state in states]
+        if updates is None:
+            with self.store.transaction():
+                self.store.update_items(batch)
+        else:
+            updates.extend(batch)

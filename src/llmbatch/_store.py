@@ -1,0 +1,303 @@
+"""The SQLite job store: every record's state, every request, the job's config.
+
+One file per job (``<job dir>/job.sqlite``) in WAL mode, so ``status`` can
+read while the job writes. The outcome of one request — its items' answers,
+retries and failures, its usage and cost — is committed in one transaction
+(``record_request``): a crash loses at most the requests in flight, and those
+items are still ``pending`` and are sent again on resume.
+
+Migrations are numbered functions; the ``migrations`` table records which ran.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._types import Result
+
+__all__ = ["ItemUpdate", "JobStore", "RequestRow"]
+
+PENDING, DONE, FAILED = "pending", "done", "failed"
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: ``executescript`` would commit the migration's transaction."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE items (
+            idx INTEGER PRIMARY KEY,       -- position in the input
+            id TEXT NOT NULL,
+            text TEXT,                     -- rendered input, NULL when unreadable
+            input_hash TEXT,
+            status TEXT NOT NULL,          -- pending | done | failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            answer TEXT,                   -- JSON
+            error TEXT NOT NULL DEFAULT '',
+            error_kind TEXT NOT NULL DEFAULT '',
+            cost REAL,
+            from_cache INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX items_status ON items (status, idx);
+        CREATE INDEX items_id ON items (id);
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            started REAL NOT NULL,
+            finished REAL NOT NULL,
+            keys TEXT NOT NULL,            -- JSON list of item positions
+            size INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,          -- ok | error
+            error_kind TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            latency REAL,
+            cost REAL,
+            items_ok INTEGER NOT NULL DEFAULT 0
+        );
+        """
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial,)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemUpdate:
+    """A change to one item, applied inside a request's transaction."""
+
+    index: int
+    status: str
+    attempts: int
+    answer: Any = None
+    error: str = ""
+    error_kind: str = ""
+    cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    started: float
+    finished: float
+    keys: Sequence[int]
+    attempt: int
+    status: str
+    error_kind: str = ""
+    error: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    latency: float | None = None
+    cost: float | None = None
+    items_ok: int = 0
+
+
+class JobStore:
+    """The job's SQLite file. ``JobStore.open(job_dir)``; close with ``close()``."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, job_dir: str | Path, *, readonly: bool = False) -> JobStore:
+        job_dir = Path(job_dir)
+        path = job_dir / "job.sqlite"
+        if readonly:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode is durable against process crashes (kill -9);
+            # only an OS crash can lose the last transactions.
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        store = cls(db, path)
+        if not readonly:
+            store._migrate()
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (id INTEGER PRIMARY KEY, name TEXT, applied REAL)"
+        )
+        done = {row[0] for row in self.db.execute("SELECT id FROM migrations")}
+        for number, migration in enumerate(MIGRATIONS, start=1):
+            if number in done:
+                continue
+            with self.transaction():
+                migration(self.db)
+                self.db.execute(
+                    "INSERT INTO migrations VALUES (?, ?, ?)",
+                    (number, migration.__name__, time.time()),
+                )
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # -- meta ------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    # -- items -----------------------------------------------------------------
+
+    def add_items(self, rows: Iterable[tuple[int, str, str | None, str | None, str, str, str]]) -> None:
+        """Insert (idx, id, text, input_hash, status, error, error_kind) rows, skipping known ones."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO items (idx, id, text, input_hash, status, error, error_kind)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def fail_duplicate_ids(self) -> list[tuple[str, int, int]]:
+        """Fail every later record that repeats an earlier id; returns (id, first, again) lines."""
+        dupes = self.db.execute(
+            "SELECT later.id, MIN(first.idx), later.idx FROM items AS later"
+            " JOIN items AS first ON first.id = later.id AND first.idx < later.idx"
+            " WHERE later.error_kind != 'duplicate_id' GROUP BY later.idx ORDER BY later.idx"
+        ).fetchall()
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE items SET status = ?, error = ?, error_kind = 'duplicate_id' WHERE idx = ?",
+                [(FAILED, f"duplicate id {d[0]!r}: first used by record {d[1]}", d[2]) for d in dupes],
+            )
+        return [(d[0], d[1], d[2]) for d in dupes]
+
+    def pending(self, after: int = -1, limit: int = 1000) -> list[tuple[int, str, str, int]]:
+        """The next pending items after position ``after``: (idx, id, text, attempts)."""
+        return self.db.execute(
+            "SELECT idx, id, text, attempts FROM items WHERE status = ? AND idx > ? ORDER BY idx LIMIT ?",
+            (PENDING, after, limit),
+        ).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall()
+        return {status: n for status, n in rows}
+
+    def failures_by_kind(self) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT error_kind, COUNT(*) FROM items WHERE status = ? GROUP BY error_kind", (FAILED,)
+        ).fetchall()
+        return {kind or "unknown": n for kind, n in rows}
+
+    def results(self) -> Iterator[Result]:
+        """Every item's final state, in input order, streamed."""
+        cursor = self.db.execute(
+            "SELECT idx, id, status, answer, error, error_kind, attempts FROM items ORDER BY idx"
+        )
+        for idx, item_id, status, answer, error, kind, attempts in cursor:
+            yield Result(
+                index=idx,
+                id=item_id,
+                status="ok" if status == DONE else "failed",
+                answer=None if answer is None else json.loads(answer),
+                error=error if status != DONE else "",
+                error_kind=kind if status != DONE else "",
+                attempts=attempts,
+            )
+
+    # -- requests ----------------------------------------------------------------
+
+    def record_request(self, request: RequestRow, updates: Sequence[ItemUpdate]) -> None:
+        """Commit one request and its items' new states together."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO requests (started, finished, keys, size, attempt, status, error_kind,"
+                " error, prompt_tokens, completion_tokens, cached_tokens, latency, cost, items_ok)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request.started,
+                    request.finished,
+                    json.dumps(list(request.keys)),
+                    len(request.keys),
+                    request.attempt,
+                    request.status,
+                    request.error_kind,
+                    request.error,
+                    request.prompt_tokens,
+                    request.completion_tokens,
+                    request.cached_tokens,
+                    request.latency,
+                    request.cost,
+                    request.items_ok,
+                ),
+            )
+            self.update_items(updates)
+
+    def update_items(self, updates: Sequence[ItemUpdate]) -> None:
+        if not updates:
+            return
+        self.db.executemany(
+            "UPDATE items SET status = ?, attempts = ?, answer = ?, error = ?, error_kind = ?,"
+            " cost = COALESCE(?, cost) WHERE idx = ?",
+            [
+                (
+                    u.status,
+                    u.attempts,
+                    None if u.answer is None else json.dumps(u.answer, ensure_ascii=False),
+                    u.error,
+                    u.error_kind,
+                    u.cost,
+                    u.index,
+                )
+                for u in updates
+            ],
+        )
+
+    def request_totals(self) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT COUNT(*), SUM(status = 'ok'), SUM(prompt_tokens), SUM(completion_tokens),"
+            " SUM(cached_tokens), SUM(cost), SUM(cost IS NULL) FROM requests"
+        ).fetchone()
+        keys = (
+            "requests",
+            "ok",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cost",
+            "unpriced",
+        )
+        return {k: (v or 0) for k, v in zip(keys, row, strict=True)}
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error (the connection is in autocommit mode)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,18 @@
+"""Providers: one module per backend, registered by name in ``PROVIDERS``."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import PROVIDERS, Provider, ProviderConfig, create_provider, register
+
+__all__ = ["PROVIDERS", "Provider", "ProviderConfig", "create_provider", "register"]
+
+# Built-in providers, imported on first use so that an optional dependency
+# (llama-cpp-python, anthropic) is only needed by the provider that uses it.
+_BUILTIN = ("openai", "sim", "local")
+
+
+def load_builtin() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(f"{__name__}.{module}")

@@ -1,0 +1,105 @@
+"""The provider interface and its registry.
+
+A provider turns a provider-neutral ``Request`` into a ``Completion`` and
+translates every SDK or transport error into llmbatch's exception tree at
+this edge, so nothing past it knows which SDK was used. Capabilities are
+class attributes; the runner reads them instead of checking names.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from .._exceptions import UsageError
+from .._types import Completion, Request
+
+__all__ = ["PROVIDERS", "Provider", "ProviderConfig", "create_provider", "register"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """Options every provider understands; ``extra`` holds provider-specific ones.
+
+    ``api_key`` is kept out of ``repr`` so that it never reaches a log line.
+    """
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 120.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """One backend. Use as ``async with provider:`` or call ``aclose()``."""
+
+    name: ClassVar[str]
+    supports_json_schema: ClassVar[bool] = False
+    supports_tools: ClassVar[bool] = False
+    context_tokens: ClassVar[int] = 128_000
+    billed: ClassVar[bool] = True
+    """False for backends that cost nothing per token (a local model)."""
+
+    model: str
+
+    @property
+    def default_pack(self) -> str:
+        """The pack format to use when none is chosen: the most constrained one available."""
+        if self.supports_json_schema:
+            return "json"
+        if self.supports_tools:
+            return "tools"
+        return "numbered"
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go (part of the cache key); never contains a secret."""
+        return self.name
+
+    async def start(self) -> None:
+        """Open connections or start servers; called once before the first request."""
+
+    @abstractmethod
+    async def complete(self, request: Request) -> Completion:
+        """Send one request; raise a ``ProviderError`` subclass on failure."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+    async def __aenter__(self) -> Provider:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+PROVIDERS: dict[str, Callable[[ProviderConfig], Provider]] = {}
+
+P = TypeVar("P", bound=type[Provider])
+
+
+def register(name: str) -> Callable[[P], P]:
+    """Class decorator: make a provider available as ``--provider NAME``."""
+
+    def add(cls: P) -> P:
+        cls.name = name
+        PROVIDERS[name] = cls
+        return cls
+
+    return add
+
+
+def create_provider(name: str, config: ProviderConfig) -> Provider:
+    from . import load_builtin
+
+    load_builtin()
+    try:
+        factory = PROVIDERS[name]
+    except KeyError:
+        known = ", ".join(sorted(PROVIDERS))
+        raise UsageError(f"unknown provider {name!r}; choose from {known}") from None
+    return factory(config)

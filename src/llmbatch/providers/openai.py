@@ -1,0 +1,214 @@
+"""Any OpenAI-compatible Chat Completions endpoint, through the official SDK.
+
+The SDK's own retries are off: retrying is the policy's job, which knows about
+packs, splits and the shared rate limit. Every SDK error is translated into
+llmbatch's exception tree in ``map_openai_errors``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import openai
+
+from .._exceptions import (
+    AuthenticationError,
+    BadRequest,
+    ConnectionFailed,
+    FatalError,
+    ProviderError,
+    QuotaExhausted,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    UsageError,
+)
+from .._headers import parse_retry_after
+from .._types import Completion, Request, Usage
+from .base import Provider, ProviderConfig, register
+
+__all__ = ["OpenAIProvider", "chat_body", "map_openai_errors"]
+
+_KEPT_HEADERS = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+
+
+def chat_body(request: Request, model: str) -> dict[str, Any]:
+    """The Chat Completions body for a request (also used for batch-API lines)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": request.system},
+            {"role": "user", "content": request.user},
+        ],
+        "max_tokens": request.max_tokens,
+    }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.mode == "json_schema" and request.schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True},
+        }
+    elif request.mode == "tool" and request.schema is not None:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": request.schema_name,
+                    "description": "Record the answer of every item, under the item's key.",
+                    "parameters": request.schema,
+                    "strict": True,
+                },
+            }
+        ]
+        body["tool_choice"] = {"type": "function", "function": {"name": request.schema_name}}
+        body["parallel_tool_calls"] = False
+    return body
+
+
+def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> Completion:
+    """A Completion from a ChatCompletion object (SDK model or plain dict)."""
+    if isinstance(data, dict):
+        data = openai.types.chat.ChatCompletion.model_validate(data)
+    if not data.choices:
+        raise ServerError("the provider returned no choices")
+    choice = data.choices[0]
+    message = choice.message
+    content = message.content or ""
+    if message.tool_calls:
+        call = message.tool_calls[0]
+        content = getattr(getattr(call, "function", None), "arguments", "") or ""
+    finish = choice.finish_reason or "stop"
+    if finish == "tool_calls":
+        finish = "stop"
+    if getattr(message, "refusal", None) and not content:
+        finish = "refusal"
+    usage = data.usage
+    cached = 0
+    if usage is not None and usage.prompt_tokens_details is not None:
+        cached = usage.prompt_tokens_details.cached_tokens or 0
+    return Completion(
+        content=content,
+        finish_reason=finish,
+        usage=Usage(
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=cached,
+        ),
+        latency=latency,
+        headers=headers,
+        model=data.model or "",
+    )
+
+
+def _kept_headers(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_KEPT_HEADERS)}
+
+
+def _error_code(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    code = error.get("code") or error.get("type") or "" if isinstance(error, dict) else ""
+    return str(code or getattr(exc, "code", "") or "")
+
+
+@contextmanager
+def map_openai_errors(secret: str | None = None) -> Iterator[None]:
+    """Translate SDK errors into llmbatch errors; scrub the API key from messages."""
+
+    def clean(message: str) -> str:
+        message = " ".join(message.split())[:500]
+        return message.replace(secret, "***") if secret else message
+
+    try:
+        yield
+    except openai.APITimeoutError as exc:
+        raise RequestTimeout("the request timed out") from exc
+    except openai.APIConnectionError as exc:
+        raise ConnectionFailed(clean(f"cannot reach the endpoint: {exc}")) from exc
+    except openai.APIStatusError as exc:
+        status, code = exc.status_code, _error_code(exc)
+        message = clean(f"HTTP {status}: {exc.message}")
+        if status == 429:
+            if code == "insufficient_quota":
+                raise QuotaExhausted(
+                    f"{message} — the account's quota or spend limit is exhausted; "
+                    "raise it, then run the same command again to resume",
+                    status=status,
+                ) from exc
+            wait = parse_retry_after(exc.response.headers, time.time())
+            raise RateLimited(message, retry_after=wait) from exc
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"{message} — check the API key (OPENAI_API_KEY or --api-key) and its permissions",
+                status=status,
+            ) from exc
+        if status == 404:
+            raise FatalError(f"{message} — check --model and --base-url", status=status) from exc
+        if status in (400, 413, 422):
+            raise BadRequest(message, status=status) from exc
+        if status >= 500 or status in (408, 409):
+            raise ServerError(message, status=status) from exc
+        raise ProviderError(message, status=status) from exc
+    except openai.OpenAIError as exc:
+        raise ProviderError(clean(str(exc))) from exc
+
+
+@register("openai")
+class OpenAIProvider(Provider):
+    """OpenAI or any OpenAI-compatible server (vLLM, llama.cpp, Ollama, the simulator).
+
+    >>> provider = OpenAIProvider(ProviderConfig(model="gpt-4o-mini"))  # doctest: +SKIP
+    """
+
+    supports_json_schema = True
+    supports_tools = True
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.api_key = config.api_key or os.environ.get("OPENAI_API_KEY")
+        if not self.api_key:
+            if self.base_url is None:
+                raise UsageError(
+                    "no API key: set the OPENAI_API_KEY environment variable or pass --api-key "
+                    "(or --base-url for a local server)"
+                )
+            self.api_key = "not-needed"  # local servers ignore it, the SDK insists on one
+        self.model = config.model or os.environ.get("LLMBATCH_MODEL") or "gpt-4o-mini"
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.name}:{self.base_url or 'default'}"
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=self.config.timeout,
+            )
+
+    async def complete(self, request: Request) -> Completion:
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        body = chat_body(request, self.model)
+        started = time.monotonic()
+        with map_openai_errors(self.api_key):
+            raw = await self._client.chat.completions.with_raw_response.create(**body)
+            data = raw.parse()
+        latency = time.monotonic() - started
+        with map_openai_errors(self.api_key):
+            return parse_chat_response(data, latency, _kept_headers(raw.headers))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,1 @@
+"""Human-facing views of a job: terminal tables and the HTML report."""

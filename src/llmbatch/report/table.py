@@ -1,0 +1,71 @@
+"""The metrics table printed at the end of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+__all__ = ["metrics_table"]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def _secs(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
+
+
+def _usd(value: float | None, digits: int = 4) -> str:
+    return "unknown" if value is None else f"${value:.{digits}f}"
+
+
+def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Table:
+    """A two-column table of the run's metrics (``Metrics.summary()``)."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    done = summary["items_ok"] + summary["items_failed"]
+    rows: list[tuple[str, str]] = [
+        (
+            "records",
+            f"{summary['items_total']:,} ({summary['items_ok']:,} ok, {summary['items_failed']:,} failed)",
+        ),
+    ]
+    if summary.get("items_skipped"):
+        rows.append(("already done (resumed)", f"{summary['items_skipped']:,}"))
+    if summary.get("items_cached"):
+        rows.append(("from cache", f"{summary['items_cached']:,}"))
+    rows += [
+        ("batch success rate", _pct(summary["batch_success_rate"])),
+        ("item success rate", _pct(summary["item_success_rate"])),
+        ("first-try success", _pct(summary["first_try_rate"])),
+        (
+            "throughput",
+            f"{summary['items_per_min']:,.0f} items/min ({done:,} in {summary['elapsed_s']:.1f} s)",
+        ),
+        ("requests", f"{summary['requests']:,} (mean pack {summary['mean_pack_size'] or 0:.1f})"),
+        (
+            "latency mean / p50 / p95",
+            " / ".join(_secs(summary[k]) for k in ("latency_mean_s", "latency_p50_s", "latency_p95_s")),
+        ),
+        (
+            "tokens in / out / cached",
+            f"{summary['prompt_tokens']:,} / {summary['completion_tokens']:,} / {summary['cached_tokens']:,}",
+        ),
+        ("cost", _usd(summary["cost_usd"])),
+        ("cost per item", _usd(summary["cost_per_item_usd"], 6)),
+        ("retries / splits", f"{summary['retries']:,} / {summary['splits']:,}"),
+        ("429s / timeouts", f"{summary['rate_limited']:,} / {summary['timeouts']:,}"),
+    ]
+    errors = summary.get("requests_failed_by_kind") or {}
+    if errors:
+        rows.append(("failed requests by kind", ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))))
+    failed = summary.get("failed_by_kind") or {}
+    if failed:
+        rows.append(("failed records by kind", ", ".join(f"{k} {v}" for k, v in sorted(failed.items()))))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
