@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._cache import ResultCache
 from ._io import open_reader, open_writer
 from ._metrics import Metrics
 from ._pricing import Price, PriceTable
@@ -42,6 +43,8 @@ class JobSpec:
     restart: bool = False
     input_format: str | None = None
     output_format: str | None = None
+    cache_dir: Path | None = None
+    """Where the shared result cache lives; None disables it."""
 
 
 @dataclass(slots=True)
@@ -106,8 +109,22 @@ async def run_job(spec: JobSpec, provider: Provider, metrics: Metrics | None = N
             reader = open_reader(spec.input, spec.input_format)
             notices.extend(ingest(store, spec.task, reader))
             price = _price_of(spec, provider)
-            runner = Runner(spec.task, provider, store, spec.options, price=price, metrics=metrics)
-            result_metrics = await runner.run()
+            cache = None
+            if spec.cache_dir is not None:
+                cache = ResultCache.open(
+                    spec.cache_dir,
+                    endpoint=provider.endpoint,
+                    model=provider.model,
+                    task_fingerprint=spec.task.fingerprint,
+                )
+            try:
+                runner = Runner(
+                    spec.task, provider, store, spec.options, price=price, metrics=metrics, cache=cache
+                )
+                result_metrics = await runner.run()
+            finally:
+                if cache is not None:
+                    cache.close()
             rows = 0
             if spec.output is not None:
                 rows = open_writer(spec.output, spec.task, spec.output_format).write(store.results())

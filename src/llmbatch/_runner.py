@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._cache import ResultCache
+from ._control import ConcurrencyControl, PackSizeControl
 from ._exceptions import FatalError, ItemError, ProviderError, UsageError
 from ._io import Record
 from ._limiter import RateLimiter
@@ -28,6 +30,7 @@ from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
 from ._pricing import Price
 from ._store import DONE, FAILED, PENDING, ItemUpdate, JobStore, RequestRow
 from ._task import Task
+from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
 from ._types import Completion
 from .providers.base import Provider
 
@@ -43,8 +46,11 @@ Sleep = Callable[[float], Awaitable[None]]
 class RunOptions:
     """How to run a job (the CLI's options, minus the I/O paths)."""
 
-    batch_size: int = 10
+    batch_size: int | None = None
+    """Records per request; None sizes packs adaptively (start 5, up to max_batch_size)."""
+    max_batch_size: int = 50
     concurrency: int = 8
+    """The cap; actual concurrency adapts below it (AIMD)."""
     pack: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 120.0
@@ -121,6 +127,7 @@ class Runner:
         price: Price | None = None,
         metrics: Metrics | None = None,
         limiter: RateLimiter | None = None,
+        cache: ResultCache | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -136,10 +143,21 @@ class Runner:
         self.policy = options.policy
         self.rng = random.Random(options.seed)
         self.packer = self._choose_packer()
-        self.batch_size = options.batch_size
-        self.concurrency = options.concurrency
+        self.cache = cache
+        self.calibration = Calibration()
+        self.sizer = PackSizeControl(
+            start=options.batch_size or 5,
+            max_batch=options.batch_size or options.max_batch_size,
+            adaptive=options.batch_size is None,
+            clock=clock,
+        )
+        self.flow = ConcurrencyControl(
+            options.concurrency, clock, start=options.concurrency if options.batch_size else None
+        )
+        self.best_latency: dict[int, float] = {}
+        self._prefix_tokens: int | None = None
         self.planner = Planner(
-            store.pending,
+            self._load_page,
             retry_size=self.policy.retry_size,
             shuffle=options.shuffle,
             rng=random.Random(options.seed),
@@ -161,6 +179,38 @@ class Runner:
         return packer
 
     # -- the dispatch loop ---------------------------------------------------------
+
+    @property
+    def concurrency(self) -> int:
+        return self.flow.limit
+
+    @property
+    def batch_size(self) -> int:
+        return self.sizer.size
+
+    def _load_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
+        """The next pending items not answered by the cache (cache hits are stored as done)."""
+        while True:
+            rows = self.store.pending(after, limit)
+            if not rows or self.cache is None:
+                return rows
+            keys = [self.cache.key(text) for _, _, text, _ in rows]
+            hits = self.cache.get_many(keys)
+            if not hits:
+                return rows
+            misses, updates = [], []
+            for row, key in zip(rows, keys, strict=True):
+                if key in hits:
+                    updates.append(ItemUpdate(row[0], DONE, row[3], hits[key]))
+                else:
+                    misses.append(row)
+            with self.store.transaction():
+                self.store.update_items(updates)
+            self.metrics.items_cached += len(updates)
+            self.metrics.observe_items(ok=len(updates))
+            if misses:
+                return misses
+            after = rows[-1][0]
 
     async def run(self) -> Metrics:
         """Send every pending item; returns the metrics. Raises FatalError if the job had to stop."""
@@ -221,14 +271,16 @@ class Runner:
         budget = self.task.answer_budget * (self.policy.budget_boost if pack.boosted else 1)
         request = self.packer.render(self.task, pack.items, answer_tokens=budget)
         try:
-            self._check_fits(request.est_prompt_tokens, request.max_tokens)
+            self._check_fits(self.calibration.correct(request.est_prompt_tokens), request.max_tokens)
         except ItemError as exc:
             if pack.size > 1:
                 self._split(pack, 0.0)
                 return
             self._fail(pack.states, str(exc), exc.kind)
             return
-        reservation = await self.limiter.acquire(request.est_prompt_tokens, request.max_tokens)
+        self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
+        estimate = self.calibration.correct(request.est_prompt_tokens)
+        reservation = await self.limiter.acquire(estimate, request.max_tokens)
         started = time.time()
         self.in_flight += 1
         try:
@@ -240,9 +292,21 @@ class Runner:
         finally:
             self.in_flight -= 1
         usage = completion.usage
+        self.calibration.observe(request.est_prompt_tokens, usage.prompt_tokens)
         self.limiter.settle(reservation, usage.prompt_tokens, usage.completion_tokens)
         self.limiter.observe_headers(completion.headers)
         self._on_completion(pack, completion, started)
+
+    def _fit(self, system: str, prompt_tokens: int, max_tokens: int, size: int) -> None:
+        """Cap the pack size at what fits the model's context and the token limit."""
+        if self._prefix_tokens is None:
+            self._prefix_tokens = count_tokens(system) + 2 * MESSAGE_OVERHEAD
+        per_item = max(1, prompt_tokens - self._prefix_tokens) / size + max_tokens / size
+        room = self.provider.context_tokens
+        tokens = self.limiter.buckets.get("tokens")
+        if tokens is not None:
+            room = min(room, int(tokens.capacity))
+        self.sizer.fit(int((room - self._prefix_tokens - 16) / per_item))
 
     def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
         context = self.provider.context_tokens
@@ -294,6 +358,11 @@ class Runner:
             items_ok=ok,
         )
         self.store.record_request(row, updates)
+        if self.cache is not None:
+            self.cache.put_many(
+                (self.cache.key(u_state.item.text), u.answer) for u, u_state in _done_pairs(updates, pack)
+            )
+        self._steer(pack.size, completion.latency, ok_first, ok)
         self.metrics.observe_request(
             size=pack.size,
             latency=completion.latency,
@@ -304,6 +373,14 @@ class Runner:
             concurrency=self.concurrency,
         )
         self.metrics.observe_items(ok=ok, ok_first_try=ok_first, retried=retried)
+
+    def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
+        """Feed the controllers with one successful request."""
+        best = self.best_latency.get(size)
+        if best is None or latency < best:
+            self.best_latency[size] = latency
+        self.flow.on_success(latency, best)
+        self.sizer.observe(size=size, ok_first=ok_first, ok=ok, requests_in_flight=self.in_flight)
 
     def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
         """A missing or invalid answer: retry smaller, or fail when attempts are used up."""
@@ -339,6 +416,8 @@ class Runner:
         pack.failures += 1
         decision = self.policy.on_error(error, size=pack.size, failures=pack.failures, rng=self.rng)
         self.metrics.observe_error(error.kind)
+        if error.kind in ("rate_limited", "timeout"):
+            self.flow.on_pressure(self.best_latency.get(pack.size, 1.0))
         updates: list[ItemUpdate] = []
         now = self.clock()
         if isinstance(decision, Stop):
@@ -407,3 +486,11 @@ class Runner:
                 self.store.update_items(batch)
         else:
             updates.extend(batch)
+
+
+def _done_pairs(updates: list[ItemUpdate], pack: Pack) -> Iterator[tuple[ItemUpdate, ItemState]]:
+    """(update, state) for the items of ``pack`` that this request answered."""
+    by_index = {state.index: state for state in pack.states}
+    for update in updates:
+        if update.status == DONE and update.index in by_index:
+            yield update, by_index[update.index]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import click
 from rich.console import Console
 
 from . import __version__
+from ._cache import default_cache_dir
 from ._exceptions import FatalError, LLMBatchError, UsageError
 from ._job import JobSpec, default_job_dir, run_job
 from ._packing import PACKERS
@@ -59,9 +61,71 @@ def main() -> None:
     """
 
 
+class _BatchSize(click.ParamType):
+    """A whole number of records per request, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or value == "auto":
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
+        if not 1 <= number <= 1000:
+            self.fail("must be from 1 to 1000, or auto", param, ctx)
+        return number
+
+
+def _default_provider(opts: dict[str, Any]) -> str:
+    """openai when an API key or endpoint is configured, else the bundled local model."""
+    if opts["model_path"]:
+        return "local"
+    configured = opts["api_key"] or opts["base_url"] or os.environ.get("OPENAI_API_KEY")
+    if configured:
+        return "openai"
+    from .providers.local import INSTALL_HINT, local_available
+
+    if not local_available():
+        raise UsageError(f"no API key or base URL is set, and {INSTALL_HINT}")
+    if not opts["quiet"]:
+        err.print(
+            "no API key or base URL set: using the bundled local model (SmolLM2-135M, offline); "
+            "for a hosted API set OPENAI_API_KEY (and --model), or --base-url",
+            highlight=False,
+        )
+    return "local"
+
+
+def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
+    cache_dir = None if opts["no_cache"] else (opts["cache_dir"] or default_cache_dir())
+    return JobSpec(
+        task=task,
+        input=opts["input_path"],
+        output=output,
+        job_dir=opts["job_dir"] or default_job_dir(opts["input_path"], task),
+        options=RunOptions(
+            batch_size=opts["batch_size"],
+            max_batch_size=opts["max_batch_size"],
+            concurrency=opts["concurrency"],
+            pack=opts["pack"],
+            policy=RetryPolicy(max_attempts=opts["max_attempts"]),
+            timeout=opts["timeout"],
+            rpm=opts["rpm"],
+            tpm=opts["tpm"],
+            seed=opts["seed"],
+        ),
+        prices=PriceTable.load(opts["prices"]),
+        restart=opts["restart"],
+        cache_dir=cache_dir,
+    )
+
+
 @main.command(
     epilog="""\b
 Examples:
+  llmbatch run reviews.jsonl --task sentiment.toml --out labels.jsonl          (local model)
   llmbatch run reviews.jsonl --task sentiment.toml --provider sim --out labels.jsonl
   OPENAI_API_KEY=... llmbatch run data.csv --task extract.toml --model gpt-4o-mini --out out.csv
   llmbatch run data.jsonl --task t.toml --base-url http://127.0.0.1:8000/v1 --pack numbered
@@ -69,120 +133,57 @@ Examples:
 )
 @click.argument("input_path", metavar="INPUT")
 @click.option("--task", "task_path", required=True, type=click.Path(dir_okay=False), help="Task file (TOML).")
+@click.option("--out", "output", help="Output .jsonl or .csv (- for stdout). Default: <input>-<task>.jsonl")
+@click.option("--provider", help="openai, local, sim. Default: openai if a key/URL is set, else local.")
+@click.option("--model", help="Model name.")
+@click.option("--model-path", type=click.Path(dir_okay=False, exists=True), help="GGUF file (local).")
 @click.option(
-    "--out",
-    "output",
-    help="Output file (.jsonl or .csv; - for stdout). Default: <input>-<task>.jsonl",
+    "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint [env OPENAI_BASE_URL]."
 )
-@click.option("--provider", default=None, help="openai, sim. Default: openai.")
-@click.option("--model", default=None, help="Model name.")
+@click.option("--api-key", help="API key; better set OPENAI_API_KEY.")
 @click.option(
-    "--base-url",
-    default=None,
-    envvar="OPENAI_BASE_URL",
-    help="OpenAI-compatible endpoint (env OPENAI_BASE_URL).",
-)
-@click.option("--api-key", default=None, help="API key (better: the OPENAI_API_KEY environment variable).")
-@click.option(
-    "--pack",
-    type=click.Choice(sorted(PACKERS)),
-    default=None,
-    help="Pack format. Default: json where supported.",
+    "--pack", type=click.Choice(sorted(PACKERS)), help="Pack format. Default: json where supported."
 )
 @click.option(
-    "--batch-size",
-    type=click.IntRange(1, 1000),
-    default=10,
-    show_default=True,
-    help="Records per request.",
+    "--batch-size", type=_BatchSize(), default="auto", show_default=True, help="Records per request."
 )
+@click.option("--max-batch-size", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1000),
-    default=8,
-    show_default=True,
-    help="Requests in flight.",
+    "--concurrency", type=click.IntRange(1, 1000), default=8, show_default=True, help="Most in flight."
 )
+@click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option(
-    "--max-attempts",
-    type=click.IntRange(1, 20),
-    default=3,
-    show_default=True,
-    help="Answer attempts per record.",
+    "--timeout", type=click.FloatRange(0.1), default=120.0, show_default=True, help="Per request, s."
 )
+@click.option("--rpm", type=click.FloatRange(1), help="Requests per minute (else learnt from headers).")
+@click.option("--tpm", type=click.FloatRange(1), help="Tokens per minute (else learnt from headers).")
 @click.option(
-    "--timeout",
-    type=click.FloatRange(0.1),
-    default=120.0,
-    show_default=True,
-    help="Seconds per request.",
-)
-@click.option("--rpm", type=click.FloatRange(1), default=None, help="Requests per minute limit.")
-@click.option("--tpm", type=click.FloatRange(1), default=None, help="Tokens per minute limit.")
-@click.option(
-    "--job-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where the job's state lives. Default: .llmbatch/<input>-<task>",
+    "--job-dir", type=click.Path(file_okay=False, path_type=Path), help="Default .llmbatch/<input>-<task>"
 )
 @click.option("--restart", is_flag=True, help="Forget the job's state and start over.")
-@click.option(
-    "--prices",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="JSON price table overriding the shipped one.",
-)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Shared result cache.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
+@click.option("--prices", type=click.Path(dir_okay=False), help="JSON price table over the shipped one.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for jitter and shuffling.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every failed request.")
-def run(
-    input_path: str,
-    task_path: str,
-    output: str | None,
-    provider: str | None,
-    model: str | None,
-    base_url: str | None,
-    api_key: str | None,
-    pack: str | None,
-    batch_size: int,
-    concurrency: int,
-    max_attempts: int,
-    timeout: float,
-    rpm: float | None,
-    tpm: float | None,
-    job_dir: Path | None,
-    restart: bool,
-    prices: str | None,
-    seed: int,
-    quiet: bool,
-    verbose: bool,
-) -> None:
+def run(**opts: Any) -> None:
     """Run TASK over every record of INPUT (.jsonl or .csv; - for stdin)."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+        level=logging.DEBUG if opts["verbose"] else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    task = Task.from_file(task_path)
-    output = output or f"{'stdin' if input_path == '-' else Path(input_path).stem}-{task.name}.jsonl"
-    config = ProviderConfig(model=model, base_url=base_url, api_key=api_key, timeout=timeout)
-    backend = create_provider(provider or "openai", config)
-    spec = JobSpec(
-        task=task,
-        input=input_path,
-        output=output,
-        job_dir=job_dir or default_job_dir(input_path, task),
-        options=RunOptions(
-            batch_size=batch_size,
-            concurrency=concurrency,
-            pack=pack,
-            policy=RetryPolicy(max_attempts=max_attempts),
-            timeout=timeout,
-            rpm=rpm,
-            tpm=tpm,
-            seed=seed,
-        ),
-        prices=PriceTable.load(prices),
-        restart=restart,
+    task = Task.from_file(opts["task_path"])
+    stem = "stdin" if opts["input_path"] == "-" else Path(opts["input_path"]).stem
+    output = opts["output"] or f"{stem}-{task.name}.jsonl"
+    config = ProviderConfig(
+        model=opts["model"],
+        base_url=opts["base_url"],
+        api_key=opts["api_key"],
+        timeout=opts["timeout"],
+        extra={"model_path": opts["model_path"]} if opts["model_path"] else {},
     )
+    backend = create_provider(opts["provider"] or _default_provider(opts), config)
+    spec = _spec(opts, task, output)
     to_stdout = output == "-"
     out = Console(stderr=to_stdout)
     try:
@@ -190,7 +191,7 @@ def run(
     except KeyboardInterrupt:
         err.print(f"interrupted: state saved; run the same command again to resume (job dir {spec.job_dir})")
         sys.exit(EXIT_INTERRUPTED)
-    if not quiet:
+    if not opts["quiet"]:
         for notice in result.notices:
             err.print(notice, highlight=False)
         out.print(metrics_table(result.metrics.summary(), title=f"llmbatch · {task.name} · {backend.model}"))
