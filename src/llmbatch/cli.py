@@ -61,7 +61,7 @@ def main() -> None:
     """
 
 
-class _BatchSize(click.ParamType):
+class _BatchSize(click.ParamType):  # type: ignore[type-arg]
     """A whole number of records per request, or ``auto``."""
 
     name = "N|auto"

@@ -15,7 +15,9 @@ from .openai import OpenAIProvider
 
 __all__ = ["SimProvider"]
 
-DEMO_LATENCY = {"base_latency": 0.05, "per_input_token": 0.00002, "per_output_token": 0.001}
+DEMO_BASE_LATENCY = 0.05
+DEMO_PER_INPUT_TOKEN = 0.00002
+DEMO_PER_OUTPUT_TOKEN = 0.001
 """A little latency so that the demo's throughput figures mean something."""
 
 
@@ -26,7 +28,12 @@ class SimProvider(OpenAIProvider):
 
         sim_config = config.extra.get("sim")
         if sim_config is None:
-            sim_config = SimConfig(model=config.model or "sim-1", **DEMO_LATENCY)
+            sim_config = SimConfig(
+                model=config.model or "sim-1",
+                base_latency=DEMO_BASE_LATENCY,
+                per_input_token=DEMO_PER_INPUT_TOKEN,
+                per_output_token=DEMO_PER_OUTPUT_TOKEN,
+            )
         self.sim_config = sim_config
         super().__init__(
             dataclasses.replace(
