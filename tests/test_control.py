@@ -1,0 +1,117 @@
+"""The controllers' decisions, driven by a fake clock: no sleeping."""
+
+from __future__ import annotations
+
+from llmbatch._control import ConcurrencyControl, PackSizeControl
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_concurrency_starts_low_and_slow_starts_to_the_cap() -> None:
+    control = ConcurrencyControl(16, FakeClock())
+    assert control.limit == 4
+    for _ in range(20):
+        control.on_success(1.0, 1.0)
+    assert control.limit == 16
+
+
+def test_concurrency_halves_on_pressure_once_per_window() -> None:
+    clock = FakeClock()
+    control = ConcurrencyControl(16, clock, start=16)
+    control.on_pressure(latency_hint=1.0)
+    assert control.limit == 8
+    control.on_pressure(latency_hint=1.0)  # same burst: no second decrease
+    assert control.limit == 8
+    clock.now = 2.0
+    control.on_pressure(latency_hint=1.0)
+    assert control.limit == 4
+
+
+def test_concurrency_grows_additively_after_a_decrease() -> None:
+    control = ConcurrencyControl(32, FakeClock(), start=8)
+    control.on_pressure()
+    assert control.limit == 4
+    for _ in range(3):
+        control.on_success(1.0, 1.0)
+    assert control.limit == 4  # +1 only after a full window of 4 successes
+    control.on_success(1.0, 1.0)
+    assert control.limit == 5
+
+
+def test_concurrency_does_not_grow_when_latency_does_not_hold() -> None:
+    control = ConcurrencyControl(32, FakeClock(), start=4)
+    for _ in range(10):
+        control.on_success(latency=3.0, baseline=1.0)
+    assert control.limit == 4
+
+
+def test_concurrency_never_below_one() -> None:
+    clock = FakeClock()
+    control = ConcurrencyControl(4, clock, start=1)
+    for step in range(5):
+        clock.now = step * 10.0
+        control.on_pressure()
+    assert control.limit == 1
+
+
+def _window(control: PackSizeControl, clock: FakeClock, *, seconds: float, ok_share: float) -> None:
+    size = control.size
+    for _ in range(control.window_requests):
+        ok = round(size * ok_share)
+        control.observe(size=size, ok_first=ok, ok=ok, requests_in_flight=1)
+    clock.now += seconds
+
+
+def test_pack_size_grows_while_answers_hold_and_throughput_rises() -> None:
+    clock = FakeClock()
+    control = PackSizeControl(start=5, max_batch=50, clock=clock, window_requests=2)
+    sizes = [control.size]
+    for _ in range(8):
+        clock.now += 1.0  # each window takes 1 s whatever the size: bigger is faster
+        _window(control, clock, seconds=0.0, ok_share=1.0)
+        sizes.append(control.size)
+    assert sizes[0] == 5
+    assert sizes == sorted(sizes)
+    assert sizes[-1] == 50
+
+
+def test_pack_size_shrinks_when_items_come_back_missing() -> None:
+    clock = FakeClock()
+    control = PackSizeControl(start=20, max_batch=50, clock=clock, window_requests=2)
+    clock.now += 1.0
+    _window(control, clock, seconds=0.0, ok_share=0.5)
+    assert control.size == 14
+
+
+def test_pack_size_steps_back_when_growing_made_it_slower() -> None:
+    clock = FakeClock()
+    control = PackSizeControl(start=10, max_batch=50, clock=clock, window_requests=1)
+    clock.now = 1.0
+    control.observe(size=10, ok_first=10, ok=10, requests_in_flight=1)  # 10 items/s
+    grown = control.size
+    assert grown == 15
+    clock.now = 11.0
+    control.observe(size=grown, ok_first=grown, ok=grown, requests_in_flight=1)  # 1.5 items/s
+    assert control.size == 10
+    clock.now = 12.0
+    control.observe(size=10, ok_first=10, ok=10, requests_in_flight=1)
+    assert control.size == 10  # the ceiling stays where growing stopped paying
+
+
+def test_pack_size_respects_what_fits() -> None:
+    control = PackSizeControl(start=30, max_batch=50, clock=FakeClock())
+    control.fit(12)
+    assert control.size == 12
+
+
+def test_fixed_pack_size_never_moves() -> None:
+    clock = FakeClock()
+    control = PackSizeControl(start=10, max_batch=10, clock=clock, adaptive=False)
+    _window(control, clock, seconds=1.0, ok_share=0.1)
+    assert control.size == 10
