@@ -68,9 +68,13 @@ class ProviderError(LLMBatchError):
 
     kind = "provider_error"
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        # Rate-limit headers of the failed response, so a 429 corrects the limiter too.
+        self.headers = headers or {}
 
 
 class RetryableError(ProviderError):
@@ -84,8 +88,15 @@ class RateLimited(RetryableError):
 
     kind = "rate_limited"
 
-    def __init__(self, message: str, *, status: int | None = 429, retry_after: float | None = None) -> None:
-        super().__init__(message, status=status)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, headers=headers)
         self.retry_after = retry_after
 
 

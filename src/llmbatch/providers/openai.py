@@ -141,7 +141,8 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
                     status=status,
                 ) from exc
             wait = parse_retry_after(exc.response.headers, time.time())
-            raise RateLimited(message, retry_after=wait) from exc
+            headers = _kept_headers(exc.response.headers)
+            raise RateLimited(message, retry_after=wait, headers=headers) from exc
         if status in (401, 403):
             raise AuthenticationError(
                 f"{message} — check the API key (OPENAI_API_KEY or --api-key) and its permissions",
