@@ -1,0 +1,57 @@
+"""``llmbatch sim serve``: run the simulator as a local OpenAI-compatible endpoint.
+
+    llmbatch sim serve --port 8765 --seed 1 --drop-rate 0.05 --rate-limit-rpm 600
+    llmbatch run task.toml data.jsonl --base-url http://127.0.0.1:8765/v1 --api-key sk-sim
+
+The group is attached to the main CLI with ``main.add_command(sim)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .config import SimConfig
+from .server import serve as serve_forever
+
+__all__ = ["sim"]
+
+_RATE = click.FloatRange(0.0, 1.0)
+_SECONDS = click.FloatRange(min=0.0)
+_POSITIVE = click.IntRange(min=1)
+
+
+@click.group()
+def sim() -> None:
+    """A simulated LLM provider for tests and demos (deterministic, with seeded faults)."""
+
+
+@sim.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")  # fmt: skip
+@click.option("--model", default="sim-1", show_default=True, help="Model name to report.")
+@click.option("--base-latency", default=0.0, type=_SECONDS, help="Seconds per completion.")
+@click.option("--per-input-token", default=0.0, type=_SECONDS, help="Seconds per prompt token.")
+@click.option("--per-output-token", default=0.0, type=_SECONDS, help="Seconds per answer token.")
+@click.option("--time-scale", default=1.0, type=_SECONDS, help="Multiplies every latency.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault draws.")
+@click.option("--error-rate", default=0.0, type=_RATE, help="Share of requests failing with 5xx.")
+@click.option("--timeout-rate", default=0.0, type=_RATE, help="Share of requests that hang.")
+@click.option("--hang-seconds", default=3600.0, type=_SECONDS, show_default=True,
+              help="How long a hanging request hangs.")  # fmt: skip
+@click.option("--rate-limit-rpm", default=None, type=_POSITIVE, help="Requests per minute.")
+@click.option("--rate-limit-tpm", default=None, type=_POSITIVE, help="Tokens per minute.")
+@click.option("--drop-rate", default=0.0, type=_RATE, help="Share of pack items left out.")
+@click.option("--corrupt-rate", default=0.0, type=_RATE, help="Share of answers made invalid.")
+@click.option("--misnumber-rate", default=0.0, type=_RATE,
+              help="Share of numbered answers under a wrong key.")  # fmt: skip
+@click.option("--truncate-rate", default=0.0, type=_RATE, help="Share of packs cut short.")
+@click.option("--malformed-rate", default=0.0, type=_RATE, help="Share of packs garbled.")
+@click.option("--quota-exhausted", is_flag=True, help="Answer every request 429 insufficient_quota.")
+@click.option("--max-concurrency", default=None, type=_POSITIVE,
+              help="Completions served at once; the rest wait in line.")  # fmt: skip
+def serve(host: str, port: int, **knobs: Any) -> None:
+    """Serve an OpenAI-compatible API at http://HOST:PORT/v1 until interrupted."""
+    serve_forever(SimConfig(**knobs), host, port)

@@ -1,0 +1,81 @@
+"""What the simulated provider is like: speed, limits and how often it misbehaves.
+
+Every fault rate defaults to 0, so ``SimConfig()`` is a fast, perfect model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+__all__ = ["RATE_FIELDS", "SimConfig"]
+
+RATE_FIELDS = (
+    "error_rate",
+    "timeout_rate",
+    "drop_rate",
+    "corrupt_rate",
+    "misnumber_rate",
+    "truncate_rate",
+    "malformed_rate",
+)
+"""The knobs that are probabilities, each in [0, 1]."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Knobs of the simulator.
+
+    Latency of a successful completion, in seconds, is
+    ``(base_latency + per_input_token * prompt_tokens + per_output_token *
+    completion_tokens) * time_scale``. Rate limits are per minute of real time
+    and are not scaled. Faults are drawn from ``seed`` and the request itself,
+    so the same requests see the same faults in any order.
+
+        >>> SimConfig(seed=7, drop_rate=0.05, rate_limit_rpm=600).drop_rate
+        0.05
+
+    Request-level faults: ``error_rate`` (a 500/502/503), ``timeout_rate`` (the
+    request hangs ``hang_seconds``). Pack faults, per item: ``drop_rate``,
+    ``corrupt_rate``, ``misnumber_rate`` (numbered packs only); per pack:
+    ``truncate_rate``, ``malformed_rate``. ``quota_exhausted`` answers every
+    request with 429 ``insufficient_quota``. ``max_concurrency`` is how many
+    completions run at once; the others wait in line.
+    """
+
+    model: str = "sim-1"
+    base_latency: float = 0.0
+    per_input_token: float = 0.0
+    per_output_token: float = 0.0
+    time_scale: float = 1.0
+    seed: int = 0
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    hang_seconds: float = 3600.0
+    drop_rate: float = 0.0
+    corrupt_rate: float = 0.0
+    misnumber_rate: float = 0.0
+    truncate_rate: float = 0.0
+    malformed_rate: float = 0.0
+    rate_limit_rpm: int | None = None
+    rate_limit_tpm: int | None = None
+    quota_exhausted: bool = False
+    max_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in RATE_FIELDS:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+        for name in ("base_latency", "per_input_token", "per_output_token", "time_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.hang_seconds < 0:
+            raise ValueError("hang_seconds must not be negative")
+        for name in ("rate_limit_rpm", "rate_limit_tpm", "max_concurrency"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for no limit)")
+
+    def as_dict(self) -> dict[str, object]:
+        """The knobs by name (for ``/sim/stats``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -1,0 +1,326 @@
+"""The simulated model, without HTTP: a chat-completions body in, a response out.
+
+    >>> engine = SimEngine(SimConfig(seed=1))
+    >>> response = await engine.chat({"model": "sim-1",
+    ...     "messages": [{"role": "user", "content": "Translate to Spanish: good morning"}]})
+    >>> response.status, response.body["choices"][0]["message"]["content"]
+    (200, 'Translate a Spanish: bueno mañana')
+
+One request goes through: parse (400 if malformed) → quota (429
+``insufficient_quota``) → rate limits (429 ``rate_limit_exceeded``, nothing
+taken) → draw faults → wait for a free slot (``max_concurrency``) → an
+injected error, or a hang, or the oracle's answers with the pack's faults
+applied → cut to ``max_tokens`` → sleep the latency → 200.
+
+The server (``server.py``) only moves bytes; everything a test may want to
+check, including the counters behind ``/sim/stats``, lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from llmbatch._task import canonical_json
+from llmbatch._tokens import count_tokens
+
+from . import oracle
+from ._faults import ERRORS, Faults, corrupt, draw, rng_for
+from ._prompt import SEPARATOR, InvalidRequest, Item, Prompt, read_body
+from ._ratelimit import RateLimits
+from .config import SimConfig
+
+__all__ = ["DEFAULT_MAX_TOKENS", "SimEngine", "SimResponse", "SimStats"]
+
+JSON = Any
+DEFAULT_MAX_TOKENS = 1024
+"""What a request without ``max_tokens`` costs against the TPM limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimResponse:
+    """An HTTP-shaped answer: status, JSON body and headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SimStats:
+    """Counters behind ``/sim/stats``. ``rate_limited`` counts every 429, quota ones included."""
+
+    requests: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    items_requested: int = 0
+    items_answered: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rate_limited: int = 0
+    in_flight: int = 0
+    max_concurrent: int = 0
+    """Most requests inside the engine at once (waiting for a slot included)."""
+    max_active: int = 0
+    """Most requests holding a completion slot at once (≤ ``max_concurrency``)."""
+    pack_sizes: Counter[int] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "items_requested": self.items_requested,
+            "items_answered": self.items_answered,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "rate_limited": self.rate_limited,
+            "in_flight": self.in_flight,
+            "max_concurrent": self.max_concurrent,
+            "max_active": self.max_active,
+            "pack_sizes": {str(k): v for k, v in sorted(self.pack_sizes.items())},
+            "faults": dict(sorted(self.faults.items())),
+        }
+
+
+class SimEngine:
+    """A deterministic model that follows instructions, with seeded faults and limits.
+
+    ``sleep`` and ``clock`` are injectable: tests pass a recording sleep to
+    check latency and hangs without waiting, and a fake clock to move the rate
+    limit buckets.
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or SimConfig()
+        self.stats = SimStats()
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._limits = RateLimits(self.config.rate_limit_rpm, self.config.rate_limit_tpm, clock)
+        self._seen: Counter[str] = Counter()
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
+        self._active = 0
+        # Created on first use, inside the event loop that serves requests.
+        self._slots: asyncio.Semaphore | None = None
+
+    def reset_stats(self) -> None:
+        """Zero the counters (requests in flight stay counted as in flight)."""
+        in_flight = self.stats.in_flight
+        self.stats = SimStats(in_flight=in_flight)
+
+    async def chat(self, body: Any) -> SimResponse:
+        """Answer one ``POST /v1/chat/completions`` body."""
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_concurrent = max(stats.max_concurrent, stats.in_flight)
+        try:
+            response = await self._chat(body)
+        finally:
+            self.stats.in_flight -= 1
+        self.stats.by_status[response.status] += 1
+        if response.status == 429:
+            self.stats.rate_limited += 1
+        return response
+
+    async def _chat(self, body: Any) -> SimResponse:
+        try:
+            prompt = read_body(body)
+        except InvalidRequest as exc:
+            return _error(400, str(exc), "invalid_request_error", None, param=exc.param)
+        if self.config.quota_exhausted:
+            message = "You exceeded your current quota, please check your plan and billing details."
+            return _error(429, message, "insufficient_quota", "insufficient_quota")
+        cost = prompt.prompt_tokens + (prompt.max_tokens or DEFAULT_MAX_TOKENS)
+        admission = self._limits.admit(cost)
+        if not admission.admitted:
+            return _rate_limited(admission.kind, admission.retry_after, cost, admission.headers)
+        occurrence = self._seen[prompt.fingerprint]
+        self._seen[prompt.fingerprint] += 1
+        rng = rng_for(self.config.seed, prompt.fingerprint, occurrence)
+        faults = draw(self.config, rng, prompt.kind, [item.key for item in prompt.items])
+        self.stats.faults.update(faults.names)
+        if self._slots is None and self.config.max_concurrency:
+            self._slots = asyncio.Semaphore(self.config.max_concurrency)
+        if self._slots is None:
+            return await self._complete(prompt, faults, admission.headers)
+        async with self._slots:
+            return await self._complete(prompt, faults, admission.headers)
+
+    async def _complete(self, prompt: Prompt, faults: Faults, headers: dict[str, str]) -> SimResponse:
+        self._active += 1
+        self.stats.max_active = max(self.stats.max_active, self._active)
+        try:
+            return await self._answer(prompt, faults, headers)
+        finally:
+            self._active -= 1
+
+    async def _answer(self, prompt: Prompt, faults: Faults, headers: dict[str, str]) -> SimResponse:
+        config = self.config
+        if faults.error_status is not None:
+            await self._sleep(config.base_latency * config.time_scale)
+            message, kind, code = ERRORS[faults.error_status]
+            return _error(faults.error_status, message, kind, code, headers=headers)
+        if faults.hang:
+            # Real seconds: the point is to outlast the client's timeout.
+            await self._sleep(config.hang_seconds)
+        content, answered = self._content(prompt, faults)
+        finish = "tool_calls" if prompt.kind == "tools" else "stop"
+        if faults.truncate_at is not None:
+            content = content[: int(faults.truncate_at * len(content))]
+            finish = "length"
+        if prompt.max_tokens is not None and count_tokens(content) > prompt.max_tokens:
+            content = _fit(content, prompt.max_tokens)
+            finish = "length"
+            self.stats.faults["length"] += 1
+        completion_tokens = count_tokens(content)
+        latency = (
+            config.base_latency
+            + config.per_input_token * prompt.prompt_tokens
+            + config.per_output_token * completion_tokens
+        ) * config.time_scale
+        await self._sleep(latency)
+        stats = self.stats
+        stats.items_requested += len(prompt.items)
+        stats.items_answered += answered
+        stats.prompt_tokens += prompt.prompt_tokens
+        stats.completion_tokens += completion_tokens
+        if prompt.kind != "plain":
+            stats.pack_sizes[len(prompt.items)] += 1
+        body = self._completion(prompt, content, finish, completion_tokens)
+        return SimResponse(200, body, {**headers, "x-request-id": body["id"]})
+
+    # -- content -----------------------------------------------------------------
+
+    def _content(self, prompt: Prompt, faults: Faults) -> tuple[str, int]:
+        """The completion text (or tool arguments) and how many items it answers."""
+        answers: list[tuple[str, JSON]] = []
+        for item in prompt.items:
+            if item.key in faults.dropped:
+                continue
+            value = oracle.answer(item.schema, prompt.instructions, item.text)
+            if item.key in faults.corrupted:
+                value = corrupt(item.schema, value, self._validator(item.schema))
+            answers.append((item.key, value))
+        renumber = dict(faults.misnumbered)
+        if prompt.kind in ("json", "tools"):
+            content = _compact(dict(answers))
+            if faults.malformed:
+                content = content[:-1]  # the closing brace never came
+        elif prompt.kind == "numbered":
+            lines = [f"{renumber.get(key, key)}: {_compact(value)}" for key, value in answers]
+            if faults.malformed:
+                lines = [f"- {_compact(value)}" for _, value in answers]  # keys forgotten
+            content = "\n".join(lines)
+        elif prompt.kind == "separator":
+            texts = [_plain(value) for _, value in answers]
+            glue = "\n\n" if faults.malformed else f"\n{SEPARATOR}\n"
+            content = "" if faults.malformed and len(texts) == 1 else glue.join(texts)
+        else:
+            content = _plain(answers[0][1]) if _is_text(prompt.items[0]) else _compact(answers[0][1])
+        return content, len(answers)
+
+    def _validator(self, schema: dict[str, Any]) -> Callable[[JSON], bool]:
+        key = canonical_json(schema)
+        if key not in self._validators:
+            self._validators[key] = jsonschema.Draft202012Validator(schema)
+        is_valid: Callable[[JSON], bool] = self._validators[key].is_valid
+        return is_valid
+
+    def _completion(
+        self, prompt: Prompt, content: str, finish: str, completion_tokens: int
+    ) -> dict[str, Any]:
+        ident = hashlib.sha256(f"{prompt.fingerprint}:{self._seen[prompt.fingerprint]}".encode())
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if prompt.kind == "tools" or (prompt.kind == "plain" and prompt.tool_name):
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": "call_" + ident.hexdigest()[:24],
+                    "type": "function",
+                    "function": {"name": prompt.tool_name, "arguments": content},
+                }
+            ]
+            finish = "tool_calls" if finish == "stop" else finish
+        return {
+            "id": "chatcmpl-" + ident.hexdigest()[24:48],
+            "object": "chat.completion",
+            "created": int(self._wall_clock()),
+            "model": prompt.model or self.config.model,
+            "system_fingerprint": "fp_sim",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": prompt.prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt.prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0},
+            },
+        }
+
+
+def _compact(value: JSON) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain(value: JSON) -> str:
+    return value if isinstance(value, str) else _compact(value)
+
+
+def _is_text(item: Item) -> bool:
+    return item.schema.get("type") == "string" and "enum" not in item.schema
+
+
+def _fit(content: str, budget: int) -> str:
+    """The longest prefix of ``content`` within ``budget`` tokens.
+
+    Token counts of prefixes never decrease as the prefix grows, so a binary
+    search over the length finds it.
+    """
+    low, high = 0, len(content)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if count_tokens(content[:mid]) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return content[:low]
+
+
+def _error(
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> SimResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return SimResponse(status, body, dict(headers or {}))
+
+
+def _rate_limited(kind: str, retry_after: float | None, cost: int, headers: dict[str, str]) -> SimResponse:
+    if retry_after is None:
+        message = (
+            f"Request too large for model on {kind} per min: requested {cost}. "
+            "Reduce the prompt or max_tokens."
+        )
+        return _error(429, message, kind, "rate_limit_exceeded", headers=headers)
+    seconds = max(0.001, round(retry_after, 3))
+    message = f"Rate limit reached on {kind} per min. Please try again in {seconds:g}s."
+    retry = {"retry-after": f"{seconds:g}", "retry-after-ms": str(round(seconds * 1000))}
+    return _error(429, message, kind, "rate_limit_exceeded", headers={**headers, **retry})

@@ -1,0 +1,241 @@
+"""The simulator over HTTP: an OpenAI-compatible server on aiohttp.
+
+Routes::
+
+    POST /v1/chat/completions   the engine's answer
+    GET  /v1/models             the configured model
+    GET  /sim/stats             counters (requests, statuses, items, tokens, 429s, ...)
+    POST /sim/reset             zero the counters
+
+Three ways to run it: ``async with SimServer(config) as server`` inside a test's
+event loop; ``with run_in_thread(config) as server`` from synchronous code (a
+CLI under test), on its own loop in a daemon thread; ``serve(...)`` blocking,
+for ``llmbatch sim serve``.
+
+The runner is built with ``handler_cancellation=True``: when a client gives up
+on a hung request and closes the connection, the handler is cancelled instead
+of sleeping on for an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from .config import SimConfig
+from .engine import SimEngine
+
+__all__ = ["SimServer", "ThreadedServer", "build_app", "run_in_thread", "serve"]
+
+_ENGINE: web.AppKey[SimEngine] = web.AppKey("engine", SimEngine)
+
+
+def build_app(engine: SimEngine) -> web.Application:
+    """The aiohttp application serving ``engine``."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[_ENGINE] = engine
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/sim/stats", _stats)
+    app.router.add_post("/sim/reset", _reset)
+    return app
+
+
+async def _chat(request: web.Request) -> web.Response:
+    engine = request.app[_ENGINE]
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None  # the engine answers 400 for a body that is not an object
+    response = await engine.chat(body)
+    return web.json_response(response.body, status=response.status, headers=response.headers)
+
+
+async def _models(request: web.Request) -> web.Response:
+    model = request.app[_ENGINE].config.model
+    entry = {"id": model, "object": "model", "created": 0, "owned_by": "llmbatch-sim"}
+    return web.json_response({"object": "list", "data": [entry]})
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_ENGINE].stats.snapshot())
+
+
+async def _reset(request: web.Request) -> web.Response:
+    request.app[_ENGINE].reset_stats()
+    return web.json_response({"ok": True})
+
+
+class SimServer:
+    """The simulator listening on ``host:port`` (port 0: any free port) in this event loop.
+
+    async with SimServer(SimConfig(seed=1)) as server:
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test")
+        ...
+        assert server.stats()["requests"] == 1
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        engine: SimEngine | None = None,
+    ) -> None:
+        self.engine = engine or SimEngine(config)
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, ending in ``/v1``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    def stats(self) -> dict[str, Any]:
+        return self.engine.stats.snapshot()
+
+    async def start(self) -> None:
+        runner = web.AppRunner(build_app(self.engine), handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> SimServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class ThreadedServer:
+    """A ``SimServer`` on its own event loop in a daemon thread (see ``run_in_thread``)."""
+
+    def __init__(self, config: SimConfig | None, host: str, port: int) -> None:
+        self._server = SimServer(config, host, port)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._final: dict[str, Any] | None = None
+        self._thread = threading.Thread(target=self._run, name="llmbatch-sim", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return self._server.base_url
+
+    @property
+    def engine(self) -> SimEngine:
+        return self._server.engine
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, read on the server's loop so they are consistent (final once stopped)."""
+        if self._final is not None:
+            return self._final
+        future = asyncio.run_coroutine_threadsafe(self._snapshot(), self._loop)
+        return future.result(timeout=10)
+
+    def reset(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._reset(), self._loop).result(timeout=10)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def stop(self) -> None:
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+    async def _snapshot(self) -> dict[str, Any]:
+        return self._server.stats()
+
+    async def _reset(self) -> None:
+        self._server.engine.reset_stats()
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self._server.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._server.aclose()
+            self._final = self._server.stats()
+
+
+@contextlib.contextmanager
+def run_in_thread(
+    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[ThreadedServer]:
+    """Run the simulator in a background thread for synchronous callers.
+
+    with run_in_thread(SimConfig(seed=1)) as server:
+        CliRunner().invoke(main, ["run", ..., "--base-url", server.base_url])
+        assert server.stats()["requests"] > 0
+    """
+    server = ThreadedServer(config, host, port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def serve(config: SimConfig, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve until SIGINT or SIGTERM; prints one line with the address first."""
+    asyncio.run(_serve(config, host, port))
+
+
+async def _serve(config: SimConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(signum, stop.set)
+    async with SimServer(config, host, port) as server:
+        print(f"llmbatch sim listening on {server.base_url}", flush=True)
+        sys.stdout.flush()
+        await stop.wait()
