@@ -10,10 +10,11 @@ is ignored, never an error.
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = ["BucketState", "parse_go_duration", "parse_rate_limits", "parse_retry_after"]
 
@@ -33,10 +34,7 @@ def parse_go_duration(value: str) -> float | None:
         total += float(match.group(1)) * _GO_UNITS[match.group(2)]
         pos = match.end()
     if pos != len(value):
-        try:
-            return float(value)  # some servers send plain seconds
-        except ValueError:
-            return None
+        return _number(value)  # some servers send plain seconds
     return total
 
 
@@ -48,25 +46,31 @@ def _reset_seconds(value: str, now: float) -> float | None:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, _utc(when).timestamp() - now)
+
+
+def _utc(when: datetime) -> datetime:
+    """HTTP dates are GMT; a time without an offset is read as UTC, not local time."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date)."""
     lowered = {k.lower(): v for k, v in headers.items()}
-    if "retry-after-ms" in lowered:
-        try:
-            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
-        except ValueError:
-            pass
+    millis = _number(lowered.get("retry-after-ms"))
+    if millis is not None:
+        return max(0.0, millis / 1000)
     value = lowered.get("retry-after")
     if value is None:
         return None
+    seconds = _number(value)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - now)
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # not an HTTP date either: ignore it
+        return None
+    return max(0.0, _utc(parsed).timestamp() - now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +104,11 @@ def parse_rate_limits(headers: Mapping[str, str], now: float) -> dict[str, Bucke
 
 
 def _number(value: str | None) -> float | None:
+    """A finite number, or None ("inf" or "nan" from a server must not become a wait)."""
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None

@@ -63,7 +63,8 @@ class JsonlReader(Reader):
 
 def _jsonl_record(index: int, line_no: int, raw: bytes) -> Record:
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig on the first line: editors on Windows save JSONL with a BOM.
+        text = raw.decode("utf-8-sig" if line_no == 0 else "utf-8")
     except UnicodeDecodeError as exc:
         return Record(index, line_no, None, f"line {line_no + 1} is not valid UTF-8 ({exc.reason})")
     try:
@@ -83,17 +84,22 @@ class CsvReader(Reader):
         with _open_binary(self.path) as binary:
             # surrogateescape keeps undecodable bytes visible per field, so one
             # bad row fails alone instead of aborting the whole file.
-            text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
+            # utf-8-sig drops a BOM before the csv module sees it (a BOM before a
+            # quoted header name would otherwise keep the quotes in the name).
+            text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
             rows = csv.reader(text)
             header = next(rows, None)
             if header is None:
                 return
-            header = [name.strip().lstrip("\ufeff") for name in header]
-            for index, row in enumerate(rows):
-                line_no = rows.line_num - 1
+            header = [name.strip() for name in header]
+            index = 0
+            start = rows.line_num  # lines read so far = the 0-based line the next row starts on
+            for row in rows:
+                line_no, start = start, rows.line_num
                 if not row:
-                    continue
+                    continue  # blank lines are skipped without using up a position
                 yield _csv_record(index, line_no, header, row)
+                index += 1
 
 
 def _csv_record(index: int, line_no: int, header: list[str], row: list[str]) -> Record:

@@ -61,6 +61,7 @@ class TokenBucket:
         if adopt_limit and state.limit and state.limit > 0:
             self.capacity = state.limit
             self.rate = state.limit / 60.0
+            self.level = min(self.level, self.capacity)
         if state.remaining is not None and state.remaining < self.level:
             self.level = state.remaining
 
@@ -146,7 +147,11 @@ class RateLimiter:
             try:
                 await self.sleep(wait)
             except asyncio.CancelledError:
+                # Never sent: give back the request slot as well as the tokens.
                 self.release(reservation)
+                slots = self.buckets.get("requests")
+                if slots is not None:
+                    slots.give(reservation.requests, self.clock())
                 raise
             await self._wait_pause()
         return reservation

@@ -53,9 +53,12 @@ class Metrics:
     latencies: list[float] = field(default_factory=list)
     pack_sizes: Counter[int] = field(default_factory=Counter)
     series: dict[int, dict[str, float]] = field(default_factory=dict)
+    done_at_start: int = 0
+    """Items already ``done`` or ``failed`` when the run started (a resumed job)."""
 
     def start(self) -> None:
         self.started = self.clock()
+        self.done_at_start = self.items_ok + self.items_failed_total
 
     def finish(self) -> None:
         self.finished = self.clock()
@@ -99,6 +102,8 @@ class Metrics:
     def observe_error(self, kind: str, *, cost: float | None = None) -> None:
         self.requests += 1
         self.requests_failed[kind] += 1
+        if cost is not None:
+            self.cost += cost
         if kind == "rate_limited":
             self.rate_limited += 1
         elif kind == "timeout":
@@ -131,6 +136,9 @@ class Metrics:
     def summary(self) -> dict[str, Any]:
         """The final metrics as plain data (for the table, JSON and tests)."""
         processed = self.items_ok + self.items_failed_total
+        # Throughput and cost per item are about this run: a resumed job's earlier
+        # items took no time and no money now.
+        this_run = max(0, processed - self.done_at_start)
         answered = self.items_ok - self.items_cached - self.items_skipped
         return {
             "items_total": self.items_total,
@@ -146,7 +154,8 @@ class Metrics:
             "requests_failed_by_kind": dict(self.requests_failed),
             "batch_success_rate": self.requests_ok / self.requests if self.requests else None,
             "elapsed_s": self.elapsed,
-            "items_per_min": processed / self.elapsed * 60,
+            "items_this_run": this_run,
+            "items_per_min": this_run / self.elapsed * 60,
             "latency_mean_s": sum(self.latencies) / len(self.latencies) if self.latencies else None,
             "latency_p50_s": percentile(self.latencies, 50),
             "latency_p95_s": percentile(self.latencies, 95),
@@ -154,7 +163,7 @@ class Metrics:
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
             "cost_usd": None if self.unpriced_requests else self.cost,
-            "cost_per_item_usd": (None if self.unpriced_requests or not processed else self.cost / processed),
+            "cost_per_item_usd": (None if self.unpriced_requests or not this_run else self.cost / this_run),
             "retries": self.retries,
             "splits": self.splits,
             "rate_limited": self.rate_limited,

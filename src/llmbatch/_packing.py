@@ -88,7 +88,7 @@ class PackFormat(ABC):
 
     def user_prompt(self, items: Sequence[Item]) -> str:
         lines = [ITEMS_HEADER.format(n=len(items))]
-        lines.extend(f"{item.key}: {json.dumps(item.text, ensure_ascii=False)}" for item in items)
+        lines.extend(f"{item.key}: {_quote(item.text)}" for item in items)
         return "\n".join(lines)
 
     def schema(self, task: Task, items: Sequence[Item]) -> dict[str, Any] | None:
@@ -136,7 +136,7 @@ class JsonPack(PackFormat):
         if completion.finish_reason == "length":
             return _all(items, Outcome.invalid("answer truncated (finish_reason length)"))
         try:
-            pairs = json.loads(_strip_fences(completion.content), object_pairs_hook=_Pairs)
+            pairs = _loads(_strip_fences(completion.content))
         except json.JSONDecodeError as exc:
             return _all(items, Outcome.invalid(f"answer is not valid JSON: {exc.msg}"))
         if not isinstance(pairs, _Pairs):
@@ -179,7 +179,9 @@ class NumberedPack(PackFormat):
         )
 
     def parse(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
-        lines = completion.content.strip().splitlines()
+        # Split on "\n" only: splitlines() would also cut a JSON string answer
+        # at a raw U+2028, U+0085 or form feed inside it.
+        lines = completion.content.strip().split("\n")
         truncated = completion.finish_reason == "length"
         if truncated and lines:
             lines.pop()  # the last line may have been cut mid-answer
@@ -215,7 +217,7 @@ class SeparatorPack(PackFormat):
         )
 
     def user_prompt(self, items: Sequence[Item]) -> str:
-        quoted = [json.dumps(item.text, ensure_ascii=False) for item in items]
+        quoted = [_quote(item.text) for item in items]
         return TEXTS_HEADER.format(n=len(items)) + "\n" + f"\n{SEPARATOR}\n".join(quoted)
 
     def parse(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
@@ -267,13 +269,32 @@ def _judge(task: Task, key: str, answers: dict[str, Any], repeated: set[str]) ->
     return Outcome.invalid(reason) if reason else Outcome.ok(answer)
 
 
+def _loads(text: str) -> Any:
+    # NaN and Infinity are not JSON: read as strings, they fail a number schema
+    # instead of reaching the store and the output file as invalid JSON.
+    return json.loads(text, object_pairs_hook=_Pairs, parse_constant=str)
+
+
 def _loads_answer(task: Task, raw: str) -> Any:
     try:
-        return json.loads(raw, object_pairs_hook=_Pairs)
+        value = _loads(raw)
     except json.JSONDecodeError:
         # A model without constrained decoding often writes bare text; the
         # schema check then decides whether a bare string is acceptable.
         return raw
+    # A bare text answer that happens to parse as JSON (``42``, ``true``) is
+    # still the text the model wrote.
+    return raw if task.is_text and not isinstance(value, str) else value
+
+
+# Line breaks other than "\n" that json.dumps(ensure_ascii=False) leaves raw: escaped,
+# so that every item stays on its one line for whoever splits the prompt into lines.
+_RAW_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _quote(text: str) -> str:
+    """The item text as a one-line JSON string (non-ASCII kept readable)."""
+    return json.dumps(text, ensure_ascii=False).translate(_RAW_BREAKS)
 
 
 def _strip_fences(content: str) -> str:

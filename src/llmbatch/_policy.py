@@ -44,7 +44,8 @@ class Backoff:
     cap: float = 30.0
 
     def delay(self, failures: int, rng: random.Random, *, floor: float = 0.0) -> float:
-        ceiling = min(self.cap, self.base * (2 ** max(0, failures - 1)))
+        # The exponent is bounded: 2**1100 does not fit in a float.
+        ceiling = min(self.cap, self.base * (2.0 ** min(max(0, failures - 1), 60)))
         return max(floor, rng.uniform(0.0, ceiling))
 
 

@@ -7,6 +7,7 @@ user file. A model with no price has an *unknown* cost (``None``), never 0.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -50,9 +51,12 @@ class PriceTable:
         raw = json.loads(resources.files("llmbatch").joinpath("data/prices.json").read_text())
         if override is not None:
             try:
-                raw.update(json.loads(Path(override).read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError) as exc:
+                user = json.loads(Path(override).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise UsageError(f"cannot read prices file {override}: {exc}") from exc
+            if not isinstance(user, dict):
+                raise UsageError(f"prices file {override} must hold a JSON object of model → price")
+            raw.update(user)
         prices: dict[str, Price] = {}
         for model, entry in raw.items():
             if model.startswith("_"):
@@ -61,15 +65,23 @@ class PriceTable:
         return cls(prices)
 
     def get(self, model: str) -> Price | None:
-        """The price of ``model``; a dated snapshot (``gpt-4o-2024-08-06``) falls back to its family."""
+        """The price of ``model``; a dated snapshot (``gpt-4o-2024-08-06``) falls back to its family.
+
+        Only a date suffix is dropped: ``gpt-4o-audio-preview`` is not ``gpt-4o``,
+        and an unknown price must stay unknown rather than become a wrong one.
+        """
         if model in self._prices:
             return self._prices[model]
-        base = model
-        while "-" in base:
-            base = base.rsplit("-", 1)[0]
-            if base in self._prices:
-                return self._prices[base]
+        family = _SNAPSHOT.sub("", model)
+        if family != model:
+            for name in (family, f"{family}-latest"):
+                if name in self._prices:
+                    return self._prices[name]
         return None
+
+
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
+"""A dated snapshot suffix: ``-2024-08-06`` (OpenAI) or ``-20241022`` (Anthropic)."""
 
 
 def _price(model: str, entry: Any) -> Price:

@@ -70,7 +70,7 @@ def _m001_initial(db: sqlite3.Connection) -> None:
             cost REAL,
             items_ok INTEGER NOT NULL DEFAULT 0
         );
-        """
+        """,
     )
 
 

@@ -60,7 +60,15 @@ def _strictify(node: Any) -> None:
     node.pop("title", None)
     props = node.get("properties")
     if node.get("type") == "object" or isinstance(props, dict):
-        props = props if isinstance(props, dict) else {}
+        extra = node.get("additionalProperties")
+        if props is None or extra is True or isinstance(extra, dict):
+            # Strict mode forbids keys that are not listed: a map (dict[str, X], or an
+            # object without properties) would silently only accept {}.
+            raise UsageError(
+                "the output schema has an object with free-form keys (a map); strict structured "
+                "output needs every key named in 'properties': name them, or use an array of objects"
+            )
+        props = props if isinstance(props, dict) else {}  # not a schema: check_schema says so later
         node.setdefault("properties", props)
         required = set(node.get("required", []))
         for name, sub in props.items():
@@ -104,10 +112,10 @@ class _Template:
         except ValueError as exc:
             raise UsageError(f"input template {source!r} is not valid: {exc}") from exc
         for literal, name, spec, conversion in parsed:
+            if name == "":
+                raise UsageError("input template has an empty field {}; name the field, like {text}")
             if name is not None and (spec or conversion or not name.isidentifier()):
                 raise UsageError(f"input template field {{{name}}} must be a plain field name, like {{text}}")
-            if name == "":
-                raise UsageError("input template has an empty field {}; name the field")
             parts.append((literal, name))
         return cls(source, tuple(parts))
 
@@ -194,6 +202,8 @@ class Task:
             raise UsageError(f"task file {path} not found") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"task file {path} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise UsageError(f"cannot read task file {path}: {exc.strerror}") from None
         try:
             spec = _TaskFile.model_validate(raw)
         except pydantic.ValidationError as exc:
@@ -205,6 +215,11 @@ class Task:
         answer_tokens = params.pop("answer_tokens", None)
         if params:
             raise UsageError(f"task file {path}: unknown params {sorted(params)}")
+        # TOML gives these untyped; check them here so a bad value is a UsageError.
+        if temperature is not None and not _is_number(temperature):
+            raise UsageError(f"task file {path}: params.temperature must be a number")
+        if answer_tokens is not None and not (_is_number(answer_tokens) and isinstance(answer_tokens, int)):
+            raise UsageError(f"task file {path}: params.answer_tokens must be a whole number")
         return cls(
             instructions=spec.instructions.strip(),
             input=spec.input,
@@ -212,7 +227,7 @@ class Task:
             id=spec.id,
             system=spec.system,
             name=spec.name or path.stem,
-            temperature=temperature,
+            temperature=None if temperature is None else float(temperature),
             answer_tokens=answer_tokens,
         )
 
@@ -280,25 +295,39 @@ def _output_schema(output: Any) -> dict[str, Any]:
     if isinstance(output, Mapping):
         if not output:
             raise UsageError("the output schema is empty")
-        return strict_schema(output)
+        # Inline refs here too: the pack schema nests the item schema under its
+        # own ``$defs``, where the item's ``#/$defs/...`` refs would not resolve.
+        return strict_schema(_inline_refs(copy.deepcopy(dict(output))))
     raise UsageError(f"output must be 'text', a JSON Schema or a pydantic model, not {output!r}")
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Replace local ``$ref``s by their definitions (pydantic emits them for nested models)."""
-    defs = schema.pop("$defs", {})
+    """Replace local ``$ref``s by their definitions (pydantic emits them for nested models).
 
-    def walk(node: Any) -> Any:
+    A recursive definition cannot be inlined; it is a UsageError, not a RecursionError.
+    """
+    defs = {**schema.pop("definitions", {}), **schema.pop("$defs", {})}
+
+    def walk(node: Any, seen: tuple[str, ...]) -> Any:
         if isinstance(node, dict):
             ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return walk(copy.deepcopy(defs[ref.removeprefix("#/$defs/")]))
-            return {k: walk(v) for k, v in node.items()}
+            if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")):
+                name = ref.rsplit("/", 1)[1]
+                if name in seen:
+                    raise UsageError(f"the output schema is recursive ({name} contains itself); flatten it")
+                if name not in defs:
+                    raise UsageError(f"the output schema refers to {ref}, which it does not define")
+                return walk(copy.deepcopy(defs[name]), (*seen, name))
+            return {k: walk(v, seen) for k, v in node.items()}
         if isinstance(node, list):
-            return [walk(v) for v in node]
+            return [walk(v, seen) for v in node]
         return node
 
-    return walk(schema)  # type: ignore[no-any-return]
+    return walk(schema, ())  # type: ignore[no-any-return]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _hash(version: str, value: JSON) -> str:
