@@ -27,7 +27,7 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    done = summary["items_ok"] + summary["items_failed"]
+    done = summary["items_this_run"]
     rows: list[tuple[str, str]] = [
         (
             "records",
