@@ -10,6 +10,7 @@ stored answers no longer apply and the job starts over (saying so).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,26 @@ def _price_of(spec: JobSpec, provider: Provider) -> Price | None:
     return spec.prices.get(provider.model) if spec.prices else None
 
 
-async def run_job(spec: JobSpec, provider: Provider, metrics: Metrics | None = None) -> JobResult:
-    """Run a job to the end (or until a fatal error, which propagates with state saved)."""
+async def run_job(
+    spec: JobSpec,
+    provider: Provider,
+    metrics: Metrics | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> JobResult:
+    """Run a job to the end (or until a fatal error, which propagates with state saved).
+
+    ``notify`` hears each notice (resuming, starting over, duplicate ids) before
+    the first request, so it is seen even when the job then stops or is interrupted.
+    """
     notices: list[str] = []
     async with provider:
         store = open_job_store(spec, provider, notices)
         try:
             reader = open_reader(spec.input, spec.input_format)
             notices.extend(ingest(store, spec.task, reader))
+            if notify is not None:
+                for notice in notices:
+                    notify(notice)
             price = _price_of(spec, provider)
             cache = None
             if spec.cache_dir is not None:

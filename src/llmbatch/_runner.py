@@ -31,12 +31,14 @@ from ._pricing import Price
 from ._store import DONE, FAILED, PENDING, ItemUpdate, JobStore, RequestRow
 from ._task import Task
 from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
-from ._types import Completion
+from ._types import Completion, Outcome
 from .providers.base import Provider
 
 __all__ = ["RunOptions", "Runner", "ingest"]
 
 log = logging.getLogger("llmbatch")
+
+_TRUNCATED = "answer truncated (finish_reason length)"
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -331,11 +333,16 @@ class Runner:
         ok = ok_first = 0
         for state in pack.states:
             outcome = outcomes[state.item.key]
-            if outcome.status == "ok":
+            if outcome.status == "ok" and not truncated:
                 ok += 1
                 ok_first += state.attempts == 0 and state.transient == 0
                 updates.append(ItemUpdate(state.index, DONE, state.attempts + 1, outcome.answer, cost=share))
                 continue
+            # A cut answer is trusted for no item: its lost tail may have held the line
+            # that shows an earlier answer under this key to be another item's
+            # (a misnumbered answer is only caught when its key is seen twice).
+            if outcome.status == "ok":
+                outcome = Outcome.invalid(_TRUNCATED)
             state.last_error, state.last_kind = outcome.reason, outcome.status
             redo.append(state)
         retried = 0

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from ._cache import default_cache_dir
@@ -30,7 +31,9 @@ from .report.table import metrics_table
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
-err = Console(stderr=True)
+# soft_wrap: a message is one line even when stderr is a pipe or a log file, where
+# rich would otherwise wrap it at 80 columns.
+err = Console(stderr=True, soft_wrap=True)
 
 
 class _Group(click.Group):
@@ -40,14 +43,18 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_USAGE)
         except FatalError as exc:
-            err.print(f"[red]stopped:[/] {exc}", highlight=False)
+            err.print(f"[red]stopped:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_STOPPED)
         except LLMBatchError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # Ctrl-C before a job started (``run`` handles it once the job runs).
+            err.print("interrupted", highlight=False)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -169,9 +176,10 @@ Examples:
 @click.option("--verbose", "-v", is_flag=True, help="Log every failed request.")
 def run(**opts: Any) -> None:
     """Run TASK over every record of INPUT (.jsonl or .csv; - for stdin)."""
-    logging.basicConfig(
-        level=logging.DEBUG if opts["verbose"] else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    # --verbose is about llmbatch's own log (every failed request), not the SDK's and
+    # HTTP stack's debug output, which floods the terminal and may carry request details.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("llmbatch").setLevel(logging.DEBUG if opts["verbose"] else logging.WARNING)
     task = Task.from_file(opts["task_path"])
     stem = "stdin" if opts["input_path"] == "-" else Path(opts["input_path"]).stem
     output = opts["output"] or f"{stem}-{task.name}.jsonl"
@@ -186,17 +194,22 @@ def run(**opts: Any) -> None:
     spec = _spec(opts, task, output)
     to_stdout = output == "-"
     out = Console(stderr=to_stdout)
+    notify = None if opts["quiet"] else lambda notice: err.print(notice, highlight=False, markup=False)
     try:
-        result = asyncio.run(run_job(spec, backend))
+        result = asyncio.run(run_job(spec, backend, notify=notify))
     except KeyboardInterrupt:
-        err.print(f"interrupted: state saved; run the same command again to resume (job dir {spec.job_dir})")
+        err.print(
+            f"interrupted: state saved; run the same command again to resume (job dir {spec.job_dir})",
+            highlight=False,
+            markup=False,
+        )
         sys.exit(EXIT_INTERRUPTED)
     if not opts["quiet"]:
-        for notice in result.notices:
-            err.print(notice, highlight=False)
-        out.print(metrics_table(result.metrics.summary(), title=f"llmbatch · {task.name} · {backend.model}"))
+        out.print(
+            metrics_table(result.metrics.summary(), title=escape(f"llmbatch · {task.name} · {backend.model}"))
+        )
         if not to_stdout:
-            out.print(f"wrote {result.rows_written:,} rows to {output}", highlight=False)
+            out.print(f"wrote {result.rows_written:,} rows to {output}", highlight=False, markup=False)
     sys.exit(EXIT_OK if result.all_ok else EXIT_FAILED)
 
 
