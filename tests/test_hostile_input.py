@@ -191,9 +191,6 @@ def test_an_empty_input_is_an_empty_output(
     assert sim.stats()["requests"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="_task.render_input checks the rendered text, template literals included"
-)
 def test_a_record_whose_template_fields_are_all_empty_fails(
     tmp_path: Path, sim_thread: Callable[..., ThreadedServer]
 ) -> None:

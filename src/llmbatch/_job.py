@@ -9,7 +9,6 @@ stored answers no longer apply and the job starts over (saying so).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,18 +75,24 @@ def _identity(spec: JobSpec, provider: Provider) -> dict[str, Any]:
     return ident
 
 
+def _remove_store(job_dir: Path) -> None:
+    """Delete the job's own files only: a job dir may be a folder the user also uses."""
+    for name in ("job.sqlite", "job.sqlite-wal", "job.sqlite-shm"):
+        (job_dir / name).unlink(missing_ok=True)
+
+
 def open_job_store(spec: JobSpec, provider: Provider, notices: list[str]) -> JobStore:
     """Open (or create) the job's store, starting over when the job no longer matches."""
     identity = _identity(spec, provider)
-    if spec.restart and spec.job_dir.exists():
-        shutil.rmtree(spec.job_dir)
+    if spec.restart:
+        _remove_store(spec.job_dir)
     store = JobStore.open(spec.job_dir)
     stored = store.get_meta("identity")
     if stored is not None and stored != identity:
         changed = ", ".join(k for k in identity if stored.get(k) != identity[k])
         notices.append(f"{changed} changed since the job in {spec.job_dir} started: starting over")
         store.close()
-        shutil.rmtree(spec.job_dir)
+        _remove_store(spec.job_dir)
         store = JobStore.open(spec.job_dir)
     elif stored is not None:
         notices.append(f"resuming the job in {spec.job_dir}")

@@ -124,7 +124,9 @@ class _Template:
         return tuple(name for _, name in self.parts if name is not None)
 
     def render(self, record: Mapping[str, Any]) -> str:
+        """The filled template; ItemError when a field is missing or all fields are blank."""
         chunks: list[str] = []
+        blank = True
         for literal, name in self.parts:
             chunks.append(literal)
             if name is None:
@@ -135,7 +137,12 @@ class _Template:
                 raise ItemError(f"record has no field {name!r} used by the input template") from None
             if value is None:
                 raise ItemError(f"field {name!r} is empty (null)")
-            chunks.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            blank = blank and not text.strip()
+            chunks.append(text)
+        if blank and self.fields:
+            # The template's own words ("{title}: {text}" → ": ") are not input.
+            raise ItemError("the record's input text is empty")
         return "".join(chunks)
 
 
