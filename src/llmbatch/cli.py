@@ -147,6 +147,12 @@ Examples:
 @click.option(
     "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint [env OPENAI_BASE_URL]."
 )
+@click.option(
+    "--response-format",
+    type=click.Choice(["json_schema", "json_object"]),
+    help="How the json pack asks for its schema: json_schema (OpenAI form, default) or "
+    "json_object (llama-cpp-python's server).",
+)
 @click.option("--api-key", help="API key; better set OPENAI_API_KEY.")
 @click.option(
     "--pack", type=click.Choice(sorted(PACKERS)), help="Pack format. Default: json where supported."
@@ -188,7 +194,7 @@ def run(**opts: Any) -> None:
         base_url=opts["base_url"],
         api_key=opts["api_key"],
         timeout=opts["timeout"],
-        extra={"model_path": opts["model_path"]} if opts["model_path"] else {},
+        extra={key: opts[key] for key in ("model_path", "response_format") if opts[key] is not None},
     )
     backend = create_provider(opts["provider"] or _default_provider(opts), config)
     spec = _spec(opts, task, output)

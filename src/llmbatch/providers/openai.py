@@ -36,7 +36,14 @@ __all__ = ["OpenAIProvider", "chat_body", "map_openai_errors"]
 _KEPT_HEADERS = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
 
-def chat_body(request: Request, model: str) -> dict[str, Any]:
+RESPONSE_FORMATS = ("json_schema", "json_object")
+"""How a JSON-schema pack is asked for: the OpenAI form (``json_schema``, nested
+``{"json_schema": {"schema": ...}}``; OpenAI, vLLM, the C++ llama.cpp server) or
+``{"type": "json_object", "schema": ...}`` (llama-cpp-python's ``llama_cpp.server``,
+which rejects the OpenAI form)."""
+
+
+def chat_body(request: Request, model: str, response_format: str = "json_schema") -> dict[str, Any]:
     """The Chat Completions body for a request (also used for batch-API lines)."""
     body: dict[str, Any] = {
         "model": model,
@@ -48,7 +55,9 @@ def chat_body(request: Request, model: str) -> dict[str, Any]:
     }
     if request.temperature is not None:
         body["temperature"] = request.temperature
-    if request.mode == "json_schema" and request.schema is not None:
+    if request.mode == "json_schema" and request.schema is not None and response_format == "json_object":
+        body["response_format"] = {"type": "json_object", "schema": request.schema}
+    elif request.mode == "json_schema" and request.schema is not None:
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True},
@@ -181,6 +190,9 @@ class OpenAIProvider(Provider):
                 )
             self.api_key = "not-needed"  # local servers ignore it, the SDK insists on one
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or "gpt-4o-mini"
+        self.response_format = config.extra.get("response_format") or "json_schema"
+        if self.response_format not in RESPONSE_FORMATS:
+            raise UsageError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}")
         self._client: openai.AsyncOpenAI | None = None
 
     @property
@@ -200,7 +212,7 @@ class OpenAIProvider(Provider):
         if self._client is None:
             await self.start()
         assert self._client is not None
-        body = chat_body(request, self.model)
+        body = chat_body(request, self.model, self.response_format)
         started = time.monotonic()
         with map_openai_errors(self.api_key):
             raw = await self._client.chat.completions.with_raw_response.create(**body)
