@@ -61,11 +61,13 @@ def test_concurrency_never_below_one() -> None:
 
 
 def _window(control: PackSizeControl, clock: FakeClock, *, seconds: float, ok_share: float) -> None:
+    """One decision's worth of answers at the current size, spread over ``seconds``."""
     size = control.size
-    for _ in range(control.window_requests):
+    answers = control.window_requests + 1
+    for _ in range(answers):
         ok = round(size * ok_share)
-        control.observe(size=size, ok_first=ok, ok=ok, requests_in_flight=1)
-    clock.now += seconds
+        control.observe(size=size, ok_first=ok, ok=ok)
+        clock.now += seconds / answers
 
 
 def test_pack_size_grows_while_answers_hold_and_throughput_rises() -> None:
@@ -73,10 +75,9 @@ def test_pack_size_grows_while_answers_hold_and_throughput_rises() -> None:
     control = PackSizeControl(start=5, max_batch=50, clock=clock, window_requests=2)
     sizes = [control.size]
     for _ in range(8):
-        clock.now += 1.0  # each window takes 1 s whatever the size: bigger is faster
-        _window(control, clock, seconds=0.0, ok_share=1.0)
+        _window(control, clock, seconds=1.0, ok_share=1.0)  # same time whatever the size
         sizes.append(control.size)
-    assert sizes[0] == 5
+    assert sizes[:3] == [5, 10, 20]
     assert sizes == sorted(sizes)
     assert sizes[-1] == 50
 
@@ -84,24 +85,43 @@ def test_pack_size_grows_while_answers_hold_and_throughput_rises() -> None:
 def test_pack_size_shrinks_when_items_come_back_missing() -> None:
     clock = FakeClock()
     control = PackSizeControl(start=20, max_batch=50, clock=clock, window_requests=2)
-    clock.now += 1.0
-    _window(control, clock, seconds=0.0, ok_share=0.5)
+    _window(control, clock, seconds=1.0, ok_share=0.5)
     assert control.size == 14
+
+
+def test_answers_of_another_size_are_not_judged() -> None:
+    clock = FakeClock()
+    control = PackSizeControl(start=20, max_batch=50, clock=clock, window_requests=1)
+    for _ in range(10):
+        control.observe(size=5, ok_first=0, ok=0)  # old or retry packs, all bad
+    assert control.size == 20
+
+
+def _rate_window(control: PackSizeControl, clock: FakeClock, per_answer: float, limited: bool) -> None:
+    size = control.size
+    for _ in range(control.window_requests + 1):
+        clock.now += per_answer
+        control.observe(size=size, ok_first=size, ok=size, limited=limited)
 
 
 def test_pack_size_steps_back_when_growing_made_it_slower() -> None:
     clock = FakeClock()
     control = PackSizeControl(start=10, max_batch=50, clock=clock, window_requests=1)
-    clock.now = 1.0
-    control.observe(size=10, ok_first=10, ok=10, requests_in_flight=1)  # 10 items/s
-    grown = control.size
-    assert grown == 15
-    clock.now = 11.0
-    control.observe(size=grown, ok_first=grown, ok=grown, requests_in_flight=1)  # 1.5 items/s
+    _rate_window(control, clock, per_answer=1.0, limited=False)  # 10 items/s
+    assert control.size == 20
+    _rate_window(control, clock, per_answer=10.0, limited=False)  # 2 items/s
     assert control.size == 10
-    clock.now = 12.0
-    control.observe(size=10, ok_first=10, ok=10, requests_in_flight=1)
+    _rate_window(control, clock, per_answer=1.0, limited=False)
     assert control.size == 10  # the ceiling stays where growing stopped paying
+
+
+def test_a_rate_limit_is_no_reason_to_step_back() -> None:
+    clock = FakeClock()
+    control = PackSizeControl(start=10, max_batch=50, clock=clock, window_requests=1)
+    _rate_window(control, clock, per_answer=1.0, limited=False)
+    assert control.size == 20
+    _rate_window(control, clock, per_answer=10.0, limited=True)  # the bucket sets the pace
+    assert control.size == 40
 
 
 def test_pack_size_respects_what_fits() -> None:

@@ -160,23 +160,32 @@ async def test_concurrent_acquires_are_served_in_arrival_order() -> None:
 # -- settle and release ----------------------------------------------------------------------
 
 
-async def test_settle_refunds_the_unused_part() -> None:
+async def test_settle_refunds_unused_output_only_where_the_provider_does() -> None:
     fake = FakeTime(advance=False)
     gate = limiter(fake, tpm=6000, input_tpm=6000, output_tpm=6000)
     reservation = await gate.acquire(1000, 2000)
     assert gate.buckets["tokens"].level == 3000
-    gate.settle(reservation, prompt_tokens=900, completion_tokens=100)
+    gate.settle(reservation, prompt_tokens=900, completion_tokens=100, refund_output=True)
     assert gate.buckets["tokens"].level == 6000 - 1000
     assert gate.buckets["input_tokens"].level == 6000 - 900
     assert gate.buckets["output_tokens"].level == 6000 - 100
 
 
-async def test_settle_never_takes_more_than_reserved() -> None:
+async def test_settle_keeps_the_answer_budget_charged_by_default() -> None:
+    """OpenAI-style limits count max_tokens at admission and keep it: no output refund."""
+    fake = FakeTime(advance=False)
+    gate = limiter(fake, tpm=6000)
+    reservation = await gate.acquire(1000, 2000)
+    gate.settle(reservation, prompt_tokens=900, completion_tokens=100)
+    assert gate.buckets["tokens"].level == 6000 - 900 - 2000
+
+
+async def test_settle_charges_a_prompt_larger_than_estimated() -> None:
     fake = FakeTime(advance=False)
     gate = limiter(fake, tpm=6000)
     reservation = await gate.acquire(100, 100)
     gate.settle(reservation, prompt_tokens=500, completion_tokens=500)
-    assert gate.buckets["tokens"].level == 5800
+    assert gate.buckets["tokens"].level == 6000 - 500 - 100
 
 
 async def test_release_gives_back_tokens_but_not_the_request_slot() -> None:

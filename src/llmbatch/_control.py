@@ -79,8 +79,8 @@ class PackSizeControl:
         clock: Callable[[], float],
         adaptive: bool = True,
         target_success: float = 0.95,
-        window_requests: int = 4,
-        growth: float = 1.5,
+        window_requests: int = 3,
+        growth: float = 2.0,
     ) -> None:
         self.adaptive = adaptive
         self.max_batch = max_batch
@@ -100,32 +100,47 @@ class PackSizeControl:
         if self.size > self._ceiling:
             self._set(self._ceiling)
 
-    def observe(self, *, size: int, ok_first: int, ok: int, requests_in_flight: int) -> None:
-        """A request of ``size`` fresh-or-retried items came back with these results."""
-        if not self.adaptive:
+    def observe(self, *, size: int, ok_first: int, ok: int, limited: bool = False) -> None:
+        """A request of ``size`` items came back with ``ok`` valid answers, ``ok_first`` on a first try.
+
+        Only packs of the current size count: packs of an older size (still in
+        flight, or queued at the limiter when the size changed) and smaller retry
+        packs say nothing about this size. ``limited`` is true while a rate-limit
+        bucket is overdrawn: then the limit sets items per second, so a drop in
+        it is no reason to step back (items per charged token only improve with
+        size).
+        """
+        if not self.adaptive or size != self.size:
             return
         window = self._window
+        now = self.clock()
+        if window.requests == 0:
+            # The clock starts at the first answer of this size: time spent
+            # waiting for it is latency, not throughput.
+            window.started = now
         window.requests += 1
         window.items += size
         window.ok_first += ok_first
-        window.ok += ok
-        if window.requests < max(self.window_requests, requests_in_flight):
+        if window.requests > 1:
+            window.ok += ok
+        if window.requests <= self.window_requests:
             return
-        elapsed = max(1e-6, self.clock() - window.started)
-        rate = window.ok / elapsed
+        rate = window.ok / max(1e-6, now - window.started)
         success = window.ok_first / window.items if window.items else 1.0
-        self._decide(success, rate)
-        self._window = _Window(self.clock())
+        self._decide(success, rate, limited)
+        self._window = _Window(now)
 
-    def _decide(self, success: float, rate: float) -> None:
+    def _decide(self, success: float, rate: float, limited: bool) -> None:
         if success < self.target:
             self._previous = None
             self._set(max(1, math.floor(self.size * 0.7)))
             return
         previous = self._previous
         self._previous = (self.size, rate)
-        if previous is not None and previous[0] < self.size and rate < 0.9 * previous[1]:
+        slower = previous is not None and previous[0] < self.size and rate < 0.9 * previous[1]
+        if slower and not limited:
             # Growing made things slower: go back and stop growing from here.
+            assert previous is not None
             self._ceiling = previous[0]
             self._set(previous[0])
             return

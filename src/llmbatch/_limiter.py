@@ -163,27 +163,47 @@ class RateLimiter:
                 return
             await self.sleep(remaining)
 
-    def settle(self, reservation: Reservation, prompt_tokens: int, completion_tokens: int) -> None:
-        """Refund what a finished request reserved but did not use."""
+    def settle(
+        self,
+        reservation: Reservation,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        refund_output: bool = False,
+    ) -> None:
+        """Reconcile a finished request's reservation with its usage.
+
+        The prompt estimate is corrected both ways (a shortfall is charged, a
+        surplus refunded). The answer budget is refunded only where the provider
+        does so too (``refund_output``): OpenAI and most compatible servers charge
+        the full ``max_tokens`` when they admit a request and keep it, so a
+        client refund would believe in tokens the provider never gives back —
+        and meet 429s.
+        """
         now = self.clock()
-        actual = {
-            "tokens": prompt_tokens + completion_tokens,
-            "input_tokens": prompt_tokens,
-            "output_tokens": completion_tokens,
-        }
-        reserved = {
-            "tokens": reservation.tokens,
-            "input_tokens": reservation.input_tokens,
-            "output_tokens": reservation.output_tokens,
-        }
-        for name, amount in actual.items():
+        prompt_delta = reservation.input_tokens - prompt_tokens
+        output_delta = reservation.output_tokens - completion_tokens if refund_output else 0
+        for name, delta in (
+            ("tokens", prompt_delta + output_delta),
+            ("input_tokens", prompt_delta),
+            ("output_tokens", output_delta),
+        ):
             bucket = self.buckets.get(name)
-            if bucket is not None and reserved[name] > amount:
-                bucket.give(reserved[name] - amount, now)
+            if bucket is not None and delta:
+                bucket.give(delta, now)
 
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose request was never answered (only tokens: the slot was used)."""
-        self.settle(reservation, 0, 0)
+        self.settle(reservation, 0, 0, refund_output=True)
+
+    def in_debt(self) -> bool:
+        """True while some bucket is overdrawn: the limit, not the sender, sets the pace."""
+        now = self.clock()
+        for bucket in self.buckets.values():
+            bucket._refill(now)
+            if bucket.level < 0:
+                return True
+        return False
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
         """Correct the buckets from rate-limit headers; learn limits not set by options."""

@@ -289,13 +289,19 @@ class Runner:
             completion = await self.provider.complete(request)
         except ProviderError as exc:
             self.limiter.release(reservation)
+            self.limiter.observe_headers(exc.headers)
             self._on_error(pack, exc, started)
             return
         finally:
             self.in_flight -= 1
         usage = completion.usage
         self.calibration.observe(request.est_prompt_tokens, usage.prompt_tokens)
-        self.limiter.settle(reservation, usage.prompt_tokens, usage.completion_tokens)
+        self.limiter.settle(
+            reservation,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            refund_output=self.provider.refunds_unused_output,
+        )
         self.limiter.observe_headers(completion.headers)
         self._on_completion(pack, completion, started)
 
@@ -387,7 +393,7 @@ class Runner:
         if best is None or latency < best:
             self.best_latency[size] = latency
         self.flow.on_success(latency, best)
-        self.sizer.observe(size=size, ok_first=ok_first, ok=ok, requests_in_flight=self.in_flight)
+        self.sizer.observe(size=size, ok_first=ok_first, ok=ok, limited=self.limiter.in_debt())
 
     def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
         """A missing or invalid answer: retry smaller, or fail when attempts are used up."""

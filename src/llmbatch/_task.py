@@ -30,6 +30,7 @@ from ._types import JSON
 __all__ = ["Task", "canonical_json", "strict_schema"]
 
 FINGERPRINT_VERSION = "task-v1"
+_MEMO_SIZE = 4096
 TEXT_SCHEMA: dict[str, Any] = {"type": "string"}
 
 
@@ -181,6 +182,7 @@ class Task:
     _schema: dict[str, Any] = field(init=False, repr=False, compare=False)
     _validator: Any = field(init=False, repr=False, compare=False)
     _fingerprint: str = field(init=False, repr=False, compare=False)
+    _memo: dict[str, str | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.instructions or not self.instructions.strip():
@@ -193,6 +195,7 @@ class Task:
             raise UsageError(f"the task's output schema is not valid: {exc.message}") from exc
         object.__setattr__(self, "_schema", schema)
         object.__setattr__(self, "_validator", jsonschema.Draft202012Validator(schema))
+        object.__setattr__(self, "_memo", {})
         if self.answer_tokens is not None and self.answer_tokens < 1:
             raise UsageError("answer_tokens must be at least 1")
         object.__setattr__(self, "_fingerprint", _hash(FINGERPRINT_VERSION, self.fingerprint_parts()))
@@ -284,12 +287,29 @@ class Task:
         return text
 
     def validate_answer(self, answer: JSON) -> str | None:
-        """None when the answer is valid, else a one-line reason."""
+        """None when the answer is valid, else a one-line reason.
+
+        Answers repeat (labels, enums), and schema validation is the costliest
+        step of the hot path, so verdicts are memoised by the answer's canonical
+        JSON in a bounded table.
+        """
+        memo = self._memo
+        try:
+            key = canonical_json(answer)
+        except (TypeError, ValueError):
+            key = None
+        if key is not None and key in memo:
+            return memo[key]
         error = jsonschema.exceptions.best_match(self._validator.iter_errors(answer))
-        if error is None:
-            return None
-        where = "/".join(str(p) for p in error.absolute_path)
-        return f"{where + ': ' if where else ''}{error.message}"[:300]
+        reason = None
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path)
+            reason = f"{where + ': ' if where else ''}{error.message}"[:300]
+        if key is not None:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = reason
+        return reason
 
 
 def _output_schema(output: Any) -> dict[str, Any]:

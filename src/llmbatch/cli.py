@@ -37,7 +37,21 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 class _Group(click.Group):
-    """Turns expected errors into one line and an exit code, never a traceback."""
+    """Turns expected errors into one line and an exit code, never a traceback.
+
+    ``sim`` is loaded on first use: it imports the web server, which other
+    commands do not need at start-up.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "sim"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "sim" and name not in self.commands:
+            from .sim.cli import sim
+
+            self.add_command(sim)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -217,12 +231,3 @@ def run(**opts: Any) -> None:
         if not to_stdout:
             out.print(f"wrote {result.rows_written:,} rows to {output}", highlight=False, markup=False)
     sys.exit(EXIT_OK if result.all_ok else EXIT_FAILED)
-
-
-def _attach_sim() -> None:
-    from .sim.cli import sim
-
-    main.add_command(sim)
-
-
-_attach_sim()

@@ -40,6 +40,8 @@ class Provider(ABC):
     supports_json_schema: ClassVar[bool] = False
     supports_tools: ClassVar[bool] = False
     context_tokens: ClassVar[int] = 128_000
+    refunds_unused_output: ClassVar[bool] = False
+    """True where the provider's token limit counts actual output, not ``max_tokens``."""
     billed: ClassVar[bool] = True
     """False for backends that cost nothing per token (a local model)."""
 
