@@ -59,7 +59,9 @@ class RunOptions:
     rpm: float | None = None
     tpm: float | None = None
     seed: int = 0
-    shuffle: bool = False
+    shuffle: bool = True
+    """Place records in packs in a seeded random order (within a page of pending items),
+    so position effects inside a pack do not fall on the same records every run."""
 
 
 # -- ingest --------------------------------------------------------------------

@@ -136,6 +136,7 @@ def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
             rpm=opts["rpm"],
             tpm=opts["tpm"],
             seed=opts["seed"],
+            shuffle=not opts["no_shuffle"],
         ),
         prices=PriceTable.load(opts["prices"]),
         restart=opts["restart"],
@@ -192,6 +193,7 @@ Examples:
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="JSON price table over the shipped one.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for jitter and shuffling.")
+@click.option("--no-shuffle", is_flag=True, help="Pack records in input order (default: seeded shuffle).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every failed request.")
 def run(**opts: Any) -> None:
