@@ -5,6 +5,7 @@ edge (``providers/``), so the policy and the runner reason about one tree::
 
     LLMBatchError
     ├── UsageError                 bad options, task file or input file (exit 2)
+    ├── BudgetReached              --max-cost would be passed: stopped, resumable (exit 4)
     ├── ItemError                  one record cannot be processed (a failed row)
     └── ProviderError              a request failed; ``status`` and ``kind`` say how
         ├── RetryableError         try again later, possibly smaller
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "BadRequest",
+    "BudgetReached",
     "ConnectionFailed",
     "FatalError",
     "ItemError",
@@ -49,6 +51,12 @@ class UsageError(LLMBatchError):
     """The command, options, task file or input cannot be used as given."""
 
     exit_code = 2
+
+
+class BudgetReached(LLMBatchError):
+    """Sending more would pass the budget (``--max-cost``); state is saved, resumable."""
+
+    exit_code = 4
 
 
 class ItemError(LLMBatchError):

@@ -9,6 +9,7 @@ stored answers no longer apply and the job starts over (saying so).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class JobSpec:
     output_format: str | None = None
     cache_dir: Path | None = None
     """Where the shared result cache lives; None disables it."""
+    command: list[str] | None = None
+    """The command line that runs this job (secrets removed), shown by ``status`` to resume."""
 
 
 @dataclass(slots=True)
@@ -127,6 +130,10 @@ async def run_job(
                 for notice in notices:
                     notify(notice)
             price = _price_of(spec, provider)
+            if spec.command is not None:
+                store.set_meta("command", spec.command)
+            if price is not None:
+                store.set_meta("price", dataclasses.asdict(price))
             cache = None
             if spec.cache_dir is not None:
                 cache = ResultCache.open(

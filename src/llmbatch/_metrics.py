@@ -51,6 +51,11 @@ class Metrics:
     cost: float = 0.0
     unpriced_requests: int = 0
     latencies: list[float] = field(default_factory=list)
+    pack_size: int = 0
+    """The pack size the controller is using now (a gauge, for progress)."""
+    concurrency: int = 0
+    """The concurrency limit now (a gauge)."""
+    budget: float | None = None
     pack_sizes: Counter[int] = field(default_factory=Counter)
     series: dict[int, dict[str, float]] = field(default_factory=dict)
     done_at_start: int = 0

@@ -20,9 +20,9 @@ from typing import Any
 
 from ._cache import ResultCache
 from ._control import ConcurrencyControl, PackSizeControl
-from ._exceptions import FatalError, ItemError, ProviderError, UsageError
+from ._exceptions import BudgetReached, FatalError, ItemError, ProviderError, UsageError
 from ._io import Record
-from ._limiter import RateLimiter
+from ._limiter import RateLimiter, Reservation
 from ._metrics import Metrics
 from ._packing import PACKERS, PackFormat
 from ._planner import ItemState, Pack, Planner
@@ -31,7 +31,7 @@ from ._pricing import Price
 from ._store import DONE, FAILED, PENDING, ItemUpdate, JobStore, RequestRow
 from ._task import Task
 from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
-from ._types import Completion, Outcome
+from ._types import Completion, Outcome, Request, Usage
 from .providers.base import Provider
 
 __all__ = ["RunOptions", "Runner", "ingest"]
@@ -59,6 +59,8 @@ class RunOptions:
     rpm: float | None = None
     tpm: float | None = None
     seed: int = 0
+    max_cost: float | None = None
+    """Stop before the projected spend (spent + requests in flight + the next one) passes this (USD)."""
     shuffle: bool = True
     """Place records in packs in a seeded random order (within a page of pending items),
     so position effects inside a pack do not fall on the same records every run."""
@@ -167,6 +169,14 @@ class Runner:
             rng=random.Random(options.seed),
         )
         self.stop_reason: str | None = None
+        self.budget_reached = False
+        self.committed = 0.0
+        """Projected cost of the requests in flight (USD), for the budget."""
+        if options.max_cost is not None and price is None:
+            raise UsageError(
+                f"--max-cost needs the price of model {provider.model!r}; add it with --prices FILE"
+            )
+        self.metrics.budget = options.max_cost
         self.in_flight = 0
 
     def _choose_packer(self) -> PackFormat:
@@ -234,6 +244,8 @@ class Runner:
                 await asyncio.gather(*tasks, return_exceptions=True)
             self.metrics.finish()
         if self.stop_reason is not None:
+            if self.budget_reached:
+                raise BudgetReached(self.stop_reason)
             raise FatalError(self.stop_reason)
         return self.metrics
 
@@ -253,6 +265,7 @@ class Runner:
                     return
                 await self.sleep(max(0.0, (ready_at or now) - now))
                 continue
+            self.metrics.pack_size, self.metrics.concurrency = self.batch_size, self.concurrency
             task = asyncio.create_task(self._send(pack))
             tasks.add(task)
         # stopping: let requests in flight finish so their answers are kept
@@ -284,7 +297,38 @@ class Runner:
             return
         self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
         estimate = self.calibration.correct(request.est_prompt_tokens)
-        reservation = await self.limiter.acquire(estimate, request.max_tokens)
+        projected = self._projected_cost(estimate, request.max_tokens)
+        if projected is not None and self._over_budget(projected):
+            self.planner.resend(pack)
+            return
+        try:
+            reservation = await self.limiter.acquire(estimate, request.max_tokens)
+            await self._call(pack, request, reservation)
+        finally:
+            self.committed -= projected or 0.0
+
+    def _projected_cost(self, prompt_tokens: int, max_tokens: int) -> float | None:
+        """The most a request can cost (its whole answer budget used), when a budget is set."""
+        if self.options.max_cost is None or self.price is None:
+            return None
+        return self.price.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens))
+
+    def _over_budget(self, projected: float) -> bool:
+        """Reserve ``projected`` against the budget, or stop the job when it would not fit."""
+        assert self.options.max_cost is not None
+        if self.metrics.cost + self.committed + projected > self.options.max_cost:
+            if self.stop_reason is None:
+                self.budget_reached = True
+                self.stop_reason = (
+                    f"budget reached: ${self.metrics.cost:.4f} spent of --max-cost "
+                    f"${self.options.max_cost:.4f}; run again with a larger --max-cost to finish "
+                    "the rest (answers so far are kept)"
+                )
+            return True
+        self.committed += projected
+        return False
+
+    async def _call(self, pack: Pack, request: Request, reservation: Reservation) -> None:
         started = time.time()
         self.in_flight += 1
         try:

@@ -7,9 +7,12 @@ Exit codes: 0 every record ok · 2 usage error · 3 some records failed ·
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +22,17 @@ from rich.markup import escape
 
 from . import __version__
 from ._cache import default_cache_dir
-from ._exceptions import FatalError, LLMBatchError, UsageError
-from ._job import JobSpec, default_job_dir, run_job
+from ._exceptions import BudgetReached, FatalError, LLMBatchError, UsageError
+from ._job import JobResult, JobSpec, default_job_dir, run_job
+from ._metrics import Metrics
 from ._packing import PACKERS
 from ._policy import RetryPolicy
 from ._pricing import PriceTable
 from ._runner import RunOptions
 from ._task import Task
 from .providers import ProviderConfig, create_provider
+from .providers.base import Provider
+from .report.progress import ProgressView
 from .report.table import metrics_table
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
@@ -59,7 +65,7 @@ class _Group(click.Group):
         except UsageError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_USAGE)
-        except FatalError as exc:
+        except (FatalError, BudgetReached) as exc:
             err.print(f"[red]stopped:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_STOPPED)
         except LLMBatchError as exc:
@@ -137,11 +143,70 @@ def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
             tpm=opts["tpm"],
             seed=opts["seed"],
             shuffle=not opts["no_shuffle"],
+            max_cost=opts["max_cost"],
         ),
         prices=PriceTable.load(opts["prices"]),
         restart=opts["restart"],
         cache_dir=cache_dir,
+        command=_command_line(),
     )
+
+
+async def _run_with_progress(
+    spec: JobSpec, backend: Provider, notify: Callable[[str], None] | None, opts: dict[str, Any]
+) -> JobResult:
+    metrics = Metrics()
+    view = None
+    if not opts["quiet"]:
+        view = ProgressView(metrics, err, interval=opts["progress_interval"])
+        view.start()
+    try:
+        return await run_job(spec, backend, metrics=metrics, notify=notify)
+    finally:
+        if view is not None:
+            await view.stop()
+
+
+@contextlib.contextmanager
+def _logging(job_dir: Path, verbose: bool) -> Iterator[None]:
+    """stderr gets warnings (everything with --verbose); ``<job dir>/llmbatch.log`` gets everything.
+
+    Only llmbatch's own logger goes to the file: the SDK's and HTTP stack's debug
+    output would flood it and may carry request details.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(job_dir / "llmbatch.log", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("llmbatch")
+    logger.addHandler(file_handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(file_handler)
+        file_handler.close()
+
+
+def _command_line() -> list[str]:
+    """This process's command line with any --api-key value blanked out."""
+    args = ["llmbatch", *sys.argv[1:]]
+    cleaned: list[str] = []
+    hide = False
+    for arg in args:
+        if hide:
+            cleaned.append("***")
+            hide = False
+        elif arg == "--api-key":
+            cleaned.append(arg)
+            hide = True
+        elif arg.startswith("--api-key="):
+            cleaned.append("--api-key=***")
+        else:
+            cleaned.append(arg)
+    return cleaned
 
 
 @main.command(
@@ -192,16 +257,25 @@ Examples:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Shared result cache.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="JSON price table over the shipped one.")
+@click.option(
+    "--max-cost", type=click.FloatRange(0, min_open=True), help="Budget in USD: stop before passing it."
+)
+@click.option(
+    "--metrics-out", type=click.Path(dir_okay=False, path_type=Path), help="Write final metrics JSON."
+)
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between progress lines when output is not a terminal.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for jitter and shuffling.")
 @click.option("--no-shuffle", is_flag=True, help="Pack records in input order (default: seeded shuffle).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every failed request.")
 def run(**opts: Any) -> None:
     """Run TASK over every record of INPUT (.jsonl or .csv; - for stdin)."""
-    # --verbose is about llmbatch's own log (every failed request), not the SDK's and
-    # HTTP stack's debug output, which floods the terminal and may carry request details.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    logging.getLogger("llmbatch").setLevel(logging.DEBUG if opts["verbose"] else logging.WARNING)
     task = Task.from_file(opts["task_path"])
     stem = "stdin" if opts["input_path"] == "-" else Path(opts["input_path"]).stem
     output = opts["output"] or f"{stem}-{task.name}.jsonl"
@@ -218,7 +292,8 @@ def run(**opts: Any) -> None:
     out = Console(stderr=to_stdout)
     notify = None if opts["quiet"] else lambda notice: err.print(notice, highlight=False, markup=False)
     try:
-        result = asyncio.run(run_job(spec, backend, notify=notify))
+        with _logging(spec.job_dir, opts["verbose"]):
+            result = asyncio.run(_run_with_progress(spec, backend, notify, opts))
     except KeyboardInterrupt:
         err.print(
             f"interrupted: state saved; run the same command again to resume (job dir {spec.job_dir})",
@@ -226,6 +301,9 @@ def run(**opts: Any) -> None:
             markup=False,
         )
         sys.exit(EXIT_INTERRUPTED)
+    if opts["metrics_out"] is not None:
+        summary = result.metrics.summary()
+        opts["metrics_out"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
     if not opts["quiet"]:
         out.print(
             metrics_table(result.metrics.summary(), title=escape(f"llmbatch · {task.name} · {backend.model}"))
