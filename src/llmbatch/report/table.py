@@ -69,3 +69,34 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def estimate_table(report: Any, *, model: str, rpm: float | None, tpm: float | None) -> Table:
+    """One row per strategy of an ``Estimate``: requests, tokens, cost, time at the limits."""
+    table = Table(title=f"estimate · {report.records:,} records · {model}", title_justify="left")
+    for name in (
+        "strategy",
+        "requests",
+        "input tok",
+        "cached tok",
+        "output tok",
+        "cost",
+        "per record",
+        "time",
+    ):
+        table.add_column(name, justify="left" if name == "strategy" else "right")
+    baseline = report.strategies[0].cost
+    for s in report.strategies:
+        minutes = s.minutes(rpm, tpm)
+        share = "" if s.cost is None or not baseline else f" ({s.cost / baseline * 100:.0f}%)"
+        table.add_row(
+            s.name,
+            f"{s.requests:,}",
+            f"{s.input_tokens:,}",
+            f"{s.cached_tokens:,}",
+            f"{s.output_tokens:,}",
+            _usd(s.cost) + share,
+            _usd(s.cost_per_record, 6),
+            "no limits given" if minutes is None else f"≥ {minutes:,.1f} min",
+        )
+    return table

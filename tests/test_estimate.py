@@ -1,0 +1,128 @@
+"""``llmbatch estimate``: tokens counted without any API call, checked against real runs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llmbatch import JobSpec, PriceTable, ProviderConfig, RunOptions, Task, create_provider, run_job
+from llmbatch._estimate import estimate_job, typical_answer
+from llmbatch._io import open_reader
+from llmbatch._packing import PACKERS
+from llmbatch.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(task_file: str, data: str, size: int, tmp_path: Path) -> dict[str, float]:
+    spec = JobSpec(
+        task=Task.from_file(EXAMPLES / task_file),
+        input=EXAMPLES / data,
+        output=None,
+        job_dir=tmp_path / f"job-{size}",
+        options=RunOptions(batch_size=size, shuffle=False),
+        prices=PriceTable.load(),
+    )
+    result = asyncio.run(run_job(spec, create_provider("sim", ProviderConfig())))
+    return result.metrics.summary()
+
+
+@pytest.mark.parametrize(
+    ("task_file", "data"),
+    [
+        ("sentiment.toml", "reviews.jsonl"),
+        ("translate.toml", "sentences.jsonl"),
+        ("extract.toml", "messages.jsonl"),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 20])
+def test_estimate_agrees_with_a_run_within_ten_percent(
+    task_file: str, data: str, size: int, tmp_path: Path
+) -> None:
+    task = Task.from_file(EXAMPLES / task_file)
+    price = PriceTable.load().get("sim-1")
+    report = estimate_job(task, open_reader(EXAMPLES / data), PACKERS["json"], batch_size=size, price=price)
+    predicted = report.strategies[0 if size == 1 else 1]
+    actual = _run(task_file, data, size, tmp_path)
+
+    assert predicted.input_tokens == actual["prompt_tokens"]  # same renderer, same count
+    total_predicted = predicted.input_tokens + predicted.output_tokens
+    total_actual = actual["prompt_tokens"] + actual["completion_tokens"]
+    assert abs(total_predicted - total_actual) <= 0.10 * total_actual
+    assert predicted.cost is not None and actual["cost_usd"] is not None
+    if task_file != "extract.toml":
+        # Extraction answers vary in length with what each message holds; the
+        # typical-answer model only bounds them, and output costs 4x input.
+        assert abs(predicted.cost - actual["cost_usd"]) <= 0.10 * actual["cost_usd"]
+
+
+def test_packing_and_batch_api_cut_the_estimated_cost() -> None:
+    task = Task.from_file(EXAMPLES / "sentiment.toml")
+    price = PriceTable.load().get("sim-1")
+    report = estimate_job(
+        task, open_reader(EXAMPLES / "reviews.jsonl"), PACKERS["json"], batch_size=20, price=price
+    )
+    single, packed, _, batch = report.strategies
+    assert single.requests == 66 and packed.requests == 4
+    assert packed.cost is not None and single.cost is not None and batch.cost is not None
+    assert packed.cost < single.cost / 2
+    assert batch.cost == pytest.approx(packed.cost * 0.5)
+
+
+def test_sample_is_extrapolated_and_said_so(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "estimate",
+            str(EXAMPLES / "reviews.jsonl"),
+            "--task",
+            str(EXAMPLES / "sentiment.toml"),
+            "--sample",
+            "10",
+            "--model",
+            "sim-1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "extrapolated from the first 10 of 66 records" in result.output
+    assert "packed 20 + batch API" in result.output
+
+
+def test_unknown_model_cost_is_unknown_not_zero() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "estimate",
+            str(EXAMPLES / "reviews.jsonl"),
+            "--task",
+            str(EXAMPLES / "sentiment.toml"),
+            "--model",
+            "no-such-model",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "unknown" in result.output and "$0.0000" not in result.output
+
+
+def test_typical_answer_is_valid_for_the_example_schemas() -> None:
+    for name in ("sentiment.toml", "extract.toml"):
+        task = Task.from_file(EXAMPLES / name)
+        assert task.validate_answer(typical_answer(task.item_schema)) is None
+
+
+def test_a_sample_extrapolates_requests_per_pack_not_per_record() -> None:
+    task = Task.from_file(EXAMPLES / "sentiment.toml")
+    price = PriceTable.load().get("sim-1")
+    full = estimate_job(
+        task, open_reader(EXAMPLES / "reviews.jsonl"), PACKERS["json"], batch_size=20, price=price
+    )
+    sampled = estimate_job(
+        task, open_reader(EXAMPLES / "reviews.jsonl"), PACKERS["json"], batch_size=20, price=price, sample=30
+    )
+    assert sampled.extrapolated and sampled.sampled == 30
+    for exact, guess in zip(full.strategies, sampled.strategies, strict=True):
+        assert guess.requests == exact.requests
+        assert abs(guess.input_tokens - exact.input_tokens) <= 0.10 * exact.input_tokens
