@@ -7,9 +7,11 @@ inside the provider's limits, resumable, and with every record accounted for.
 
 from __future__ import annotations
 
+from ._api import RunResult, aiter_results, arun, iter_results, run
 from ._exceptions import (
     AuthenticationError,
     BadRequest,
+    BudgetReached,
     ConnectionFailed,
     FatalError,
     ItemError,
@@ -39,6 +41,7 @@ __all__ = [
     "PROVIDERS",
     "AuthenticationError",
     "BadRequest",
+    "BudgetReached",
     "Completion",
     "ConnectionFailed",
     "FatalError",
@@ -62,11 +65,16 @@ __all__ = [
     "RetryPolicy",
     "RetryableError",
     "RunOptions",
+    "RunResult",
     "ServerError",
     "Task",
     "Usage",
     "UsageError",
     "__version__",
+    "aiter_results",
+    "arun",
     "create_provider",
+    "iter_results",
+    "run",
     "run_job",
 ]

@@ -10,17 +10,17 @@ stored answers no longer apply and the job starts over (saying so).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._cache import ResultCache
-from ._io import open_reader, open_writer
+from ._io import Record, open_reader, open_writer
 from ._metrics import Metrics
 from ._pricing import Price, PriceTable
 from ._runner import Runner, RunOptions, ingest
-from ._store import JobStore
+from ._store import ItemUpdate, JobStore
 from ._task import Task
 from .providers.base import Provider
 
@@ -46,6 +46,8 @@ class JobSpec:
     output_format: str | None = None
     cache_dir: Path | None = None
     """Where the shared result cache lives; None disables it."""
+    records: Iterable[Mapping[str, Any]] | None = None
+    """Records given in memory (the Python API) instead of reading ``input``."""
     command: list[str] | None = None
     """The command line that runs this job (secrets removed), shown by ``status`` to resume."""
 
@@ -71,7 +73,7 @@ def _identity(spec: JobSpec, provider: Provider) -> dict[str, Any]:
         "model": provider.model,
         "input": str(spec.input),
     }
-    if str(spec.input) != "-":
+    if spec.records is None and str(spec.input) != "-":
         stat = Path(spec.input).stat()
         ident["input_size"] = stat.st_size
         ident["input_mtime_ns"] = stat.st_mtime_ns
@@ -114,6 +116,7 @@ async def run_job(
     provider: Provider,
     metrics: Metrics | None = None,
     notify: Callable[[str], None] | None = None,
+    on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
 ) -> JobResult:
     """Run a job to the end (or until a fatal error, which propagates with state saved).
 
@@ -124,7 +127,11 @@ async def run_job(
     async with provider:
         store = open_job_store(spec, provider, notices)
         try:
-            reader = open_reader(spec.input, spec.input_format)
+            reader: Iterable[Record] = (
+                open_reader(spec.input, spec.input_format)
+                if spec.records is None
+                else (Record(i, i, dict(fields)) for i, fields in enumerate(spec.records))
+            )
             notices.extend(ingest(store, spec.task, reader))
             if notify is not None:
                 for notice in notices:
@@ -144,7 +151,14 @@ async def run_job(
                 )
             try:
                 runner = Runner(
-                    spec.task, provider, store, spec.options, price=price, metrics=metrics, cache=cache
+                    spec.task,
+                    provider,
+                    store,
+                    spec.options,
+                    price=price,
+                    metrics=metrics,
+                    cache=cache,
+                    on_settled=on_settled,
                 )
                 result_metrics = await runner.run()
             finally:

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,7 @@ class Runner:
         metrics: Metrics | None = None,
         limiter: RateLimiter | None = None,
         cache: ResultCache | None = None,
+        on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -150,6 +151,8 @@ class Runner:
         self.rng = random.Random(options.seed)
         self.packer = self._choose_packer()
         self.cache = cache
+        self.on_settled = on_settled
+        """Hears every committed item update (after its transaction), e.g. to stream results."""
         self.calibration = Calibration()
         self.sizer = PackSizeControl(
             start=options.batch_size or 5,
@@ -220,6 +223,7 @@ class Runner:
                     misses.append(row)
             with self.store.transaction():
                 self.store.update_items(updates)
+            self._settled(updates)
             self.metrics.items_cached += len(updates)
             self.metrics.observe_items(ok=len(updates))
             if misses:
@@ -306,6 +310,10 @@ class Runner:
             await self._call(pack, request, reservation)
         finally:
             self.committed -= projected or 0.0
+
+    def _settled(self, updates: Sequence[ItemUpdate]) -> None:
+        if self.on_settled is not None and updates:
+            self.on_settled(updates)
 
     def _projected_cost(self, prompt_tokens: int, max_tokens: int) -> float | None:
         """The most a request can cost (its whole answer budget used), when a budget is set."""
@@ -417,6 +425,7 @@ class Runner:
             items_ok=ok,
         )
         self.store.record_request(row, updates)
+        self._settled(updates)
         if self.cache is not None:
             self.cache.put_many(
                 (self.cache.key(u_state.item.text), u.answer) for u, u_state in _done_pairs(updates, pack)
@@ -505,6 +514,7 @@ class Runner:
             error=str(error)[:500],
         )
         self.store.record_request(row, updates)
+        self._settled(updates)
         log.debug("request of %d items failed (%s): %s", pack.size, error.kind, error)
 
     def _count_transient(
@@ -543,6 +553,7 @@ class Runner:
         if updates is None:
             with self.store.transaction():
                 self.store.update_items(batch)
+            self._settled(batch)
         else:
             updates.extend(batch)
 
