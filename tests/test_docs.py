@@ -41,7 +41,8 @@ def in_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(("where", "block"), _blocks("bash"), ids=[w for w, _ in _blocks("bash")])
 def test_shell_examples_run(where: str, block: str, in_project: Path) -> None:
     commands = [line for line in block.splitlines() if line.startswith("llmbatch ")]
-    assert commands, f"{where} has no llmbatch command"
+    if not commands:
+        pytest.skip(f"{where} runs no llmbatch command")
     for command in commands:
         result = CliRunner().invoke(main, shlex.split(command)[1:])
         assert result.exit_code == 0, f"{where}: {command}\n{result.output}"
