@@ -20,6 +20,9 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local,test]'
+	# The HTML report is checked in headless Chromium (Debian's package).
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed: the report's browser test will be skipped"
 
 ## The main job: classify the example reviews and print the metrics table.
 demo: install

@@ -139,6 +139,7 @@ async def run_job(
             price = _price_of(spec, provider)
             if spec.command is not None:
                 store.set_meta("command", spec.command)
+                store.set_meta("cwd", str(Path.cwd()))
             if price is not None:
                 store.set_meta("price", dataclasses.asdict(price))
             cache = None

@@ -211,6 +211,16 @@ def _command_line() -> list[str]:
     return cleaned
 
 
+def _attach_report_commands() -> None:
+    from .report.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_attach_report_commands()
+
+
 @main.command(
     epilog="""\b
 Examples:

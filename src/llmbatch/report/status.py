@@ -1,0 +1,303 @@
+"""``llmbatch status``: how a job is going, read from its store while it runs or after.
+
+The store is opened read-only, and every figure comes from one read transaction:
+in WAL mode that is a consistent snapshot that neither waits for the running
+job's writes nor blocks them.
+
+    >>> status = job_status(".llmbatch/reviews-sentiment")   # doctest: +SKIP
+    >>> status["records_done"], status["projected_spend_usd"]   # doctest: +SKIP
+    (1200, 0.0184)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from .._exceptions import UsageError
+from .._store import DONE, FAILED, PENDING, JobStore
+from .series import Timeline
+
+__all__ = [
+    "RECENT_WINDOW",
+    "collect_status",
+    "job_status",
+    "open_job",
+    "read_meta",
+    "resume_command",
+    "status_table",
+]
+
+RECENT_WINDOW = 60.0
+"""Seconds over which the current rate is measured."""
+
+FALLBACK_RESUME = "run the same llmbatch run command again (same --job-dir)"
+
+_SECRET_OPTIONS = ("--api-key",)
+
+
+@contextmanager
+def open_job(job_dir: str | Path) -> Iterator[sqlite3.Connection]:
+    """The job's store, read-only, inside one read transaction (a consistent snapshot).
+
+    A missing job or a file that is not a job store is a ``UsageError`` with one line.
+    """
+    job_dir = Path(job_dir)
+    if job_dir.exists() and not job_dir.is_dir():
+        raise UsageError(
+            f"{job_dir} is a file, not a job directory: pass the --job-dir of a job that has run"
+        )
+    if not job_dir.is_dir():
+        raise UsageError(f"no job directory {job_dir}: pass the --job-dir of a job that has run")
+    if not (job_dir / "job.sqlite").is_file():
+        raise UsageError(f"{job_dir} holds no job (no job.sqlite): pass the --job-dir of a job that has run")
+    try:
+        store = JobStore.open(job_dir, readonly=True)
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot open the job store in {job_dir}: {exc}") from exc
+    try:
+        store.db.execute("BEGIN")
+        store.db.execute("SELECT 1 FROM items, requests, meta LIMIT 0")
+        yield store.db
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{job_dir / 'job.sqlite'} is not a readable llmbatch job store: {exc}") from exc
+    finally:
+        if store.db.in_transaction:
+            store.db.execute("ROLLBACK")
+        store.close()
+
+
+def read_meta(db: sqlite3.Connection, key: str) -> Any:
+    """``meta[key]`` as JSON data; None when absent or unreadable."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return None
+    try:
+        return json.loads(row[0])
+    except ValueError:
+        return None
+
+
+def resume_command(command: Any, cwd: Any = None) -> tuple[str, str]:
+    """(command, note) that resumes a job, from the argv list stored in ``meta["command"]``.
+
+    ``--restart`` is dropped (it would start over, not resume), and so is an
+    ``--api-key`` and its value: secrets never reach a report.
+
+        >>> resume_command(["llmbatch", "run", "in.jsonl", "--task", "t.toml", "--restart"])
+        ('llmbatch run in.jsonl --task t.toml', '')
+    """
+    if isinstance(command, str) and command.strip():
+        return command, ""
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        return FALLBACK_RESUME, ""
+    argv: list[str] = []
+    note = ""
+    skip = False
+    for arg in command:
+        if skip:
+            skip = False
+        elif arg in _SECRET_OPTIONS:
+            skip, note = True, "the API key is left out: set OPENAI_API_KEY"
+        elif arg.startswith(tuple(f"{o}=" for o in _SECRET_OPTIONS)):
+            note = "the API key is left out: set OPENAI_API_KEY"
+        elif arg != "--restart":
+            argv.append(arg)
+    if Path(argv[0]).name == "__main__.py":
+        argv = ["python", "-m", "llmbatch", *argv[1:]]
+    elif not Path(argv[0]).name.startswith("llmbatch"):
+        argv = ["llmbatch", *argv]  # stored without the program name
+    line = shlex.join(argv)
+    if isinstance(cwd, str) and cwd:
+        line = f"cd {shlex.quote(cwd)} && {line}"
+    return line, note
+
+
+def job_status(job_dir: str | Path, *, now: float | None = None) -> dict[str, Any]:
+    """Progress, rates, spend, failures and the resume command of a job, as plain data.
+
+    Safe while the job runs. ``now`` (epoch seconds) is injectable for tests.
+    Costs: a request that failed has no usage and costs nothing; spend is
+    unknown (None) when a request that got an answer has no price.
+    """
+    with open_job(job_dir) as db:
+        return collect_status(db, job_dir, now=now)
+
+
+def collect_status(
+    db: sqlite3.Connection, job_dir: str | Path, *, now: float | None = None
+) -> dict[str, Any]:
+    """``job_status`` over an open store (inside ``open_job``, so it shares the caller's snapshot)."""
+    now = time.time() if now is None else now
+    counts = dict(db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
+    from_cache = db.execute("SELECT COUNT(*) FROM items WHERE from_cache").fetchone()[0]
+    failures = {
+        kind or "unknown": n
+        for kind, n in db.execute(
+            "SELECT error_kind, COUNT(*) FROM items WHERE status = ? GROUP BY error_kind ORDER BY 2 DESC",
+            (FAILED,),
+        )
+    }
+    (requests, ok, answered, spend, unpriced, prompt, completion, cached, mean_size, first, last) = (
+        db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(items_ok), 0),"
+            " COALESCE(SUM(cost), 0), COALESCE(SUM(status = 'ok' AND cost IS NULL), 0),"
+            " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+            " COALESCE(SUM(cached_tokens), 0), AVG(size), MIN(started), MAX(finished) FROM requests"
+        ).fetchone()
+    )
+    errors = {
+        kind or "unknown": n
+        for kind, n in db.execute(
+            "SELECT error_kind, COUNT(*) FROM requests WHERE status != 'ok'"
+            " GROUP BY error_kind ORDER BY 2 DESC"
+        )
+    }
+    recent = db.execute(
+        "SELECT COALESCE(SUM(items_ok), 0) FROM requests WHERE finished > ?", (now - RECENT_WINDOW,)
+    ).fetchone()[0]
+    timeline = Timeline.from_intervals(db.execute("SELECT started, finished FROM requests"))
+    identity = read_meta(db, "identity") or {}
+    command, note = resume_command(read_meta(db, "command"), read_meta(db, "cwd"))
+
+    done, failed, pending = counts.get(DONE, 0), counts.get(FAILED, 0), counts.get(PENDING, 0)
+    window = min(RECENT_WINDOW, now - first) if first is not None else 0.0
+    rate_recent = recent * 60.0 / window if window > 0 else 0.0
+    rate_overall = answered * 60.0 / timeline.duration if timeline.duration > 0 else None
+    spent = None if unpriced else float(spend)
+    # Cost per record over the records that went through requests (answered or failed);
+    # cache hits cost nothing. A finished job's projection is then exactly its spend.
+    billed = answered + failed
+    per_record = spent / billed if spent is not None and billed else None
+    projected = None
+    if spent is not None and not pending:
+        projected = spent
+    elif spent is not None and per_record is not None:
+        projected = spent + per_record * pending
+    return {
+        "job_dir": str(job_dir),
+        "model": identity.get("model"),
+        "endpoint": identity.get("endpoint"),
+        "input": identity.get("input"),
+        "records_total": done + failed + pending,
+        "records_done": done,
+        "records_failed": failed,
+        "records_pending": pending,
+        "records_from_cache": from_cache,
+        "items_per_min_last_60s": rate_recent,
+        "items_per_min_overall": rate_overall,
+        "active_s": timeline.duration,
+        "eta_s": pending * 60.0 / rate_recent if pending and rate_recent > 0 else None,
+        "spend_usd": spent,
+        "spend_per_record_usd": per_record,
+        "projected_spend_usd": projected,
+        "unpriced_requests": unpriced,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cached_tokens": cached,
+        "requests": requests,
+        "requests_ok": ok,
+        "requests_failed_by_kind": errors,
+        "rate_limited": errors.get("rate_limited", 0),
+        "timeouts": errors.get("timeout", 0),
+        "failures_by_kind": failures,
+        "mean_pack_size": mean_size,
+        "first_request_at": first,
+        "last_request_at": last,
+        "idle_s": max(0.0, now - last) if last is not None else None,
+        "resume_command": command,
+        "resume_note": note,
+    }
+
+
+# -- formatting (shared with the HTML report) ----------------------------------------
+
+
+def usd(value: float | None, digits: int = 4) -> str:
+    return "unknown" if value is None else f"${value:,.{digits}f}"
+
+
+def rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}/min"
+
+
+def duration(seconds: float | None) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def kinds(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind} {n:,}" for kind, n in counts.items()) or "none"
+
+
+def when(epoch: float | None) -> str:
+    if epoch is None:
+        return "–"
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(sep=" ", timespec="seconds")
+
+
+def status_table(status: Mapping[str, Any]) -> Table:
+    """A two-column rich table of ``job_status()``. Values are plain ``Text``: no markup parsed."""
+    table = Table(title=f"llmbatch status · {status['job_dir']}", show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value")
+    total = status["records_total"]
+    settled = status["records_done"] + status["records_failed"]
+    share = f" ({settled / total:.1%} settled)" if total else ""
+    rows = [
+        ("job", f"{status['model'] or '?'} · {status['endpoint'] or '?'} · {status['input'] or '?'}"),
+        (
+            "records",
+            f"{total:,} total · {status['records_done']:,} done · {status['records_failed']:,} failed"
+            f" · {status['records_pending']:,} pending{share}",
+        ),
+        (
+            "rate",
+            f"{rate(status['items_per_min_last_60s'])} last 60 s · "
+            f"{rate(status['items_per_min_overall'])} overall ({duration(status['active_s'])} active)",
+        ),
+        ("ETA", duration(status["eta_s"]) if status["records_pending"] else "done"),
+        (
+            "spend",
+            f"{usd(status['spend_usd'])} so far · {usd(status['projected_spend_usd'])} projected total"
+            f" · {usd(status['spend_per_record_usd'], 6)} per record",
+        ),
+        (
+            "tokens in / out / cached",
+            f"{status['prompt_tokens']:,} / {status['completion_tokens']:,} / {status['cached_tokens']:,}",
+        ),
+        ("requests", f"{status['requests']:,} (mean pack {status['mean_pack_size'] or 0:.1f})"),
+        ("429s / timeouts", f"{status['rate_limited']:,} / {status['timeouts']:,}"),
+        ("failed records by kind", kinds(status["failures_by_kind"])),
+        ("failed requests by kind", kinds(status["requests_failed_by_kind"])),
+        (
+            "last request",
+            f"{when(status['last_request_at'])} ({duration(status['idle_s'])} ago)"
+            if status["last_request_at"] is not None
+            else "none yet",
+        ),
+        ("resume", status["resume_command"]),
+    ]
+    if status["resume_note"]:
+        rows.append(("", status["resume_note"]))
+    for name, value in rows:
+        table.add_row(name, Text(value))
+    return table
