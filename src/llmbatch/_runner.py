@@ -255,7 +255,7 @@ class Runner:
 
     async def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
         while self.stop_reason is None:
-            if len(tasks) >= self.concurrency:
+            if len(tasks) >= self._allowed_in_flight():
                 await self._wait_any(tasks)
                 continue
             now = self.clock()
@@ -275,6 +275,12 @@ class Runner:
         # stopping: let requests in flight finish so their answers are kept
         while tasks:
             await self._wait_any(tasks)
+
+    def _allowed_in_flight(self) -> int:
+        """The concurrency limit; 1 until the first answer when the provider wants a warm-up."""
+        if self.provider.warm_up_first and self.metrics.requests_ok == 0:
+            return 1
+        return self.concurrency
 
     def _until_ready(self, now: float) -> float | None:
         ready_at = self.planner.next_ready_at()
@@ -350,9 +356,12 @@ class Runner:
             self.in_flight -= 1
         usage = completion.usage
         self.calibration.observe(request.est_prompt_tokens, usage.prompt_tokens)
+        charged_prompt = usage.prompt_tokens
+        if not self.provider.cache_reads_count_toward_limit:
+            charged_prompt -= usage.cached_tokens
         self.limiter.settle(
             reservation,
-            usage.prompt_tokens,
+            charged_prompt,
             usage.completion_tokens,
             refund_output=self.provider.refunds_unused_output,
         )

@@ -111,8 +111,10 @@ def _default_provider(opts: dict[str, Any]) -> str:
     """openai when an API key or endpoint is configured, else the bundled local model."""
     if opts["model_path"]:
         return "local"
-    configured = opts["api_key"] or opts["base_url"] or os.environ.get("OPENAI_API_KEY")
-    if configured:
+    if os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("OPENAI_API_KEY"):
+        return "anthropic"
+    configured = opts["api_key"] or opts["base_url"]
+    if configured or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
         return "openai"
     from .providers.local import INSTALL_HINT, local_available
 
@@ -233,19 +235,19 @@ Examples:
 @click.argument("input_path", metavar="INPUT")
 @click.option("--task", "task_path", required=True, type=click.Path(dir_okay=False), help="Task file (TOML).")
 @click.option("--out", "output", help="Output .jsonl or .csv (- for stdout). Default: <input>-<task>.jsonl")
-@click.option("--provider", help="openai, local, sim. Default: openai if a key/URL is set, else local.")
+@click.option(
+    "--provider", help="openai, anthropic, local, sim. Default: the one whose key or URL is set, else local."
+)
 @click.option("--model", help="Model name.")
 @click.option("--model-path", type=click.Path(dir_okay=False, exists=True), help="GGUF file (local).")
-@click.option(
-    "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint [env OPENAI_BASE_URL]."
-)
+@click.option("--base-url", help="The provider's endpoint (openai: also env OPENAI_BASE_URL).")
 @click.option(
     "--response-format",
     type=click.Choice(["json_schema", "json_object"]),
     help="How the json pack asks for its schema: json_schema (OpenAI form, default) or "
     "json_object (llama-cpp-python's server).",
 )
-@click.option("--api-key", help="API key; better set OPENAI_API_KEY.")
+@click.option("--api-key", help="API key; better set OPENAI_API_KEY / ANTHROPIC_API_KEY.")
 @click.option(
     "--pack", type=click.Choice(sorted(PACKERS)), help="Pack format. Default: json where supported."
 )

@@ -36,10 +36,15 @@ class ProviderConfig:
 class Provider(ABC):
     """One backend. Use as ``async with provider:`` or call ``aclose()``."""
 
-    name: ClassVar[str]
+    name: ClassVar[str] = "custom"
+    """Set by @register; an unregistered provider (a test double, a plug-in) is "custom"."""
     supports_json_schema: ClassVar[bool] = False
     supports_tools: ClassVar[bool] = False
     context_tokens: ClassVar[int] = 128_000
+    warm_up_first: ClassVar[bool] = False
+    """Send one request alone before fanning out (it creates the provider's prompt-cache entry)."""
+    cache_reads_count_toward_limit: ClassVar[bool] = True
+    """False where cached input is not charged against the input-token limit (Anthropic)."""
     refunds_unused_output: ClassVar[bool] = False
     """True where the provider's token limit counts actual output, not ``max_tokens``."""
     billed: ClassVar[bool] = True

@@ -1,0 +1,87 @@
+"""The runner honours what a provider says about itself: warm-up first, cached reads off the limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import ClassVar
+
+from llmbatch import Completion, JobSpec, Request, RunOptions, Task, Usage, run_job
+from llmbatch.providers.base import Provider
+
+TASK = Task(instructions="Echo each text.", input="{text}", output="text")
+
+
+class Recording(Provider):
+    """Answers every key of a json pack; remembers how many requests were in flight."""
+
+    supports_json_schema = True
+    warm_up_first: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self.model = "fake"
+        self.in_flight = 0
+        self.seen_in_flight: list[int] = []
+
+    async def complete(self, request: Request) -> Completion:
+        self.in_flight += 1
+        self.seen_in_flight.append(self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        assert request.schema is not None
+        keys = request.schema["required"]
+        return Completion(
+            content=json.dumps({key: f"answer {key}" for key in keys}),
+            finish_reason="stop",
+            usage=Usage(prompt_tokens=100, completion_tokens=10, cached_tokens=80),
+            latency=0.01,
+        )
+
+
+def _spec(tmp_path: Path) -> JobSpec:
+    return JobSpec(
+        task=TASK,
+        input="<records>",
+        output=None,
+        job_dir=tmp_path / "job",
+        options=RunOptions(batch_size=2, concurrency=8),
+        records=[{"id": str(i), "text": f"text {i}"} for i in range(40)],
+    )
+
+
+def test_a_provider_that_wants_a_warm_up_gets_one_request_alone_first(tmp_path: Path) -> None:
+    provider = Recording()
+    result = asyncio.run(run_job(_spec(tmp_path), provider))
+    assert result.counts == {"done": 40}
+    assert provider.seen_in_flight[0] == 1
+    assert max(provider.seen_in_flight) > 1  # then it fans out
+
+
+def test_without_a_warm_up_the_first_requests_go_together(tmp_path: Path) -> None:
+    provider = Recording()
+    provider.warm_up_first = False  # type: ignore[misc]
+    asyncio.run(run_job(_spec(tmp_path), provider))
+    assert max(provider.seen_in_flight[:4]) > 1
+
+
+def test_cached_reads_are_not_charged_to_the_input_limit_when_the_provider_says_so(tmp_path: Path) -> None:
+    from llmbatch._limiter import RateLimiter
+
+    class NoCacheCharge(Recording):
+        cache_reads_count_toward_limit: ClassVar[bool] = False
+
+    limiter = RateLimiter(input_tpm=1_000_000, learn=False)
+    provider = NoCacheCharge()
+    store_spec = _spec(tmp_path)
+    from llmbatch._io import Record
+    from llmbatch._runner import Runner, ingest
+    from llmbatch._store import JobStore
+
+    store = JobStore.open(store_spec.job_dir)
+    ingest(store, TASK, [Record(i, i, {"id": str(i), "text": f"t{i}"}) for i in range(4)])
+    runner = Runner(TASK, provider, store, RunOptions(batch_size=4, concurrency=1), limiter=limiter)
+    asyncio.run(runner.run())
+    store.close()
+    # one request: 100 prompt tokens reported, 80 of them cached → 20 charged
+    assert 1_000_000 - limiter.buckets["input_tokens"].level < 25
