@@ -378,7 +378,7 @@ def test_explicit_output_format(tmp_path: Path) -> None:
     open_writer(path, TEXT_TASK, "csv").write([Result(0, "a", "ok", "x")])
     assert path.read_text(encoding="utf-8").splitlines()[0] == "id,text,status,error"
     with pytest.raises(UsageError, match="unknown output format"):
-        open_writer(path, TEXT_TASK, "parquet")
+        open_writer(path, TEXT_TASK, "xlsx")
 
 
 def _roundtrip_rows(path: Path) -> list[dict[str, Any]]:
