@@ -160,6 +160,14 @@ async def _run_with_progress(
     spec: JobSpec, backend: Provider, notify: Callable[[str], None] | None, opts: dict[str, Any]
 ) -> JobResult:
     metrics = Metrics()
+    exporter = None
+    if opts["metrics_port"] is not None:
+        from .report.prometheus import serve_metrics
+
+        try:
+            exporter = serve_metrics(metrics, opts["metrics_port"])
+        except OSError as exc:
+            raise UsageError(f"cannot serve metrics on 127.0.0.1:{opts['metrics_port']}: {exc}") from exc
     view = None
     if not opts["quiet"]:
         view = ProgressView(metrics, err, interval=opts["progress_interval"])
@@ -169,6 +177,9 @@ async def _run_with_progress(
     finally:
         if view is not None:
             await view.stop()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
 
 
 @contextlib.contextmanager
@@ -276,6 +287,9 @@ Examples:
 )
 @click.option(
     "--metrics-out", type=click.Path(dir_okay=False, path_type=Path), help="Write final metrics JSON."
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), help="Serve live Prometheus metrics on 127.0.0.1:P."
 )
 @click.option(
     "--progress-interval",
