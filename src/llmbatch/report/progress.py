@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from .._metrics import Metrics
@@ -51,6 +52,8 @@ def progress_line(metrics: Metrics, rate: float | None) -> dict[str, Any]:
     """The figures progress shows, as plain data."""
     done = metrics.items_ok + metrics.items_failed_total
     total = metrics.items_total
+    if rate is None:
+        rate = (done - metrics.items_skipped) / metrics.elapsed * 60 or None  # until a window exists
     remaining = max(0, total - done)
     eta = remaining / rate * 60 if rate else None
     this_run = done - metrics.items_skipped
@@ -120,8 +123,10 @@ class ProgressView:
 
     def _renderable(self) -> Group:
         figures = self._figures()
-        bar = ProgressBar(total=max(1, figures["total"]), completed=figures["done"], width=40)
-        return Group(bar, Text(_text(figures)))
+        head, _, tail = _text(figures).partition(" · ok ")
+        line = Table.grid(padding=(0, 1))
+        line.add_row(ProgressBar(total=max(1, figures["total"]), completed=figures["done"], width=30), head)
+        return Group(line, Text("ok " + tail, overflow="fold"))
 
     async def _loop(self) -> None:
         if self.console.is_terminal:
