@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import pytest
 from rich.console import Console
 
 from llmbatch._metrics import Metrics
@@ -27,9 +28,9 @@ def test_figures_rate_eta_spend_and_projection() -> None:
     metrics.pack_size, metrics.concurrency = 20, 8
     clock.now = 30.0
     figures = progress_line(metrics, rate=None)
-    assert figures["rate"] == 500  # 250 records in 30 s, before a rate window exists
-    assert figures["eta"] == 90  # 750 left at 500/min
-    assert figures["projected"] == 2.0  # $0.5 per 250 records → $2 for 1000
+    assert figures["rate"] == pytest.approx(500)  # 250 records in 30 s, before a rate window exists
+    assert figures["eta"] == pytest.approx(90)  # 750 left at 500/min
+    assert figures["projected"] == pytest.approx(2.0)  # $0.5 per 250 records → $2 for 1000
     assert (figures["pack"], figures["concurrency"]) == (20, 8)
 
 
