@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cache import ResultCache
+from ._exceptions import UsageError
 from ._io import Record, open_reader, open_writer
 from ._metrics import Metrics
 from ._pricing import Price, PriceTable
@@ -70,7 +71,7 @@ def _identity(spec: JobSpec, provider: Provider) -> dict[str, Any]:
     ident: dict[str, Any] = {
         "task": spec.task.fingerprint,
         "endpoint": provider.endpoint,
-        "model": provider.model,
+        "model": " > ".join(spec.task.models) if spec.task.models else provider.model,
         "input": str(spec.input),
     }
     if spec.records is None and str(spec.input) != "-":
@@ -111,12 +112,61 @@ def _price_of(spec: JobSpec, provider: Provider) -> Price | None:
     return spec.prices.get(provider.model) if spec.prices else None
 
 
+ESCALATED_KINDS = ("missing", "invalid", "truncated")
+"""Failures a stronger model may fix (not unreadable input, not a provider stop)."""
+
+
+async def _escalate(
+    spec: JobSpec,
+    store: JobStore,
+    model: str,
+    provider_for: Callable[[str], Provider] | None,
+    metrics: Metrics,
+    on_settled: Callable[[Sequence[ItemUpdate]], None] | None,
+) -> Metrics:
+    """Run the next model of a cascade over what the previous ones could not answer."""
+    if provider_for is None:
+        raise UsageError("the task lists several models: a provider factory is needed (provider_for)")
+    task = spec.task
+    if not store.escalate(ESCALATED_KINDS, task.escalate_field, task.escalate_below):
+        return metrics
+    async with provider_for(model) as provider:
+        cache = _open_cache(spec, provider)
+        try:
+            runner = Runner(
+                task,
+                provider,
+                store,
+                spec.options,
+                price=_price_of(spec, provider),
+                metrics=metrics,
+                cache=cache,
+                on_settled=on_settled,
+            )
+            return await runner.run()
+        finally:
+            if cache is not None:
+                cache.close()
+
+
+def _open_cache(spec: JobSpec, provider: Provider) -> ResultCache | None:
+    if spec.cache_dir is None:
+        return None
+    return ResultCache.open(
+        spec.cache_dir,
+        endpoint=provider.endpoint,
+        model=provider.model,
+        task_fingerprint=spec.task.fingerprint,
+    )
+
+
 async def run_job(
     spec: JobSpec,
     provider: Provider,
     metrics: Metrics | None = None,
     notify: Callable[[str], None] | None = None,
     on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
+    provider_for: Callable[[str], Provider] | None = None,
 ) -> JobResult:
     """Run a job to the end (or until a fatal error, which propagates with state saved).
 
@@ -142,14 +192,7 @@ async def run_job(
                 store.set_meta("cwd", str(Path.cwd()))
             if price is not None:
                 store.set_meta("price", dataclasses.asdict(price))
-            cache = None
-            if spec.cache_dir is not None:
-                cache = ResultCache.open(
-                    spec.cache_dir,
-                    endpoint=provider.endpoint,
-                    model=provider.model,
-                    task_fingerprint=spec.task.fingerprint,
-                )
+            cache = _open_cache(spec, provider)
             try:
                 runner = Runner(
                     spec.task,
@@ -165,6 +208,8 @@ async def run_job(
             finally:
                 if cache is not None:
                     cache.close()
+            for model in spec.task.models[1:]:
+                result_metrics = await _escalate(spec, store, model, provider_for, result_metrics, on_settled)
             rows = 0
             if spec.output is not None:
                 rows = open_writer(spec.output, spec.task, spec.output_format).write(store.results())

@@ -56,6 +56,8 @@ class Metrics:
     concurrency: int = 0
     """The concurrency limit now (a gauge)."""
     budget: float | None = None
+    by_model: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per model of a cascade: requests, records answered, cost."""
     pack_sizes: Counter[int] = field(default_factory=Counter)
     series: dict[int, dict[str, float]] = field(default_factory=dict)
     done_at_start: int = 0
@@ -124,6 +126,12 @@ class Metrics:
             bucket = self._bucket()
             bucket["items"] = bucket.get("items", 0) + ok
 
+    def observe_model(self, model: str, *, ok: int, cost: float | None) -> None:
+        entry = self.by_model.setdefault(model, {"requests": 0, "records": 0, "cost": 0.0})
+        entry["requests"] += 1
+        entry["records"] += ok
+        entry["cost"] += cost or 0.0
+
     def observe_failed(self, kind: str, count: int = 1) -> None:
         self.items_failed[kind] += count
 
@@ -173,6 +181,7 @@ class Metrics:
             "splits": self.splits,
             "rate_limited": self.rate_limited,
             "timeouts": self.timeouts,
+            "by_model": {model: dict(entry) for model, entry in self.by_model.items()},
             "mean_pack_size": (
                 sum(k * v for k, v in self.pack_sizes.items()) / sum(self.pack_sizes.values())
                 if self.pack_sizes

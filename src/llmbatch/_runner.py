@@ -14,6 +14,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,11 +234,13 @@ class Runner:
     async def run(self) -> Metrics:
         """Send every pending item; returns the metrics. Raises FatalError if the job had to stop."""
         counts = self.store.counts()
+        first_stage = not self.metrics.started  # a cascade runs several Runners on one Metrics
         self.metrics.items_total = sum(counts.values())
-        self.metrics.items_skipped = counts.get(DONE, 0)
         self.metrics.items_ok = counts.get(DONE, 0)
-        self.metrics.items_failed.update(self.store.failures_by_kind())
-        self.metrics.start()
+        self.metrics.items_failed = Counter(self.store.failures_by_kind())
+        if first_stage:
+            self.metrics.items_skipped = counts.get(DONE, 0)
+            self.metrics.start()
         tasks: set[asyncio.Task[None]] = set()
         try:
             await self._dispatch(tasks)
@@ -450,6 +453,7 @@ class Runner:
             concurrency=self.concurrency,
         )
         self.metrics.observe_items(ok=ok, ok_first_try=ok_first, retried=retried)
+        self.metrics.observe_model(self.provider.model, ok=ok, cost=cost)
 
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """Feed the controllers with one successful request."""

@@ -191,6 +191,29 @@ class JobStore:
             )
         return [(d[0], d[1], d[2]) for d in dupes]
 
+    def escalate(self, kinds: tuple[str, ...], field: str | None, below: float | None) -> int:
+        """Make items pending again for the next model of a cascade; returns how many.
+
+        Failed items of the given kinds (the model could not answer them), and —
+        when ``field`` is set — answered items whose ``field`` is below ``below``.
+        """
+        marks = ",".join("?" * len(kinds))
+        with self.transaction():
+            cursor = self.db.execute(
+                f"UPDATE items SET status = ?, attempts = 0, answer = NULL, error = '', error_kind = ''"
+                f" WHERE status = ? AND error_kind IN ({marks})",
+                (PENDING, FAILED, *kinds),
+            )
+            changed = cursor.rowcount
+            if field is not None and below is not None:
+                cursor = self.db.execute(
+                    "UPDATE items SET status = ?, attempts = 0, answer = NULL"
+                    " WHERE status = ? AND json_extract(answer, ?) < ?",
+                    (PENDING, DONE, f"$.{field}", below),
+                )
+                changed += cursor.rowcount
+        return changed
+
     def pending(self, after: int = -1, limit: int = 1000) -> list[tuple[int, str, str, int]]:
         """The next pending items after position ``after``: (idx, id, text, attempts)."""
         return self.db.execute(

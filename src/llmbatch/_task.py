@@ -147,6 +147,15 @@ class _Template:
         return "".join(chunks)
 
 
+class _Escalate(pydantic.BaseModel):
+    """``[escalate]``: send valid answers whose ``field`` is ``below`` a threshold to the next model."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    field: str
+    below: float
+
+
 class _TaskFile(pydantic.BaseModel):
     """The TOML task file, validated as untrusted input."""
 
@@ -159,6 +168,8 @@ class _TaskFile(pydantic.BaseModel):
     output: str | dict[str, Any] = "text"
     system: str | None = None
     params: dict[str, Any] = pydantic.Field(default_factory=dict)
+    models: list[str] = pydantic.Field(default_factory=list)
+    escalate: _Escalate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +189,11 @@ class Task:
     name: str = "task"
     temperature: float | None = 0.0
     answer_tokens: int | None = None
+    models: tuple[str, ...] = ()
+    """A model cascade, cheapest first: records the first cannot answer go to the next."""
+    escalate_field: str | None = None
+    escalate_below: float | None = None
+    """Also escalate valid answers whose ``escalate_field`` (a confidence) is below this."""
     _template: _Template = field(init=False, repr=False, compare=False)
     _schema: dict[str, Any] = field(init=False, repr=False, compare=False)
     _validator: Any = field(init=False, repr=False, compare=False)
@@ -239,6 +255,9 @@ class Task:
             name=spec.name or path.stem,
             temperature=None if temperature is None else float(temperature),
             answer_tokens=answer_tokens,
+            models=tuple(spec.models),
+            escalate_field=spec.escalate.field if spec.escalate else None,
+            escalate_below=spec.escalate.below if spec.escalate else None,
         )
 
     # -- derived ---------------------------------------------------------------

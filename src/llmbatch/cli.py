@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -173,7 +174,7 @@ async def _run_with_progress(
         view = ProgressView(metrics, err, interval=opts["progress_interval"])
         view.start()
     try:
-        return await run_job(spec, backend, metrics=metrics, notify=notify)
+        return await run_job(spec, backend, metrics=metrics, notify=notify, provider_for=opts["provider_for"])
     finally:
         if view is not None:
             await view.stop()
@@ -314,7 +315,13 @@ def run(**opts: Any) -> None:
         timeout=opts["timeout"],
         extra={key: opts[key] for key in ("model_path", "response_format") if opts[key] is not None},
     )
-    backend = create_provider(opts["provider"] or _default_provider(opts), config)
+    if task.models and not opts["model"]:
+        config = dataclasses.replace(config, model=task.models[0])
+    provider_name = opts["provider"] or _default_provider(opts)
+    backend = create_provider(provider_name, config)
+    opts["provider_for"] = lambda model: create_provider(
+        provider_name, dataclasses.replace(config, model=model)
+    )
     spec = _spec(opts, task, output)
     to_stdout = output == "-"
     out = Console(stderr=to_stdout)

@@ -63,6 +63,11 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
     errors = summary.get("requests_failed_by_kind") or {}
     if errors:
         rows.append(("failed requests by kind", ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))))
+    by_model = summary.get("by_model") or {}
+    if len(by_model) > 1:
+        for model, entry in by_model.items():
+            cost = "" if summary["cost_usd"] is None else f", ${entry['cost']:.4f}"
+            rows.append((f"model {model}", f"{int(entry['records']):,} records{cost}"))
     failed = summary.get("failed_by_kind") or {}
     if failed:
         rows.append(("failed records by kind", ", ".join(f"{k} {v}" for k, v in sorted(failed.items()))))
