@@ -10,7 +10,7 @@ __all__ = ["PROVIDERS", "Provider", "ProviderConfig", "create_provider", "regist
 
 # Built-in providers, imported on first use so that an optional dependency
 # (llama-cpp-python, anthropic) is only needed by the provider that uses it.
-_BUILTIN = ("openai", "sim", "local")
+_BUILTIN = ("openai", "anthropic", "sim", "local")
 
 
 def load_builtin() -> None:

@@ -4,6 +4,8 @@ It answers like a model that follows instructions, deterministically (see
 ``oracle``), understands every pack format llmbatch sends, and misbehaves on
 purpose, reproducibly from a seed: server errors, hangs, rate limits, dropped,
 corrupted, misnumbered, truncated and malformed answers.
+With ``pack_accuracy_decay`` and ``answer_shortening`` (see ``_quality``) its
+answers get wrong-but-valid or shorter as packs grow, the way real models' do.
 
     async with SimServer(SimConfig(seed=1, drop_rate=0.1)) as server:
         ...  # point any OpenAI client at server.base_url

@@ -1,6 +1,8 @@
 """``llmbatch sim serve``: run the simulator as a local OpenAI-compatible endpoint.
 
     llmbatch sim serve --port 8765 --seed 1 --drop-rate 0.05 --rate-limit-rpm 600
+    llmbatch sim serve --pack-accuracy-decay 0.03 --answer-shortening 0.3
+    llmbatch sim serve --batch-delay 30 --batch-failure-rate 0.05 --batch-expire-rate 0.02
     llmbatch run task.toml data.jsonl --base-url http://127.0.0.1:8765/v1 --api-key sk-sim
 
 The group is attached to the main CLI with ``main.add_command(sim)``.
@@ -52,6 +54,22 @@ def sim() -> None:
 @click.option("--quota-exhausted", is_flag=True, help="Answer every request 429 insufficient_quota.")
 @click.option("--max-concurrency", default=None, type=_POSITIVE,
               help="Completions served at once; the rest wait in line.")  # fmt: skip
+@click.option("--pack-accuracy-decay", default=0.0, type=_RATE,
+              help="Wrong-but-valid answer rate at the ends of a 50-item pack (grows with size, "
+                   "doubles mid-pack; 0 for one item).")  # fmt: skip
+@click.option("--answer-shortening", default=0.0, type=_RATE,
+              help="Share of a free-text answer's words dropped in a 50-item pack "
+                   "(linear in size).")  # fmt: skip
+@click.option("--batch-failure-rate", default=0.0, type=_RATE,
+              help="Share of batch-API lines that fail (a 500 / an errored result).")  # fmt: skip
+@click.option("--batch-expire-rate", default=0.0, type=_RATE,
+              help="Share of batch-API lines that expire unanswered.")  # fmt: skip
+@click.option("--batch-delay", default=0.0, type=_SECONDS,
+              help="Seconds before a batch is worked on (times --time-scale).")  # fmt: skip
 def serve(host: str, port: int, **knobs: Any) -> None:
     """Serve an OpenAI-compatible API at http://HOST:PORT/v1 until interrupted."""
-    serve_forever(SimConfig(**knobs), host, port)
+    try:
+        config = SimConfig(**knobs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    serve_forever(config, host, port)

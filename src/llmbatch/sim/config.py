@@ -40,6 +40,17 @@ class SimConfig:
     ``truncate_rate``, ``malformed_rate``. ``quota_exhausted`` answers every
     request with 429 ``insufficient_quota``. ``max_concurrency`` is how many
     completions run at once; the others wait in line.
+
+    Answer quality (``_quality``): ``pack_accuracy_decay`` makes an item's answer
+    wrong (but schema-valid) with probability
+    ``min(1, decay × (b − 1)/49 × (1 + 4x(1 − x)))`` for an item at relative
+    position ``x`` in a pack of ``b``; ``answer_shortening`` keeps only the first
+    ``1 − shortening × (b − 1)/49`` of a free-text answer's words. Both are 0 for a
+    single item, seeded by (seed, pack size, position, item text).
+
+    Batch APIs (``_batches``): a batch is worked on ``batch_delay × time_scale``
+    seconds after it is created; each line fails with ``batch_failure_rate`` and
+    expires with ``batch_expire_rate``, seeded by the line's body.
     """
 
     model: str = "sim-1"
@@ -60,6 +71,11 @@ class SimConfig:
     rate_limit_tpm: int | None = None
     quota_exhausted: bool = False
     max_concurrency: int | None = None
+    pack_accuracy_decay: float = 0.0
+    answer_shortening: float = 0.0
+    batch_failure_rate: float = 0.0
+    batch_expire_rate: float = 0.0
+    batch_delay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:
@@ -69,12 +85,22 @@ class SimConfig:
         for name in ("base_latency", "per_input_token", "per_output_token", "time_scale"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        for name in ("pack_accuracy_decay", "answer_shortening"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
         if self.hang_seconds < 0:
             raise ValueError("hang_seconds must not be negative")
         for name in ("rate_limit_rpm", "rate_limit_tpm", "max_concurrency"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (or None for no limit)")
+        for name in ("batch_failure_rate", "batch_expire_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
+        if self.batch_failure_rate + self.batch_expire_rate > 1.0:
+            raise ValueError("batch_failure_rate + batch_expire_rate must not exceed 1")
+        if self.batch_delay < 0:
+            raise ValueError("batch_delay must not be negative")
 
     def as_dict(self) -> dict[str, object]:
         """The knobs by name (for ``/sim/stats``)."""

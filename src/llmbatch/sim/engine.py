@@ -9,7 +9,8 @@
 One request goes through: parse (400 if malformed) → quota (429
 ``insufficient_quota``) → rate limits (429 ``rate_limit_exceeded``, nothing
 taken) → draw faults → wait for a free slot (``max_concurrency``) → an
-injected error, or a hang, or the oracle's answers with the pack's faults
+injected error, or a hang, or the oracle's answers, degraded by the quality
+model (``_quality``: larger packs, worse answers) and with the pack's faults
 applied → cut to ``max_tokens`` → sleep the latency → 200.
 
 The server (``server.py``) only moves bytes; everything a test may want to
@@ -32,10 +33,10 @@ import jsonschema
 from llmbatch._task import canonical_json
 from llmbatch._tokens import count_tokens
 
-from . import oracle
+from . import _quality, oracle
 from ._faults import ERRORS, Faults, corrupt, draw, rng_for
 from ._prompt import SEPARATOR, InvalidRequest, Item, Prompt, read_body
-from ._ratelimit import RateLimits
+from ._ratelimit import Admission, RateLimits
 from .config import SimConfig
 
 __all__ = ["DEFAULT_MAX_TOKENS", "SimEngine", "SimResponse", "SimStats"]
@@ -122,14 +123,20 @@ class SimEngine:
         in_flight = self.stats.in_flight
         self.stats = SimStats(in_flight=in_flight)
 
-    async def chat(self, body: Any) -> SimResponse:
-        """Answer one ``POST /v1/chat/completions`` body."""
+    async def chat(self, body: Any, *, admit: Callable[[], Admission] | None = None) -> SimResponse:
+        """Answer one ``POST /v1/chat/completions`` body.
+
+        ``admit`` replaces the engine's own rate limits for this request: it is
+        called once the body is understood and the quota checked, and says
+        whether the request may go on (the Anthropic endpoint counts input and
+        output tokens in buckets of their own).
+        """
         stats = self.stats
         stats.requests += 1
         stats.in_flight += 1
         stats.max_concurrent = max(stats.max_concurrent, stats.in_flight)
         try:
-            response = await self._chat(body)
+            response = await self._chat(body, admit)
         finally:
             self.stats.in_flight -= 1
         self.stats.by_status[response.status] += 1
@@ -137,7 +144,7 @@ class SimEngine:
             self.stats.rate_limited += 1
         return response
 
-    async def _chat(self, body: Any) -> SimResponse:
+    async def _chat(self, body: Any, admit: Callable[[], Admission] | None) -> SimResponse:
         try:
             prompt = read_body(body)
         except InvalidRequest as exc:
@@ -146,7 +153,7 @@ class SimEngine:
             message = "You exceeded your current quota, please check your plan and billing details."
             return _error(429, message, "insufficient_quota", "insufficient_quota")
         cost = prompt.prompt_tokens + (prompt.max_tokens or DEFAULT_MAX_TOKENS)
-        admission = self._limits.admit(cost)
+        admission = self._limits.admit(cost) if admit is None else admit()
         if not admission.admitted:
             return _rate_limited(admission.kind, admission.retry_after, cost, admission.headers)
         occurrence = self._seen[prompt.fingerprint]
@@ -209,10 +216,11 @@ class SimEngine:
     def _content(self, prompt: Prompt, faults: Faults) -> tuple[str, int]:
         """The completion text (or tool arguments) and how many items it answers."""
         answers: list[tuple[str, JSON]] = []
-        for item in prompt.items:
+        for position, item in enumerate(prompt.items):
             if item.key in faults.dropped:
                 continue
             value = oracle.answer(item.schema, prompt.instructions, item.text)
+            value = self._degrade(item, value, position, len(prompt.items))
             if item.key in faults.corrupted:
                 value = corrupt(item.schema, value, self._validator(item.schema))
             answers.append((item.key, value))
@@ -233,6 +241,25 @@ class SimEngine:
         else:
             content = _plain(answers[0][1]) if _is_text(prompt.items[0]) else _compact(answers[0][1])
         return content, len(answers)
+
+    def _degrade(self, item: Item, value: JSON, position: int, size: int) -> JSON:
+        """The quality model (``_quality``): shorter, or wrong but valid, the larger the pack."""
+        config = self.config
+        if size < 2 or not (config.pack_accuracy_decay or config.answer_shortening):
+            return value
+        if config.answer_shortening and isinstance(value, str) and _is_text(item):
+            shorter = _quality.shorten(value, config.answer_shortening, size)
+            if shorter != value:
+                self.stats.faults["shortened"] += 1
+                value = shorter
+        if config.pack_accuracy_decay:
+            rng = _quality.quality_rng(config.seed, size, position, item.text)
+            if rng.random() < _quality.wrong_probability(config.pack_accuracy_decay, size, position):
+                wrong = _quality.degrade(item.schema, value, rng, self._validator(item.schema))
+                if wrong != value:
+                    self.stats.faults["wrong"] += 1
+                    value = wrong
+        return value
 
     def _validator(self, schema: dict[str, Any]) -> Callable[[JSON], bool]:
         key = canonical_json(schema)

@@ -3,8 +3,13 @@
 Routes::
 
     POST /v1/chat/completions   the engine's answer
+    POST /v1/messages           the same engine behind Anthropic's Messages API (``_anthropic``)
     GET  /v1/models             the configured model
-    GET  /sim/stats             counters (requests, statuses, items, tokens, 429s, ...)
+    POST /v1/files, GET /v1/files/{id}/content, POST /v1/batches, GET /v1/batches/{id}
+                                OpenAI's Batch API (``_batches``)
+    POST /v1/messages/batches, GET /v1/messages/batches/{id}[/results]
+                                Anthropic's Message Batches API (``_batches``)
+    GET  /sim/stats             counters (requests, statuses, items, tokens, 429s, batches, ...)
     POST /sim/reset             zero the counters
 
 Three ways to run it: ``async with SimServer(config) as server`` inside a test's
@@ -31,19 +36,26 @@ from typing import Any
 
 from aiohttp import web
 
+from ._anthropic import AnthropicMessages
+from ._batches import SimBatches
 from .config import SimConfig
-from .engine import SimEngine
+from .engine import SimEngine, SimResponse
 
 __all__ = ["SimServer", "ThreadedServer", "build_app", "run_in_thread", "serve"]
 
 _ENGINE: web.AppKey[SimEngine] = web.AppKey("engine", SimEngine)
+_MESSAGES: web.AppKey[AnthropicMessages] = web.AppKey("messages", AnthropicMessages)
+_BATCHES: web.AppKey[SimBatches] = web.AppKey("batches", SimBatches)
 
 
-def build_app(engine: SimEngine) -> web.Application:
-    """The aiohttp application serving ``engine``."""
+def build_app(engine: SimEngine, batches: SimBatches | None = None) -> web.Application:
+    """The aiohttp application serving ``engine`` (and its batch APIs, ``batches``)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[_ENGINE] = engine
+    app[_MESSAGES] = AnthropicMessages(engine)
+    _add_batch_routes(app, batches or SimBatches(engine))
     app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/messages", _messages)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/sim/stats", _stats)
     app.router.add_post("/sim/reset", _reset)
@@ -60,6 +72,15 @@ async def _chat(request: web.Request) -> web.Response:
     return web.json_response(response.body, status=response.status, headers=response.headers)
 
 
+async def _messages(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None  # answered 400 invalid_request_error
+    response = await request.app[_MESSAGES].create(body)
+    return web.json_response(response.body, status=response.status, headers=response.headers)
+
+
 async def _models(request: web.Request) -> web.Response:
     model = request.app[_ENGINE].config.model
     entry = {"id": model, "object": "model", "created": 0, "owned_by": "llmbatch-sim"}
@@ -67,12 +88,90 @@ async def _models(request: web.Request) -> web.Response:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[_ENGINE].stats.snapshot())
+    return web.json_response(_snapshot(request.app[_ENGINE], request.app[_BATCHES]))
 
 
 async def _reset(request: web.Request) -> web.Response:
     request.app[_ENGINE].reset_stats()
+    request.app[_BATCHES].reset_stats()
     return web.json_response({"ok": True})
+
+
+def _snapshot(engine: SimEngine, batches: SimBatches) -> dict[str, Any]:
+    return {**engine.stats.snapshot(), "batches": batches.stats.snapshot()}
+
+
+# -- the batch APIs (``_batches``) ------------------------------------------------------
+
+
+def _add_batch_routes(app: web.Application, batches: SimBatches) -> None:
+    app[_BATCHES] = batches
+    app.router.add_post("/v1/files", _upload_file)
+    app.router.add_get("/v1/files/{id}/content", _file_content)
+    app.router.add_post("/v1/batches", _create_openai_batch)
+    app.router.add_get("/v1/batches/{id}", _get_openai_batch)
+    app.router.add_post("/v1/messages/batches", _create_anthropic_batch)
+    app.router.add_get("/v1/messages/batches/{id}", _get_anthropic_batch)
+    app.router.add_get("/v1/messages/batches/{id}/results", _anthropic_results)
+
+    async def stop_batches(app: web.Application) -> None:
+        await app[_BATCHES].aclose()
+
+    app.on_cleanup.append(stop_batches)
+
+
+def _json(response: SimResponse) -> web.Response:
+    return web.json_response(response.body, status=response.status, headers=response.headers)
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # answered 400
+
+
+async def _upload_file(request: web.Request) -> web.Response:
+    form = await request.post()
+    upload, purpose = form.get("file"), form.get("purpose")
+    if not isinstance(upload, web.FileField):
+        body = {"error": {"message": "file: a file is required", "type": "invalid_request_error"}}
+        return web.json_response(body, status=400)
+    data = upload.file.read()
+    return _json(request.app[_BATCHES].upload(data, purpose=str(purpose), filename=upload.filename))
+
+
+async def _file_content(request: web.Request) -> web.Response:
+    data = request.app[_BATCHES].file_content(request.match_info["id"])
+    if data is None:
+        body = {"error": {"message": "No such File object", "type": "invalid_request_error"}}
+        return web.json_response(body, status=404)
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def _create_openai_batch(request: web.Request) -> web.Response:
+    return _json(request.app[_BATCHES].create_openai(await _json_body(request)))
+
+
+async def _get_openai_batch(request: web.Request) -> web.Response:
+    return _json(request.app[_BATCHES].get_openai(request.match_info["id"]))
+
+
+async def _create_anthropic_batch(request: web.Request) -> web.Response:
+    origin = str(request.url.origin())
+    return _json(request.app[_BATCHES].create_anthropic(await _json_body(request), origin))
+
+
+async def _get_anthropic_batch(request: web.Request) -> web.Response:
+    return _json(request.app[_BATCHES].get_anthropic(request.match_info["id"], str(request.url.origin())))
+
+
+async def _anthropic_results(request: web.Request) -> web.Response:
+    data = request.app[_BATCHES].anthropic_results(request.match_info["id"])
+    if data is None:
+        body = {"type": "error", "error": {"type": "not_found_error", "message": "no results (yet)"}}
+        return web.json_response(body, status=404)
+    return web.Response(body=data, content_type="application/binary")
 
 
 class SimServer:
@@ -93,6 +192,7 @@ class SimServer:
         engine: SimEngine | None = None,
     ) -> None:
         self.engine = engine or SimEngine(config)
+        self.batches = SimBatches(self.engine)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -104,10 +204,10 @@ class SimServer:
         return f"http://{host}:{self.port}/v1"
 
     def stats(self) -> dict[str, Any]:
-        return self.engine.stats.snapshot()
+        return _snapshot(self.engine, self.batches)
 
     async def start(self) -> None:
-        runner = web.AppRunner(build_app(self.engine), handler_cancellation=True)
+        runner = web.AppRunner(build_app(self.engine, self.batches), handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:
@@ -183,6 +283,7 @@ class ThreadedServer:
 
     async def _reset(self) -> None:
         self._server.engine.reset_stats()
+        self._server.batches.reset_stats()
 
     def _run(self) -> None:
         try:
