@@ -33,10 +33,14 @@ from ._policy import RetryPolicy
 from ._pricing import PriceTable
 from ._runner import RunOptions
 from ._task import Task
+from ._tune import load_tuned_ceiling, tuned_path
+from ._vote import vote
 from .providers import ProviderConfig, create_provider
 from .providers.base import Provider
 from .report.progress import ProgressView
 from .report.table import estimate_table, metrics_table
+from .tune_commands import COMMANDS as QUALITY_COMMANDS
+from .tune_commands import vote_table
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -301,6 +305,14 @@ Examples:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for jitter and shuffling.")
 @click.option("--no-shuffle", is_flag=True, help="Pack records in input order (default: seeded shuffle).")
+@click.option(
+    "--votes",
+    type=click.IntRange(1, 15),
+    default=1,
+    show_default=True,
+    help="Answer each record in K differently shuffled packs and keep the majority "
+    "(adds agreement and votes columns; votes after the 2nd only where the majority is not yet certain).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every failed request.")
 def run(**opts: Any) -> None:
@@ -322,12 +334,15 @@ def run(**opts: Any) -> None:
     opts["provider_for"] = lambda model: create_provider(
         provider_name, dataclasses.replace(config, model=model)
     )
+    _apply_tuned_ceiling(opts, task, backend.model)
     spec = _spec(opts, task, output)
     to_stdout = output == "-"
     out = Console(stderr=to_stdout)
     notify = None if opts["quiet"] else lambda notice: err.print(notice, highlight=False, markup=False)
     try:
         with _logging(spec.job_dir, opts["verbose"]):
+            if opts["votes"] > 1:
+                _run_votes(spec, lambda: create_provider(provider_name, config), notify, opts, out)
             result = asyncio.run(_run_with_progress(spec, backend, notify, opts))
     except KeyboardInterrupt:
         err.print(
@@ -346,6 +361,59 @@ def run(**opts: Any) -> None:
         if not to_stdout:
             out.print(f"wrote {result.rows_written:,} rows to {output}", highlight=False, markup=False)
     sys.exit(EXIT_OK if result.all_ok else EXIT_FAILED)
+
+
+def _apply_tuned_ceiling(opts: dict[str, Any], task: Task, model: str) -> None:
+    """``--batch-size auto`` packs at most what ``tune --save`` measured, unless --max-batch-size is given."""
+    if opts["batch_size"] is not None:
+        return
+    source = click.get_current_context().get_parameter_source("max_batch_size")
+    if source is click.core.ParameterSource.COMMANDLINE:
+        return
+    ceiling = load_tuned_ceiling(opts["task_path"], task, model=model)
+    if ceiling is None:
+        return
+    opts["max_batch_size"] = ceiling
+    if not opts["quiet"]:
+        where = tuned_path(opts["task_path"])
+        err.print(f"packing at most {ceiling} records per request, as tuned ({where})", highlight=False)
+
+
+def _run_votes(
+    spec: JobSpec,
+    factory: Callable[[], Provider],
+    notify: Callable[[str], None] | None,
+    opts: dict[str, Any],
+    out: Console,
+) -> None:
+    """``run --votes K``: permutation voting, one job per pass under ``<job dir>/vote-k``; exits."""
+    report = asyncio.run(
+        vote(
+            spec.task,
+            spec.input,
+            spec.output,
+            factory,
+            votes=opts["votes"],
+            options=spec.options,
+            job_root=spec.job_dir,
+            prices=spec.prices,
+            restart=spec.restart,
+            notify=notify,
+            provider_for=opts["provider_for"],
+        )
+    )
+    if opts["metrics_out"] is not None:
+        passes = [p.summary for p in report.passes]
+        data = {"votes": report.votes, "extra_requests": report.extra_requests, "passes": passes}
+        opts["metrics_out"].write_text(json.dumps(data, indent=2), encoding="utf-8")
+    if not opts["quiet"]:
+        if report.passes:
+            first = report.passes[0].summary
+            out.print(metrics_table(first, title=escape(f"llmbatch · {spec.task.name} · pass 1")))
+        out.print(vote_table(report, title=escape(f"llmbatch · {spec.task.name} · {report.votes} votes")))
+        if spec.output != "-":
+            out.print(f"wrote {report.rows_written:,} rows to {spec.output}", highlight=False, markup=False)
+    sys.exit(EXIT_OK if report.failed == 0 else EXIT_FAILED)
 
 
 @main.command(
@@ -389,3 +457,7 @@ def estimate(**opts: Any) -> None:
         out.print(
             f"no price for model {opts['model']!r}: cost unknown (add it with --prices)", highlight=False
         )
+
+
+for _command in QUALITY_COMMANDS:  # tune (tune_commands.py)
+    main.add_command(_command)
