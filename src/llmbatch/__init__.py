@@ -11,6 +11,7 @@ from ._api import RunResult, aiter_results, arun, iter_results, run
 from ._exceptions import (
     AuthenticationError,
     BadRequest,
+    BatchLineLost,
     BudgetReached,
     ConnectionFailed,
     FatalError,
@@ -41,6 +42,7 @@ __all__ = [
     "PROVIDERS",
     "AuthenticationError",
     "BadRequest",
+    "BatchLineLost",
     "BudgetReached",
     "Completion",
     "ConnectionFailed",

@@ -12,7 +12,8 @@ edge (``providers/``), so the policy and the runner reason about one tree::
         │   ├── RateLimited        429 with a retry-after: pause every sender
         │   ├── RequestTimeout     no answer within --timeout
         │   ├── ConnectionFailed   could not reach the endpoint
-        │   └── ServerError        5xx, 529 overloaded
+        │   ├── ServerError        5xx, 529 overloaded
+        │   └── BatchLineLost      a batch-API line the provider never ran (expired, canceled)
         ├── BadRequest             400: something in the pack is rejected; split it
         └── FatalError             nothing sent now can succeed: stop the job
             ├── AuthenticationError   401, 403
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "BadRequest",
+    "BatchLineLost",
     "BudgetReached",
     "ConnectionFailed",
     "FatalError",
@@ -118,6 +120,19 @@ class ConnectionFailed(RetryableError):
 
 class ServerError(RetryableError):
     kind = "server_error"
+
+
+class BatchLineLost(RetryableError):
+    """A line of a provider batch that was never run: the batch expired or was canceled.
+
+    ``kind`` is ``expired`` or ``canceled``; not the items' fault, so it is retried.
+    """
+
+    kind = "expired"
+
+    def __init__(self, message: str, *, kind: str = "expired") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class BadRequest(ProviderError):

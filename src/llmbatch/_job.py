@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._batch import BatchRunner
 from ._cache import ResultCache
 from ._exceptions import UsageError
 from ._io import Record, open_reader, open_writer
@@ -133,20 +134,54 @@ async def _escalate(
     async with provider_for(model) as provider:
         cache = _open_cache(spec, provider)
         try:
-            runner = Runner(
-                task,
-                provider,
-                store,
-                spec.options,
-                price=_price_of(spec, provider),
-                metrics=metrics,
-                cache=cache,
-                on_settled=on_settled,
-            )
+            runner = _runner(spec, provider, store, _price_of(spec, provider), metrics, cache, on_settled)
             return await runner.run()
         finally:
             if cache is not None:
                 cache.close()
+
+
+def _runner(
+    spec: JobSpec,
+    provider: Provider,
+    store: JobStore,
+    price: Price | None,
+    metrics: Metrics | None,
+    cache: ResultCache | None,
+    on_settled: Callable[[Sequence[ItemUpdate]], None] | None,
+) -> Runner:
+    """The runner of ``spec.options.mode``: ``sync`` requests, or the provider's ``batch`` API."""
+    options = spec.options
+    if options.mode == "batch":
+        return BatchRunner(
+            spec.task,
+            provider,
+            store,
+            options,
+            price=price,
+            metrics=metrics,
+            cache=cache,
+            on_settled=on_settled,
+            poll_interval=options.poll_interval,
+        )
+    if options.mode != "sync":
+        raise UsageError(f"unknown mode {options.mode!r}; choose sync or batch")
+    return Runner(
+        spec.task, provider, store, options, price=price, metrics=metrics, cache=cache, on_settled=on_settled
+    )
+
+
+def _open_batches_notice(store: JobStore, spec: JobSpec) -> str | None:
+    """A sync run over a job whose batch-mode run left batches unfinished pays for their items twice."""
+    if spec.options.mode == "batch":
+        return None
+    waiting = store.open_batches()
+    if not waiting:
+        return None
+    return (
+        f"{len(waiting)} provider batch(es) of an earlier --mode batch run are still open; their items "
+        "are sent again now (run with --mode batch instead to collect them)"
+    )
 
 
 def _open_cache(spec: JobSpec, provider: Provider) -> ResultCache | None:
@@ -174,6 +209,9 @@ async def run_job(
     the first request, so it is seen even when the job then stops or is interrupted.
     """
     notices: list[str] = []
+    if spec.options.mode == "batch" and not provider.supports_batch:
+        # Before the provider starts: a local model would load only to be refused.
+        raise UsageError(f"provider {provider.name} has no batch API; use --mode sync")
     async with provider:
         store = open_job_store(spec, provider, notices)
         try:
@@ -183,6 +221,9 @@ async def run_job(
                 else (Record(i, i, dict(fields)) for i, fields in enumerate(spec.records))
             )
             notices.extend(ingest(store, spec.task, reader))
+            open_batches = _open_batches_notice(store, spec)
+            if open_batches is not None:
+                notices.append(open_batches)
             if notify is not None:
                 for notice in notices:
                     notify(notice)
@@ -194,16 +235,7 @@ async def run_job(
                 store.set_meta("price", dataclasses.asdict(price))
             cache = _open_cache(spec, provider)
             try:
-                runner = Runner(
-                    spec.task,
-                    provider,
-                    store,
-                    spec.options,
-                    price=price,
-                    metrics=metrics,
-                    cache=cache,
-                    on_settled=on_settled,
-                )
+                runner = _runner(spec, provider, store, price, metrics, cache, on_settled)
                 result_metrics = await runner.run()
             finally:
                 if cache is not None:

@@ -65,6 +65,10 @@ class RunOptions:
     shuffle: bool = True
     """Place records in packs in a seeded random order (within a page of pending items),
     so position effects inside a pack do not fall on the same records every run."""
+    mode: str = "sync"
+    """``sync``: requests now; ``batch``: the provider's batch API (half price, results within 24 h)."""
+    poll_interval: float = 5.0
+    """Batch mode: seconds before a batch is first polled (then ×1.5 per poll, up to a minute)."""
 
 
 # -- ingest --------------------------------------------------------------------

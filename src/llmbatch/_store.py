@@ -15,13 +15,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._types import Result
 
-__all__ = ["ItemUpdate", "JobStore", "RequestRow"]
+__all__ = ["BatchRow", "ItemUpdate", "JobStore", "RequestRow"]
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
 
@@ -74,7 +75,31 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial,)
+def _m002_batches(db: sqlite3.Connection) -> None:
+    """Provider batches (``--mode batch``): recorded before waiting, so a restart re-attaches."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,
+            provider TEXT NOT NULL,
+            provider_batch_id TEXT,        -- NULL until the provider accepted the batch
+            status TEXT NOT NULL,          -- submitting | submitted | processed | abandoned
+            submitted REAL NOT NULL,       -- Unix time
+            finished REAL,
+            requests INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            packs TEXT NOT NULL,           -- JSON {custom_id: {"items": [[position, transient, boosted]],
+                                           --       "failures": n}}
+            provider_status TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX batches_status ON batches (status)
+        """,
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial, _m002_batches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +132,87 @@ class RequestRow:
     items_ok: int = 0
 
 
-class JobStore:
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """One provider batch of the job (``--mode batch``)."""
+
+    id: int
+    provider: str
+    provider_batch_id: str | None
+    status: str
+    submitted: float
+    packs: dict[str, Any]
+
+
+# -- provider batches (--mode batch) ---------------------------------------------------
+# Statuses: submitting (recorded, not yet accepted) → submitted (has a provider id) →
+# processed (its results committed) | abandoned (never accepted: its items are pending).
+
+OPEN_BATCH = ("submitting", "submitted")
+
+
+def _batch_row(row: tuple[Any, ...]) -> BatchRow:
+    return BatchRow(
+        id=row[0],
+        provider=row[1],
+        provider_batch_id=row[2],
+        status=row[3],
+        submitted=row[4],
+        packs=json.loads(row[5]),
+    )
+
+
+class _BatchTable:
+    """The ``batches`` table, mixed into JobStore."""
+
+    db: sqlite3.Connection
+
+    def insert_batch(self, provider: str, packs: dict[str, Any], requests: int, size: int) -> int:
+        """Record a batch about to be submitted (inside the caller's transaction); returns its id."""
+        cursor = self.db.execute(
+            "INSERT INTO batches (provider, status, submitted, requests, bytes, packs)"
+            " VALUES (?, 'submitting', ?, ?, ?, ?)",
+            (provider, time.time(), requests, size, json.dumps(packs)),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def batch_submitted(self, batch: int, provider_batch_id: str) -> None:
+        self.db.execute(
+            "UPDATE batches SET provider_batch_id = ?, status = 'submitted' WHERE id = ?",
+            (provider_batch_id, batch),
+        )
+
+    def finish_batch(self, batch: int, status: str, provider_status: str = "", error: str = "") -> None:
+        """Close a batch (inside the caller's transaction, with its items' outcomes)."""
+        self.db.execute(
+            "UPDATE batches SET status = ?, finished = ?, provider_status = ?, error = ? WHERE id = ?",
+            (status, time.time(), provider_status, error[:500], batch),
+        )
+
+    def open_batches(self) -> list[BatchRow]:
+        """Batches recorded but not processed yet, oldest first."""
+        rows = self.db.execute(
+            "SELECT id, provider, provider_batch_id, status, submitted, packs FROM batches"
+            " WHERE status IN (?, ?) ORDER BY id",
+            OPEN_BATCH,
+        ).fetchall()
+        return [_batch_row(row) for row in rows]
+
+    def pending_at(self, positions: Sequence[int]) -> list[tuple[int, str, str, int]]:
+        """The pending items among ``positions``: (idx, id, text, attempts)."""
+        out: list[tuple[int, str, str, int]] = []
+        for start in range(0, len(positions), 500):
+            chunk = list(positions[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            out += self.db.execute(
+                f"SELECT idx, id, text, attempts FROM items WHERE status = ? AND idx IN ({marks})",
+                (PENDING, *chunk),
+            ).fetchall()
+        return out
+
+
+class JobStore(_BatchTable):
     """The job's SQLite file. ``JobStore.open(job_dir)``; close with ``close()``."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
@@ -151,7 +256,7 @@ class JobStore:
                     (number, migration.__name__, time.time()),
                 )
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return _Transaction(self.db)
 
     # -- meta ------------------------------------------------------------------
@@ -252,28 +357,32 @@ class JobStore:
     def record_request(self, request: RequestRow, updates: Sequence[ItemUpdate]) -> None:
         """Commit one request and its items' new states together."""
         with self.transaction():
-            self.db.execute(
-                "INSERT INTO requests (started, finished, keys, size, attempt, status, error_kind,"
-                " error, prompt_tokens, completion_tokens, cached_tokens, latency, cost, items_ok)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    request.started,
-                    request.finished,
-                    json.dumps(list(request.keys)),
-                    len(request.keys),
-                    request.attempt,
-                    request.status,
-                    request.error_kind,
-                    request.error,
-                    request.prompt_tokens,
-                    request.completion_tokens,
-                    request.cached_tokens,
-                    request.latency,
-                    request.cost,
-                    request.items_ok,
-                ),
-            )
+            self.insert_request(request)
             self.update_items(updates)
+
+    def insert_request(self, request: RequestRow) -> None:
+        """Add one request row (inside the caller's transaction)."""
+        self.db.execute(
+            "INSERT INTO requests (started, finished, keys, size, attempt, status, error_kind,"
+            " error, prompt_tokens, completion_tokens, cached_tokens, latency, cost, items_ok)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request.started,
+                request.finished,
+                json.dumps(list(request.keys)),
+                len(request.keys),
+                request.attempt,
+                request.status,
+                request.error_kind,
+                request.error,
+                request.prompt_tokens,
+                request.completion_tokens,
+                request.cached_tokens,
+                request.latency,
+                request.cost,
+                request.items_ok,
+            ),
+        )
 
     def update_items(self, updates: Sequence[ItemUpdate]) -> None:
         if not updates:

@@ -4,19 +4,34 @@ A provider turns a provider-neutral ``Request`` into a ``Completion`` and
 translates every SDK or transport error into llmbatch's exception tree at
 this edge, so nothing past it knows which SDK was used. Capabilities are
 class attributes; the runner reads them instead of checking names.
+
+A provider with ``supports_batch`` also runs packs through its batch API
+(``--mode batch``, ``_batch.BatchRunner``): ``batch_line`` renders one line,
+``submit_batch`` uploads lines and returns the provider's batch id,
+``poll_batch`` reports its state, ``batch_results`` downloads what it
+answered, joined by the caller on ``custom_id`` (results come in any order).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .._exceptions import UsageError
+from .._exceptions import ProviderError, UsageError
 from .._types import Completion, Request
 
-__all__ = ["PROVIDERS", "Provider", "ProviderConfig", "create_provider", "register"]
+__all__ = [
+    "PROVIDERS",
+    "BatchLimits",
+    "BatchResult",
+    "BatchStatus",
+    "Provider",
+    "ProviderConfig",
+    "create_provider",
+    "register",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +46,35 @@ class ProviderConfig:
     api_key: str | None = field(default=None, repr=False)
     timeout: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """The most one provider batch may hold: lines, and bytes of the lines as sent."""
+
+    max_requests: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    """A submitted batch as last seen: ``status`` is the provider's own word for it.
+
+    ``ended``: no line will change any more, the results can be downloaded
+    (completed, expired, canceled or failed as a whole — ``message`` says why).
+    """
+
+    id: str
+    status: str
+    ended: bool
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    message: str = ""
+
+
+BatchResult = tuple[str, Completion | ProviderError]
+"""One line of a batch's results: its ``custom_id`` and the completion or the line's error."""
 
 
 class Provider(ABC):
@@ -75,6 +119,30 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+    # -- the batch API (optional: ``supports_batch``) ----------------------------------
+
+    supports_batch: ClassVar[bool] = False
+    batch_limits: ClassVar[BatchLimits] = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
+
+    def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
+        """The JSON object of one batch line (its size counts against ``batch_limits``)."""
+        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
+
+    async def submit_batch(self, lines: Sequence[tuple[str, Request]]) -> str:
+        """Submit (custom_id, request) lines as one batch; returns the provider's batch id."""
+        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        """The batch's state now."""
+        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
+
+    async def batch_results(self, batch_id: str) -> list[BatchResult]:
+        """Every line's result of an ended batch, in the provider's order (not the input's).
+
+        A line with no result at all (a batch that failed validation) is simply absent.
+        """
+        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
 
     async def __aenter__(self) -> Provider:
         await self.start()

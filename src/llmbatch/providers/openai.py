@@ -3,21 +3,30 @@
 The SDK's own retries are off: retrying is the policy's job, which knows about
 packs, splits and the shared rate limit. Every SDK error is translated into
 llmbatch's exception tree in ``map_openai_errors``.
+
+The Batch API (``--mode batch``): the lines are uploaded as one JSONL file
+(``purpose="batch"``), a batch over it is created for ``/v1/chat/completions``
+in the ``24h`` window, polled, and its output and error files are read back;
+a line's failure (``response.status_code`` ≠ 200, or ``error`` such as
+``batch_expired``) becomes that line's ``ProviderError`` (``batch_line_error``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import openai
+import pydantic
 
 from .._exceptions import (
     AuthenticationError,
     BadRequest,
+    BatchLineLost,
     ConnectionFailed,
     FatalError,
     ProviderError,
@@ -29,9 +38,9 @@ from .._exceptions import (
 )
 from .._headers import parse_retry_after
 from .._types import Completion, Request, Usage
-from .base import Provider, ProviderConfig, register
+from .base import BatchLimits, BatchResult, BatchStatus, Provider, ProviderConfig, register
 
-__all__ = ["OpenAIProvider", "chat_body", "map_openai_errors"]
+__all__ = ["OpenAIProvider", "batch_line_error", "chat_body", "map_openai_errors", "read_batch_line"]
 
 _KEPT_HEADERS = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
@@ -168,6 +177,49 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
         raise ProviderError(clean(str(exc))) from exc
 
 
+# -- the Batch API ----------------------------------------------------------------
+
+BATCH_ENDPOINT: Final = "/v1/chat/completions"
+_ENDED = frozenset({"completed", "expired", "cancelled", "failed"})
+
+
+def batch_line_error(status: int | None, code: str, message: str) -> ProviderError:
+    """The error of one batch line, from its HTTP status or its ``error.code``."""
+    text = f"batch line failed ({code or status}): {message}"[:500]
+    if code == "batch_expired":
+        return BatchLineLost(text, kind="expired")
+    if code == "batch_cancelled":
+        return BatchLineLost(text, kind="canceled")
+    if status == 429:
+        return RateLimited(text)
+    if status in (400, 413, 422):
+        return BadRequest(text, status=status)
+    if status is not None and (status >= 500 or status in (408, 409)):
+        return ServerError(text, status=status)
+    return ProviderError(text, status=status)
+
+
+def read_batch_line(line: dict[str, Any]) -> BatchResult:
+    """(custom_id, Completion or error) from one line of an output or error file."""
+    custom_id = str(line.get("custom_id"))
+    response = line.get("response") or {}
+    error = line.get("error") or {}
+    status = response.get("status_code") if isinstance(response, dict) else None
+    body = response.get("body") if isinstance(response, dict) else None
+    if error or status != 200 or not isinstance(body, dict):
+        if not error and isinstance(body, dict):
+            error = body.get("error") or {}
+        code = str(error.get("code") or error.get("type") or "") if isinstance(error, dict) else ""
+        message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
+        return custom_id, batch_line_error(status, code, message or "no response")
+    try:
+        return custom_id, parse_chat_response(body, 0.0, {})
+    except pydantic.ValidationError as exc:
+        return custom_id, ServerError(f"malformed batch result line: {exc.error_count()} errors")
+    except ProviderError as exc:
+        return custom_id, exc
+
+
 @register("openai")
 class OpenAIProvider(Provider):
     """OpenAI or any OpenAI-compatible server (vLLM, llama.cpp, Ollama, the simulator).
@@ -177,6 +229,8 @@ class OpenAIProvider(Provider):
 
     supports_json_schema = True
     supports_tools = True
+    supports_batch = True
+    batch_limits = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -225,3 +279,71 @@ class OpenAIProvider(Provider):
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+    # -- the Batch API -------------------------------------------------------------------
+
+    def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
+        return {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": BATCH_ENDPOINT,
+            "body": chat_body(request, self.model, self.response_format),
+        }
+
+    async def _batch_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        return self._client
+
+    async def submit_batch(self, lines: Sequence[tuple[str, Request]]) -> str:
+        client = await self._batch_client()
+        data = b"".join(
+            json.dumps(self.batch_line(custom_id, request), ensure_ascii=False).encode() + b"\n"
+            for custom_id, request in lines
+        )
+        with map_openai_errors(self.api_key):
+            upload = await client.files.create(
+                file=("llmbatch.jsonl", data, "application/jsonl"), purpose="batch"
+            )
+            batch = await client.batches.create(
+                input_file_id=upload.id,
+                endpoint=BATCH_ENDPOINT,
+                completion_window="24h",
+                metadata={"created_by": "llmbatch"},
+            )
+        return batch.id
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        client = await self._batch_client()
+        with map_openai_errors(self.api_key):
+            batch = await client.batches.retrieve(batch_id)
+        counts = batch.request_counts
+        errors = batch.errors.data if batch.errors is not None and batch.errors.data else []
+        return BatchStatus(
+            id=batch.id,
+            status=batch.status,
+            ended=batch.status in _ENDED,
+            total=counts.total if counts else 0,
+            succeeded=counts.completed if counts else 0,
+            failed=counts.failed if counts else 0,
+            message="; ".join(f"{e.code}: {e.message}" for e in errors[:3]),
+        )
+
+    async def batch_results(self, batch_id: str) -> list[BatchResult]:
+        client = await self._batch_client()
+        results: list[BatchResult] = []
+        with map_openai_errors(self.api_key):
+            batch = await client.batches.retrieve(batch_id)
+            for file_id in (batch.output_file_id, batch.error_file_id):
+                if not file_id:
+                    continue
+                content = await client.files.content(file_id)
+                for raw in content.text.splitlines():
+                    try:
+                        line = json.loads(raw)
+                    except json.JSONDecodeError:
+                        continue  # no custom_id to join on: its items count as unanswered
+                    if isinstance(line, dict):
+                        results.append(read_batch_line(line))
+        return results
