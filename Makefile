@@ -19,7 +19,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local]'
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local,test]'
+	$(BIN)/pip install --quiet -e '.[local,test,ray]'
 	# The HTML report is checked in headless Chromium (Debian's package).
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the report's browser test will be skipped"

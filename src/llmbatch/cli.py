@@ -153,6 +153,8 @@ def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
             seed=opts["seed"],
             shuffle=not opts["no_shuffle"],
             max_cost=opts["max_cost"],
+            mode=opts["mode"],
+            poll_interval=opts["poll_interval"],
         ),
         prices=PriceTable.load(opts["prices"]),
         restart=opts["restart"],
@@ -239,6 +241,39 @@ def _attach_report_commands() -> None:
 _attach_report_commands()
 
 
+def _run_on_ray(
+    opts: dict[str, Any], spec: JobSpec, provider: str, config: ProviderConfig, out: Console
+) -> None:
+    """``run --engine ray``: the same job on Ray workers (docs/scale-out.md); exits like ``run``."""
+    from .ray import run_ray
+
+    if opts["votes"] > 1:
+        raise UsageError("--votes does not run on the Ray engine yet; run without --engine ray")
+
+    summary = run_ray(
+        spec.input,
+        spec.task,
+        spec.output or "-",
+        workers=opts["workers"],
+        ray_address=opts["ray_address"],
+        provider=provider,
+        provider_config=config,
+        options=spec.options,
+        cache_dir=spec.cache_dir,
+        prices=spec.prices,
+    )
+    if opts["metrics_out"] is not None:
+        opts["metrics_out"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if not opts["quiet"]:
+        title = f"llmbatch · {spec.task.name} · {config.model or provider} · ray × {opts['workers']}"
+        out.print(metrics_table(summary, title=escape(title)))
+        if spec.output != "-":
+            out.print(
+                f"wrote {summary['rows_written']:,} rows to {spec.output}", highlight=False, markup=False
+            )
+    sys.exit(EXIT_OK if summary["items_failed"] == 0 else EXIT_FAILED)
+
+
 @main.command(
     epilog="""\b
 Examples:
@@ -275,6 +310,21 @@ Examples:
     "--concurrency", type=click.IntRange(1, 1000), default=8, show_default=True, help="Most in flight."
 )
 @click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["sync", "batch"]),
+    default="sync",
+    show_default=True,
+    help="sync: requests now; batch: the provider's batch API (half price, results within 24 h, "
+    "resumable: a re-run re-attaches to submitted batches).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.1),
+    default=5.0,
+    show_default=True,
+    help="Batch mode: seconds before the first poll of a batch (grows to a minute).",
+)
 @click.option(
     "--timeout", type=click.FloatRange(0.1), default=120.0, show_default=True, help="Per request, s."
 )
@@ -313,6 +363,17 @@ Examples:
     help="Answer each record in K differently shuffled packs and keep the majority "
     "(adds agreement and votes columns; votes after the 2nd only where the majority is not yet certain).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: Ray workers sharing one rate limit (pip install 'llmbatch[ray]').",
+)
+@click.option(
+    "--workers", type=click.IntRange(1), default=2, show_default=True, help="Ray workers (--engine ray)."
+)
+@click.option("--ray-address", help="Ray cluster to join (auto: the running one). Default: a local Ray.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 @click.option("--verbose", "-v", is_flag=True, help="Log every failed request.")
 def run(**opts: Any) -> None:
@@ -338,6 +399,8 @@ def run(**opts: Any) -> None:
     spec = _spec(opts, task, output)
     to_stdout = output == "-"
     out = Console(stderr=to_stdout)
+    if opts["engine"] == "ray":
+        _run_on_ray(opts, spec, provider_name, config, out)
     notify = None if opts["quiet"] else lambda notice: err.print(notice, highlight=False, markup=False)
     try:
         with _logging(spec.job_dir, opts["verbose"]):
