@@ -29,7 +29,14 @@ def sim() -> None:
     """A simulated LLM provider for tests and demos (deterministic, with seeded faults)."""
 
 
-@sim.command()
+@sim.command(
+    epilog="""\b
+Examples:
+  llmbatch sim serve --port 8765
+  llmbatch sim serve --base-latency 0.5 --per-output-token 0.01 --time-scale 0.1
+  llmbatch sim serve --rate-limit-rpm 300 --error-rate 0.1 --drop-rate 0.05 --seed 7
+"""
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")  # fmt: skip
