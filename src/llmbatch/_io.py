@@ -197,9 +197,6 @@ def answer_columns(task: Task) -> list[str]:
     return ["answer"]
 
 
-_answer_columns = answer_columns  # the name other modules used before; kept while they move
-
-
 class Writer(ABC):
     suffixes: ClassVar[tuple[str, ...]]
 

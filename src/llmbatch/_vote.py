@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._exceptions import BudgetReached, UsageError
-from ._io import CsvWriter, _answer_columns, open_reader, open_writer, output_row
+from ._io import CsvWriter, answer_columns, open_reader, open_writer, output_row
 from ._job import JobResult, JobSpec, run_job
 from ._pricing import PriceTable
 from ._quality import vote_key
@@ -303,7 +303,7 @@ def _dump(out: IO[str], task: Task, rows: Sequence[dict[str, Any]], as_csv: bool
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         return
-    columns = ["id", *_answer_columns(task), "status", "error", "agreement", "votes"]
+    columns = ["id", *answer_columns(task), "status", "error", "agreement", "votes"]
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
