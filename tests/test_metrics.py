@@ -91,8 +91,8 @@ def test_summary_rates() -> None:
     metrics.observe_error("timeout")
     metrics.observe_error("rate_limited")
     metrics.observe_error("rate_limited")
-    metrics.observe_items(ok=6, ok_first_try=5, retried=3)
-    metrics.observe_items(ok=2)
+    metrics.observe_items(ok=6, ok_first_try=5, first_tries=8, retried=3)
+    metrics.observe_items(ok=2)  # e.g. cache hits: never tried, not in the first-try base
     metrics.observe_failed("missing", 1)
     metrics.observe_failed("invalid", 1)
     metrics.splits = 1
@@ -103,6 +103,7 @@ def test_summary_rates() -> None:
     assert summary["items_ok"] == 8 and summary["items_failed"] == 2
     assert summary["failed_by_kind"] == {"missing": 1, "invalid": 1}
     assert summary["item_success_rate"] == pytest.approx(0.8)
+    # of the items whose first request ended, how many it answered validly
     assert summary["first_try_rate"] == pytest.approx(5 / 8)
     assert summary["requests"] == 6 and summary["requests_ok"] == 3
     assert summary["requests_failed_by_kind"] == {"timeout": 1, "rate_limited": 2}
@@ -156,8 +157,8 @@ def test_first_try_rate_ignores_cached_and_resumed_items() -> None:
     metrics.start()
     metrics.items_cached = 3
     metrics.observe_items(ok=3)  # from the cache
-    metrics.observe_items(ok=4, ok_first_try=2)
-    assert metrics.summary()["first_try_rate"] == pytest.approx(2 / 4)
+    metrics.observe_items(ok=4, ok_first_try=2, first_tries=5)  # one of the five failed
+    assert metrics.summary()["first_try_rate"] == pytest.approx(2 / 5)
 
 
 def test_resumed_job_counts_only_this_runs_items_for_throughput_and_cost() -> None:
@@ -232,3 +233,14 @@ def test_pack_sizes_and_latencies_recorded() -> None:
         request(metrics, size=size, latency=latency)
     assert metrics.pack_sizes == {5: 2, 3: 1}
     assert metrics.latencies == [0.5, 0.7, 0.2]
+
+
+def test_a_run_whose_every_request_failed_still_reports_its_pack_sizes() -> None:
+    metrics = Metrics(clock=Clock())
+    metrics.start()
+    metrics.observe_error("server_error", size=5, first_tries=5)
+    metrics.observe_error("server_error", size=3, first_tries=0)
+    metrics.observe_failed("server_error", 5)
+    summary = metrics.summary()
+    assert summary["mean_pack_size"] == pytest.approx(4.0)
+    assert summary["first_try_rate"] == 0.0  # five items tried, none answered at once

@@ -146,6 +146,14 @@ def test_truncated_lone_item_retries_with_a_boost_then_fails() -> None:
     assert "truncated" in decision.reason
 
 
+def test_truncated_lone_item_on_its_last_attempt_fails_without_a_boosted_retry() -> None:
+    last = POLICY.max_attempts - 1
+    assert POLICY.on_truncated(size=1, boosted=False, attempts=last - 1) == Retry(0.0)
+    decision = POLICY.on_truncated(size=1, boosted=False, attempts=last)
+    assert isinstance(decision, Fail)
+    assert decision.kind == "truncated"
+
+
 # -- retry sizes and attempts ----------------------------------------------------------------
 
 

@@ -41,6 +41,8 @@ class Metrics:
     items_cached: int = 0
     items_skipped: int = 0
     items_ok_first_try: int = 0
+    items_first_tried: int = 0
+    """Items whose first request ended this run (answered or not): first-try success's base."""
     retries: int = 0
     splits: int = 0
     rate_limited: int = 0
@@ -106,8 +108,13 @@ class Metrics:
         bucket["concurrency"] = concurrency
         bucket["cost"] = self.cost
 
-    def observe_error(self, kind: str, *, cost: float | None = None) -> None:
+    def observe_error(
+        self, kind: str, *, size: int = 0, first_tries: int = 0, cost: float | None = None
+    ) -> None:
         self.requests += 1
+        self.items_first_tried += first_tries
+        if size:
+            self.pack_sizes[size] += 1
         self.requests_failed[kind] += 1
         if cost is not None:
             self.cost += cost
@@ -118,9 +125,12 @@ class Metrics:
         bucket = self._bucket()
         bucket["errors"] = bucket.get("errors", 0) + 1
 
-    def observe_items(self, *, ok: int = 0, ok_first_try: int = 0, retried: int = 0) -> None:
+    def observe_items(
+        self, *, ok: int = 0, ok_first_try: int = 0, first_tries: int = 0, retried: int = 0
+    ) -> None:
         self.items_ok += ok
         self.items_ok_first_try += ok_first_try
+        self.items_first_tried += first_tries
         self.retries += retried
         if ok:
             bucket = self._bucket()
@@ -152,7 +162,6 @@ class Metrics:
         # Throughput and cost per item are about this run: a resumed job's earlier
         # items took no time and no money now.
         this_run = max(0, processed - self.done_at_start)
-        answered = self.items_ok - self.items_cached - self.items_skipped
         return {
             "items_total": self.items_total,
             "items_ok": self.items_ok,
@@ -161,7 +170,9 @@ class Metrics:
             "items_cached": self.items_cached,
             "items_skipped": self.items_skipped,
             "item_success_rate": self.items_ok / processed if processed else None,
-            "first_try_rate": self.items_ok_first_try / answered if answered > 0 else None,
+            "first_try_rate": (
+                self.items_ok_first_try / self.items_first_tried if self.items_first_tried else None
+            ),
             "requests": self.requests,
             "requests_ok": self.requests_ok,
             "requests_failed_by_kind": dict(self.requests_failed),

@@ -122,13 +122,19 @@ class RetryPolicy:
             return Split(self.backoff.delay(failures, rng))
         return Retry(self.backoff.delay(failures, rng))
 
-    def on_truncated(self, *, size: int, boosted: bool) -> Decision:
-        """The answer was cut off (finish_reason length)."""
+    def on_truncated(self, *, size: int, boosted: bool, attempts: int = 0) -> Decision:
+        """The answer was cut off (finish_reason length).
+
+        ``attempts`` counts the answer attempts the (lone) item had before this one: a
+        boosted retry is another attempt, so it is only offered while one is left.
+        """
         if size > 1:
             return Split()
-        if not boosted:
-            return Retry(0.0)
-        return Fail("answer truncated even with a larger answer budget", "truncated")
+        if boosted:
+            return Fail("answer truncated even with a larger answer budget", "truncated")
+        if self.item_exhausted(attempts + 1):
+            return Fail("answer truncated on the last attempt", "truncated")
+        return Retry(0.0)
 
     def retry_size(self, batch_size: int, attempts: int) -> int:
         """Pack size for items on their next attempt: halves per attempt, the last alone."""

@@ -201,6 +201,7 @@ _SUMMED = (
     "items_cached",
     "items_skipped",
     "items_ok_first_try",
+    "items_first_tried",
     "retries",
     "splits",
     "rate_limited",

@@ -400,6 +400,7 @@ class Runner:
         return None if self.price is None else self.price.cost(completion.usage)
 
     def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
+        attempt = _attempt_of(pack)
         outcomes = self.packer.parse(self.task, pack.items, completion)
         truncated = completion.finish_reason == "length"
         cost = self._cost(completion)
@@ -407,6 +408,7 @@ class Runner:
         updates: list[ItemUpdate] = []
         redo: list[ItemState] = []
         ok = ok_first = 0
+        first_tries = _first_tries(pack)
         for state in pack.states:
             outcome = outcomes[state.item.key]
             if outcome.status == "ok" and not truncated:
@@ -431,7 +433,7 @@ class Runner:
             started=started,
             finished=time.time(),
             keys=[s.index for s in pack.states],
-            attempt=max(s.attempts for s in pack.states),
+            attempt=attempt,
             status="ok",
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
@@ -456,7 +458,7 @@ class Runner:
             cost=cost,
             concurrency=self.concurrency,
         )
-        self.metrics.observe_items(ok=ok, ok_first_try=ok_first, retried=retried)
+        self.metrics.observe_items(ok=ok, ok_first_try=ok_first, first_tries=first_tries, retried=retried)
         self.metrics.observe_model(self.provider.model, ok=ok, cost=cost)
 
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
@@ -479,7 +481,9 @@ class Runner:
         return 1
 
     def _after_truncation(self, pack: Pack, updates: list[ItemUpdate]) -> int:
-        decision = self.policy.on_truncated(size=pack.size, boosted=pack.boosted)
+        decision = self.policy.on_truncated(
+            size=pack.size, boosted=pack.boosted, attempts=pack.states[0].attempts
+        )
         if isinstance(decision, Split):
             # Not the items' fault: the pack asked for more than its budget.
             self._split(pack, 0.0)
@@ -498,9 +502,10 @@ class Runner:
         return 0
 
     def _on_error(self, pack: Pack, error: ProviderError, started: float) -> None:
+        attempt = _attempt_of(pack)
         pack.failures += 1
         decision = self.policy.on_error(error, size=pack.size, failures=pack.failures, rng=self.rng)
-        self.metrics.observe_error(error.kind)
+        self.metrics.observe_error(error.kind, size=pack.size, first_tries=_first_tries(pack))
         if error.kind in ("rate_limited", "timeout"):
             self.flow.on_pressure(self.best_latency.get(pack.size, 1.0))
         updates: list[ItemUpdate] = []
@@ -525,7 +530,7 @@ class Runner:
             started=started,
             finished=time.time(),
             keys=[s.index for s in pack.states],
-            attempt=max(s.attempts for s in pack.states),
+            attempt=attempt,
             status="error",
             error_kind=error.kind,
             error=str(error)[:500],
@@ -573,6 +578,16 @@ class Runner:
             self._settled(batch)
         else:
             updates.extend(batch)
+
+
+def _attempt_of(pack: Pack) -> int:
+    """The request's attempt number (0 = first try), read before its outcome changes the items."""
+    return max(s.attempts for s in pack.states)
+
+
+def _first_tries(pack: Pack) -> int:
+    """Items of ``pack`` on their very first request (read before its outcome changes them)."""
+    return sum(s.attempts == 0 and s.transient == 0 for s in pack.states)
 
 
 def _done_pairs(updates: list[ItemUpdate], pack: Pack) -> Iterator[tuple[ItemUpdate, ItemState]]:

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from . import __version__
 from ._cache import default_cache_dir
+from ._cli_options import local_model_options, provider_config
 from ._estimate import estimate_job
 from ._exceptions import BudgetReached, FatalError, LLMBatchError, UsageError
 from ._io import open_reader
@@ -290,7 +291,7 @@ Examples:
     "--provider", help="openai, anthropic, local, sim. Default: the one whose key or URL is set, else local."
 )
 @click.option("--model", help="Model name.")
-@click.option("--model-path", type=click.Path(dir_okay=False, exists=True), help="GGUF file (local).")
+@local_model_options
 @click.option("--base-url", help="The provider's endpoint (openai: also env OPENAI_BASE_URL).")
 @click.option(
     "--response-format",
@@ -381,13 +382,7 @@ def run(**opts: Any) -> None:
     task = Task.from_file(opts["task_path"])
     stem = "stdin" if opts["input_path"] == "-" else Path(opts["input_path"]).stem
     output = opts["output"] or f"{stem}-{task.name}.jsonl"
-    config = ProviderConfig(
-        model=opts["model"],
-        base_url=opts["base_url"],
-        api_key=opts["api_key"],
-        timeout=opts["timeout"],
-        extra={key: opts[key] for key in ("model_path", "response_format") if opts[key] is not None},
-    )
+    config = provider_config(opts)
     if task.models and not opts["model"]:
         config = dataclasses.replace(config, model=task.models[0])
     provider_name = opts["provider"] or _default_provider(opts)

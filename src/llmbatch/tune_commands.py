@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import _tune
+from ._cli_options import local_model_options, provider_config
 from ._exceptions import UsageError
 from ._io import open_reader
 from ._packing import PACKERS
@@ -38,7 +39,7 @@ from ._tune import (
     save_tuned,
 )
 from ._vote import VoteReport
-from .providers import ProviderConfig, create_provider
+from .providers import create_provider
 from .providers.base import Provider
 
 __all__ = ["COMMANDS", "reservoir_sample", "tune", "tune_table", "vote_table"]
@@ -221,7 +222,7 @@ Examples:
 @click.option("--save", is_flag=True, help="Save the recommendation as the ceiling of run --batch-size auto.")
 @click.option("--provider", help="openai, local, sim. Default: openai if a key/URL is set, else local.")
 @click.option("--model", help="Model name.")
-@click.option("--model-path", type=click.Path(dir_okay=False, exists=True), help="GGUF file (local).")
+@local_model_options
 @click.option(
     "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint [env OPENAI_BASE_URL]."
 )
@@ -254,13 +255,7 @@ Examples:
 def tune(**opts: Any) -> None:
     """Measure, on a sample of INPUT, how answers hold up as more records share a request."""
     task = Task.from_file(opts["task_path"])
-    config = ProviderConfig(
-        model=opts["model"],
-        base_url=opts["base_url"],
-        api_key=opts["api_key"],
-        timeout=opts["timeout"],
-        extra={key: opts[key] for key in ("model_path", "response_format") if opts[key] is not None},
-    )
+    config = provider_config(opts)
     if task.models and not opts["model"]:
         config = dataclasses.replace(config, model=task.models[0])  # a cascade: its first model
     if opts["provider"] is None:

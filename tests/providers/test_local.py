@@ -242,10 +242,7 @@ def test_numbered_pack_accounts_for_every_review_and_retries_alone_last(tmp_path
         assert any(r["size"] == 1 for r in requests)
 
     over = {items[i]["id"]: items[i]["attempts"] for i in items if items[i]["attempts"] > max_attempts}
-    if over:
-        # Known runner bug: a lone item truncated on its last attempt is retried with a
-        # larger budget without checking max_attempts (Runner._after_truncation).
-        pytest.xfail(f"records used more than {max_attempts} attempts: {over}")
+    assert not over, f"records used more than {max_attempts} attempts"
 
 
 def _requests_by_item(requests: Sequence[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:

@@ -14,6 +14,12 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
+def _requests_cell(summary: dict[str, Any]) -> str:
+    mean = summary["mean_pack_size"]
+    pack = "" if mean is None else f" (mean pack {mean:.1f})"
+    return f"{summary['requests']:,}{pack}"
+
+
 def _secs(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f} s"
 
@@ -46,7 +52,7 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
             "throughput",
             f"{summary['items_per_min']:,.0f} items/min ({done:,} in {summary['elapsed_s']:.1f} s)",
         ),
-        ("requests", f"{summary['requests']:,} (mean pack {summary['mean_pack_size'] or 0:.1f})"),
+        ("requests", _requests_cell(summary)),
         (
             "latency mean / p50 / p95",
             " / ".join(_secs(summary[k]) for k in ("latency_mean_s", "latency_p50_s", "latency_p95_s")),

@@ -1,0 +1,59 @@
+"""``--threads`` and ``--n-ctx`` reach the local provider; its thread default leaves a core free."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from llmbatch._cli_options import local_model_options, provider_config
+from llmbatch.providers import ProviderConfig
+from llmbatch.providers import local as local_module
+from llmbatch.providers.local import LocalProvider, default_threads
+
+BASE = {"model": None, "base_url": None, "api_key": None, "timeout": 30.0}
+
+
+@click.command()
+@local_model_options
+def _probe(**opts: Any) -> None:
+    config = provider_config({**BASE, **opts})
+    click.echo(sorted(config.extra.items()))
+
+
+def test_threads_and_context_travel_in_the_provider_extra() -> None:
+    result = CliRunner().invoke(_probe, ["--threads", "3", "--n-ctx", "2048"])
+    assert result.output.strip() == "[('n_ctx', 2048), ('n_threads', 3)]"
+
+
+def test_unset_options_stay_out_of_the_extra() -> None:
+    assert CliRunner().invoke(_probe, []).output.strip() == "[]"
+
+
+def test_a_bad_thread_count_is_a_one_line_usage_error() -> None:
+    result = CliRunner().invoke(_probe, ["--threads", "0"])
+    assert result.exit_code == 2
+    assert "--threads" in result.output
+
+
+def test_the_local_provider_uses_the_options_without_loading_the_model() -> None:
+    provider = LocalProvider(ProviderConfig(extra={"n_threads": 2, "n_ctx": 1024}))
+    assert (provider.n_threads, provider.n_ctx, provider.context_tokens) == (2, 1024, 1024)
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(None, 1), (1, 1), (2, 1), (8, 7)])
+def test_default_threads_leave_one_core_free(
+    monkeypatch: pytest.MonkeyPatch, cores: Any, threads: int
+) -> None:
+    monkeypatch.setattr(local_module.os, "cpu_count", lambda: cores)
+    assert default_threads() == threads
+
+
+def test_run_and_tune_both_offer_the_options() -> None:
+    from llmbatch.cli import main
+
+    for command in ("run", "tune"):
+        text = CliRunner().invoke(main, [command, "--help"]).output
+        assert "--threads" in text and "--n-ctx" in text, command
