@@ -180,6 +180,8 @@ class Runner:
         self.budget_reached = False
         self.committed = 0.0
         """Projected cost of the requests in flight (USD), for the budget."""
+        self._budget_freed = asyncio.Event()
+        """Set (and replaced) each time a request's budget reservation is released."""
         if options.max_cost is not None and price is None:
             raise UsageError(
                 f"--max-cost needs the price of model {provider.model!r}; add it with --prices FILE"
@@ -315,14 +317,17 @@ class Runner:
         self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
         estimate = self.calibration.correct(request.est_prompt_tokens)
         projected = self._projected_cost(estimate, request.max_tokens)
-        if projected is not None and self._over_budget(projected):
+        if projected is not None and not await self._reserve_budget(projected):
             self.planner.resend(pack)
             return
         try:
             reservation = await self.limiter.acquire(estimate, request.max_tokens)
             await self._call(pack, request, reservation)
         finally:
-            self.committed -= projected or 0.0
+            if projected is not None:
+                self.committed -= projected
+                self._budget_freed.set()
+                self._budget_freed = asyncio.Event()
 
     def _settled(self, updates: Sequence[ItemUpdate]) -> None:
         if self.on_settled is not None and updates:
@@ -334,11 +339,28 @@ class Runner:
             return None
         return self.price.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens))
 
-    def _over_budget(self, projected: float) -> bool:
-        """Reserve ``projected`` against the budget, or stop the job when it would not fit."""
+    async def _reserve_budget(self, projected: float) -> bool:
+        """Reserve a request's worst case against ``--max-cost``; False once the job must stop.
+
+        Requests in flight hold their worst case too, and most use far less than their
+        whole answer budget: while any is in flight, wait for them to settle and look
+        again, so a job stops within one request of its budget rather than a whole
+        concurrency's worth of worst cases below it.
+        """
+        while self.stop_reason is None:
+            others = self.committed > 0
+            if not self._over_budget(projected, stop=not others):
+                return True
+            if not others:
+                return False
+            await self._budget_freed.wait()
+        return False
+
+    def _over_budget(self, projected: float, *, stop: bool = True) -> bool:
+        """Reserve ``projected`` against the budget; when it does not fit, stop the job if ``stop``."""
         assert self.options.max_cost is not None
         if self.metrics.cost + self.committed + projected > self.options.max_cost:
-            if self.stop_reason is None:
+            if stop and self.stop_reason is None:
                 self.budget_reached = True
                 self.stop_reason = (
                     f"budget reached: ${self.metrics.cost:.4f} spent of --max-cost "

@@ -1,0 +1,93 @@
+"""``--max-cost`` in sync mode: never above the budget, stops within one request of it,
+and a re-run with a larger budget finishes without paying for anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from llmbatch import Completion, Request, RunOptions, Task, Usage
+from llmbatch._exceptions import BudgetReached
+from llmbatch._io import Record
+from llmbatch._pricing import Price
+from llmbatch._runner import Runner, ingest
+from llmbatch._store import JobStore
+from llmbatch.providers.base import Provider
+
+TASK = Task(instructions="Label each text.", input="{text}", output={"label": ["a", "b"]})
+PRICE = Price(input=1.0, output=4.0)  # USD per million tokens, 1:4
+RECORDS = 400
+
+
+class Answering(Provider):
+    """Answers every key with a short label, using a fraction of the answer budget."""
+
+    supports_json_schema = True
+
+    def __init__(self) -> None:
+        self.model = "fake"
+        self.sent: list[list[str]] = []
+
+    async def complete(self, request: Request) -> Completion:
+        assert request.schema is not None
+        keys: list[str] = request.schema["required"]
+        self.sent.append(keys)
+        await asyncio.sleep(0.001 * len(keys))
+        used = max(1, request.max_tokens // 3)  # a label is far below its worst case
+        answer = json.dumps({key: {"label": "a"} for key in keys})
+        return Completion(answer, "stop", Usage(request.est_prompt_tokens, used), latency=0.01)
+
+
+def _run(job: Path, provider: Provider, max_cost: float | None) -> tuple[float, str | None]:
+    store = JobStore.open(job)
+    if not store.counts():
+        records = [Record(i, i, {"id": str(i), "text": f"text number {i}"}) for i in range(RECORDS)]
+        ingest(store, TASK, records)
+    options = RunOptions(batch_size=10, concurrency=8, max_cost=max_cost)
+    runner = Runner(TASK, provider, store, options, price=PRICE)
+    stopped = None
+    try:
+        metrics = asyncio.run(runner.run())
+    except BudgetReached as exc:
+        stopped, metrics = str(exc), runner.metrics
+    store.close()
+    return metrics.cost, stopped
+
+
+def _paid(job: Path) -> float:
+    db = sqlite3.connect(job / "job.sqlite")
+    (cost,) = db.execute("SELECT SUM(cost) FROM requests").fetchone()
+    return float(cost)
+
+
+def test_the_budget_stops_within_one_request_and_a_rerun_finishes_without_repaying(tmp_path: Path) -> None:
+    full_cost, _ = _run(tmp_path / "full", Answering(), None)
+    one_request = full_cost / (RECORDS / 10)
+
+    budget = full_cost / 2
+    provider = Answering()
+    spent, stopped = _run(tmp_path / "job", provider, budget)
+    assert stopped is not None and "--max-cost" in stopped
+    assert spent <= budget
+    # Worst cases reserved for requests in flight are released as they settle, so the
+    # job stops when the next request's worst case (≈1.7 requests here) no longer fits.
+    assert spent >= budget - 2 * one_request, (spent, budget, one_request)
+
+    more, stopped_again = _run(tmp_path / "job", provider, full_cost * 2)
+    assert stopped_again is None
+    paid = _paid(tmp_path / "job")
+    assert paid == pytest.approx(spent + more)
+    assert paid == pytest.approx(full_cost, rel=0.02)  # nothing paid twice
+    sent = [key for keys in provider.sent for key in keys]
+    assert len(sent) == len(set(sent)) == RECORDS  # each record sent exactly once over both runs
+
+
+def test_a_budget_below_one_request_sends_nothing(tmp_path: Path) -> None:
+    provider = Answering()
+    spent, stopped = _run(tmp_path / "job", provider, 1e-9)
+    assert stopped is not None
+    assert spent == 0.0 and provider.sent == []
