@@ -14,7 +14,7 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
-def _requests_cell(summary: dict[str, Any]) -> str:
+def _requests_cell(summary: Mapping[str, Any]) -> str:
     mean = summary["mean_pack_size"]
     pack = "" if mean is None else f" (mean pack {mean:.1f})"
     return f"{summary['requests']:,}{pack}"
