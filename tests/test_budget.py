@@ -19,8 +19,9 @@ from llmbatch._store import JobStore
 from llmbatch.providers.base import Provider
 
 TASK = Task(instructions="Label each text.", input="{text}", output={"label": ["a", "b"]})
-PRICE = Price(input=1.0, output=4.0)  # USD per million tokens, 1:4
+PRICE = Price(input=0.15, output=0.60)  # USD per million tokens, 1:4 (sums of these leave float residues)
 RECORDS = 400
+PACK = 20
 
 
 class Answering(Provider):
@@ -45,9 +46,10 @@ class Answering(Provider):
 def _run(job: Path, provider: Provider, max_cost: float | None) -> tuple[float, str | None]:
     store = JobStore.open(job)
     if not store.counts():
-        records = [Record(i, i, {"id": str(i), "text": f"text number {i}"}) for i in range(RECORDS)]
+        # Texts of varied length make every reservation a different float.
+        records = [Record(i, i, {"id": str(i), "text": "word " * (i % 37) + str(i)}) for i in range(RECORDS)]
         ingest(store, TASK, records)
-    options = RunOptions(batch_size=10, concurrency=8, max_cost=max_cost)
+    options = RunOptions(batch_size=5, concurrency=32, max_cost=max_cost)
     runner = Runner(TASK, provider, store, options, price=PRICE)
     stopped = None
     try:
@@ -64,9 +66,10 @@ def _paid(job: Path) -> float:
     return float(cost)
 
 
+@pytest.mark.timeout(60)  # a reservation never released would hang the job
 def test_the_budget_stops_within_one_request_and_a_rerun_finishes_without_repaying(tmp_path: Path) -> None:
     full_cost, _ = _run(tmp_path / "full", Answering(), None)
-    one_request = full_cost / (RECORDS / 10)
+    one_request = full_cost / (RECORDS / PACK)
 
     budget = full_cost / 2
     provider = Answering()
@@ -91,3 +94,17 @@ def test_a_budget_below_one_request_sends_nothing(tmp_path: Path) -> None:
     spent, stopped = _run(tmp_path / "job", provider, 1e-9)
     assert stopped is not None
     assert spent == 0.0 and provider.sent == []
+
+
+async def test_released_reservations_leave_no_float_residue_to_wait_on(tmp_path: Path) -> None:
+    store = JobStore.open(tmp_path)
+    runner = Runner(TASK, Answering(), store, RunOptions(max_cost=1.0), price=PRICE)
+    for projected in (0.1, 0.2, 0.7):
+        assert await runner._reserve_budget(projected)
+    for projected in (0.1, 0.7, 0.2):  # summed one way, subtracted another: 2.2e-16 left over
+        runner._release_budget(projected)
+    assert runner.committed == 0.0
+    # Nothing is in flight, so a request that cannot fit stops the job at once.
+    assert await asyncio.wait_for(runner._reserve_budget(1.5), timeout=5) is False
+    assert runner.budget_reached
+    store.close()

@@ -180,6 +180,8 @@ class Runner:
         self.budget_reached = False
         self.committed = 0.0
         """Projected cost of the requests in flight (USD), for the budget."""
+        self._reservations = 0
+        """Requests in flight holding a share of ``committed``."""
         self._budget_freed = asyncio.Event()
         """Set (and replaced) each time a request's budget reservation is released."""
         if options.max_cost is not None and price is None:
@@ -325,9 +327,7 @@ class Runner:
             await self._call(pack, request, reservation)
         finally:
             if projected is not None:
-                self.committed -= projected
-                self._budget_freed.set()
-                self._budget_freed = asyncio.Event()
+                self._release_budget(projected)
 
     def _settled(self, updates: Sequence[ItemUpdate]) -> None:
         if self.on_settled is not None and updates:
@@ -348,13 +348,22 @@ class Runner:
         concurrency's worth of worst cases below it.
         """
         while self.stop_reason is None:
-            others = self.committed > 0
+            others = self._reservations > 0
             if not self._over_budget(projected, stop=not others):
+                self._reservations += 1
                 return True
             if not others:
                 return False
             await self._budget_freed.wait()
         return False
+
+    def _release_budget(self, projected: float) -> None:
+        self._reservations -= 1
+        # Reset rather than subtract the last one: float sums leave a residue (1e-18)
+        # that would look like a request still in flight, and waiters would wait forever.
+        self.committed = self.committed - projected if self._reservations else 0.0
+        self._budget_freed.set()
+        self._budget_freed = asyncio.Event()
 
     def _over_budget(self, projected: float, *, stop: bool = True) -> bool:
         """Reserve ``projected`` against the budget; when it does not fit, stop the job if ``stop``."""

@@ -1,0 +1,323 @@
+"""Cost per record by strategy, the dry-run estimate against real runs, and the budget cap
+(issue 6's acceptance).
+
+A label task with an ~800-token instruction block (definitions and worked examples),
+~40-token reviews and a one-field answer, priced 1:4 input:output (the simulator's
+``sim-1``: $0.15 / $0.60 per million tokens), against the simulator started as a
+separate process and reached through the official OpenAI SDK (sync requests and its
+``/v1/files`` + ``/v1/batches`` batch API).
+
+    1. ``estimate`` (no API call) for: one record per request, packed at 20, packed + batch API
+    2. the same three strategies run for real; cost per record from the provider's usage
+    3. ``--max-cost`` at half the packed estimate, then a re-run with a larger budget
+
+Targets: packed 20 ≤ 25% of one-per-request per record; packed + batch ≤ 13%; the
+estimate within 10% of each run's cost; the budget run stops within one request of its
+budget and never above it; the re-run finishes the rest paying nothing twice.
+Prints tables and one PASS/FAIL line per target; exits 0.
+
+    .venv/bin/python bench/cost.py [--records 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import Simulator, pct, print_table, provider_for, reviews, verdict, write_jsonl
+
+from llmbatch._estimate import StrategyEstimate, estimate_job
+from llmbatch._exceptions import BudgetReached
+from llmbatch._io import open_reader
+from llmbatch._job import JobSpec, run_job
+from llmbatch._packing import PACKERS
+from llmbatch._pricing import PriceTable
+from llmbatch._runner import RunOptions
+from llmbatch._store import JobStore
+from llmbatch._task import Task
+from llmbatch._tokens import count_tokens
+from llmbatch._types import Usage
+
+LABELS = ["product_quality", "shipping", "customer_service", "price_value", "usability", "other"]
+
+DEFINITIONS = """\
+You label customer reviews for an online shop's product team. Read each review (its \
+title and text together) and choose the single aspect of the purchase it is mainly about.
+
+Labels (choose exactly one):
+- "product_quality": build quality, durability, defects, breakage, materials, and how well \
+the product performs its main function over time.
+- "shipping": delivery time, damaged or missing parcels, packaging, tracking numbers, \
+couriers, and anything that happened between the warehouse and the door.
+- "customer_service": contact with the seller or manufacturer: refunds, returns, \
+replacements, warranty claims, answers to emails, chats or calls.
+- "price_value": whether the product is worth its price, comparisons with cheaper or more \
+expensive products, discounts, coupons and sales.
+- "usability": setup, assembly, instructions and manuals, companion apps, controls, and \
+ease of cleaning and everyday handling.
+- "other": anything else, including reviews that only state an opinion without saying why.
+
+Rules:
+- Judge the reviewer's own experience, not what they expected before buying.
+- When two aspects are equally present, prefer the one mentioned first.
+- A review that praises or blames the product in general, with no reason, is "other".
+- Ignore star counts and emojis; read the words.
+
+Examples:
+"""
+
+EXAMPLES = [
+    (
+        "Cracked after a week: The handle snapped off the kettle after seven days of normal use.",
+        "product_quality",
+    ),
+    ("Arrived late: The parcel took three weeks and the box was crushed when it came.", "shipping"),
+    (
+        "Great support: The seller replaced my faulty unit within two days, no questions asked.",
+        "customer_service",
+    ),
+    ("Worth every penny: Half the price of the big brands and does exactly the same job.", "price_value"),
+    ("Confusing setup: The app kept crashing and the manual skips the pairing step entirely.", "usability"),
+    ("Five stars: Love it, would buy again.", "other"),
+    ("Flimsy: The zipper broke on the second trip and the stitching is coming apart.", "product_quality"),
+    (
+        "Lost in transit: Tracking said delivered but nothing was at the door; courier never replied.",
+        "shipping",
+    ),
+    (
+        "Refund refused: Three emails and a call, and they still will not refund the return.",
+        "customer_service",
+    ),
+    (
+        "Overpriced: A cheaper model from the supermarket works just as well for a third of this.",
+        "price_value",
+    ),
+    ("Easy to clean: Comes apart in seconds and every piece goes in the dishwasher.", "usability"),
+    ("Meh: It is fine I guess.", "other"),
+]
+
+
+def instructions() -> str:
+    """The definitions and worked examples, padded with more examples to ~800 tokens."""
+    lines = [f'Review: "{text}"\nLabel: {label}' for text, label in EXAMPLES]
+    text = DEFINITIONS + "\n\n".join(lines)
+    rounds = 0
+    while count_tokens(text) < 800:
+        text_, label = EXAMPLES[rounds % len(EXAMPLES)]
+        text += f'\n\nReview: "{text_} Still thinking about it."\nLabel: {label}'
+        rounds += 1
+    return text
+
+
+def task() -> Task:
+    return Task(
+        name="aspect",
+        instructions=instructions(),
+        input="{title}: {text}",
+        output={"type": "object", "properties": {"label": {"enum": LABELS}}, "required": ["label"]},
+    )
+
+
+async def run(
+    base_url: str, data: Path, job_dir: Path, *, size: int, mode: str = "sync", max_cost: float | None = None
+) -> dict[str, Any]:
+    """One job; returns its request totals from the store (what was paid, over every run)."""
+    spec = JobSpec(
+        task=task(),
+        input=data,
+        output=None,
+        job_dir=job_dir,
+        options=RunOptions(
+            batch_size=size, concurrency=32, mode=mode, poll_interval=0.2, max_cost=max_cost, shuffle=False
+        ),
+        prices=PriceTable.load(),
+    )
+    stopped = False
+    try:
+        await run_job(spec, provider_for(base_url))
+    except BudgetReached:
+        stopped = True
+    store = JobStore.open(job_dir)
+    try:
+        totals = store.request_totals()
+        totals["done"] = store.counts().get("done", 0)
+        totals["max_request_cost"] = store.db.execute("SELECT MAX(cost) FROM requests").fetchone()[0] or 0.0
+    finally:
+        store.close()
+    totals["stopped"] = stopped
+    return totals
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=20)
+    args = parser.parse_args()
+
+    the_task = task()
+    print(f"instructions: {count_tokens(the_task.instructions)} tokens; records: {args.records}")
+    with tempfile.TemporaryDirectory(prefix="llmbatch-cost-") as tmp:
+        root = Path(tmp)
+        data = root / "reviews.jsonl"
+        write_jsonl(data, reviews(args.records, tokens=(34, 46), seed=6))
+        per_record = sum(
+            count_tokens(f"{r['title']}: {r['text']}") for r in reviews(200, tokens=(34, 46), seed=6)
+        )
+        print(f"record: {per_record / 200:.1f} tokens on average")
+
+        price = PriceTable.load().get("sim-1")
+        estimate = estimate_job(
+            the_task, open_reader(data), PACKERS["json"], batch_size=args.size, price=price
+        )
+        predicted = {s.name: s for s in estimate.strategies}
+        single_name, packed_name = "1 per request", f"packed {args.size}"
+        batch_name = f"packed {args.size} + batch API"
+
+        with Simulator("--time-scale", "0.01", "--batch-delay", "1") as sim:
+            actual = {
+                single_name: asyncio.run(run(sim.base_url, data, root / "single", size=1)),
+                packed_name: asyncio.run(run(sim.base_url, data, root / "packed", size=args.size)),
+                batch_name: asyncio.run(
+                    run(sim.base_url, data, root / "batch", size=args.size, mode="batch")
+                ),
+            }
+            budget = (predicted[packed_name].cost or 0.0) / 2
+            capped = asyncio.run(run(sim.base_url, data, root / "capped", size=args.size, max_cost=budget))
+            rerun = asyncio.run(run(sim.base_url, data, root / "capped", size=args.size, max_cost=budget * 4))
+
+    return report(
+        args.records, predicted, actual, (single_name, packed_name, batch_name), budget, capped, rerun
+    )
+
+
+def report(
+    records: int,
+    predicted: dict[str, StrategyEstimate],
+    actual: dict[str, dict[str, Any]],
+    names: tuple[str, str, str],
+    budget: float,
+    capped: dict[str, Any],
+    rerun: dict[str, Any],
+) -> int:
+    single = actual[names[0]]["cost"] / records
+    rows = []
+    errors: dict[str, float] = {}
+    for name in names:
+        run_, guess = actual[name], predicted[name]
+        per = run_["cost"] / records
+        guessed = (guess.cost or 0.0) / records
+        errors[name] = abs(guessed - per) / per
+        rows.append(
+            [
+                name,
+                run_["requests"],
+                run_["prompt_tokens"],
+                run_["completion_tokens"],
+                f"{run_['done']}/{records}",
+                f"${per * 1000:.4f}",
+                pct(per / single),
+                f"${guessed * 1000:.4f}",
+                guess.input_tokens + guess.output_tokens,
+                pct(errors[name]),
+            ]
+        )
+    print_table(
+        [
+            "strategy",
+            "requests",
+            "input tok",
+            "output tok",
+            "done",
+            "$/1k rec",
+            "of single",
+            "est $/1k rec",
+            "est tokens",
+            "est error",
+        ],
+        rows,
+        title="Cost per record: real runs on the simulator against the dry-run estimate",
+    )
+    full = actual[names[1]]
+    # What the budget must hold back for the next request: its whole answer budget used.
+    packed = predicted[names[1]]
+    answer_budget = packed.charged_tokens - packed.input_tokens
+    worst_request = (
+        PriceTable.load().get("sim-1").cost(Usage(packed.input_tokens, answer_budget)) / packed.requests
+    )
+    print_table(
+        ["run", "budget", "spent", "of budget", "requests", "done", "stopped"],
+        [
+            [
+                "--max-cost ½ estimate",
+                f"${budget:.5f}",
+                f"${capped['cost']:.5f}",
+                pct(capped["cost"] / budget),
+                capped["requests"],
+                capped["done"],
+                capped["stopped"],
+            ],
+            [
+                "re-run, larger budget",
+                f"${budget * 4:.5f}",
+                f"${rerun['cost']:.5f}",
+                None,
+                rerun["requests"],
+                rerun["done"],
+                rerun["stopped"],
+            ],
+            [
+                "uncapped packed run",
+                None,
+                f"${full['cost']:.5f}",
+                None,
+                full["requests"],
+                full["done"],
+                False,
+            ],
+        ],
+        title="Budget cap (spent = total paid by the job so far, from its store)",
+    )
+    packed_ratio = actual[names[1]]["cost"] / actual[names[0]]["cost"]
+    batch_ratio = actual[names[2]]["cost"] / actual[names[0]]["cost"]
+    extra = rerun["cost"] - full["cost"]
+    print()
+    checks = [
+        verdict(
+            "packed 20 vs one per request",
+            packed_ratio <= 0.25,
+            f"{pct(packed_ratio)} of its cost per record (≤ 25%)",
+        ),
+        verdict("packed + batch API vs one per request", batch_ratio <= 0.13, f"{pct(batch_ratio)} (≤ 13%)"),
+        verdict(
+            "estimate within 10% of each run",
+            max(errors.values()) <= 0.10,
+            ", ".join(f"{name}: {pct(err)}" for name, err in errors.items()),
+        ),
+        verdict(
+            "budget stop never above the budget",
+            capped["stopped"] and capped["cost"] <= budget,
+            f"${capped['cost']:.5f} of ${budget:.5f}",
+        ),
+        verdict(
+            "budget stop within one request of the budget",
+            budget - capped["cost"] <= worst_request,
+            f"${budget - capped['cost']:.6f} left; the next request must reserve up to ${worst_request:.6f}"
+            f" (one request actually cost up to ${capped['max_request_cost']:.6f})",
+        ),
+        verdict(
+            "re-run finishes without paying twice",
+            not rerun["stopped"] and rerun["done"] == records and abs(extra) <= 0.02 * full["cost"],
+            f"total ${rerun['cost']:.5f} vs ${full['cost']:.5f} uncapped ({pct(extra / full['cost'])} apart;"
+            f" {rerun['requests']} requests vs {full['requests']})",
+        ),
+    ]
+    print("\n".join(checks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
