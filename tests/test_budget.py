@@ -108,3 +108,33 @@ async def test_released_reservations_leave_no_float_residue_to_wait_on(tmp_path:
     assert await asyncio.wait_for(runner._reserve_budget(1.5), timeout=5) is False
     assert runner.budget_reached
     store.close()
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_the_cli_shows_spend_against_the_budget_and_the_budget_covers_the_whole_job(tmp_path: Path) -> None:
+    from _e2e_helpers import EXAMPLES, invoke
+
+    def run(max_cost: str) -> tuple[int, str, str]:
+        args = ["run", str(EXAMPLES / "reviews.jsonl"), "--task", str(EXAMPLES / "sentiment.toml")]
+        args += ["--provider", "sim", "--no-cache", "--batch-size", "5", "--job-dir", str(tmp_path / "job")]
+        result = invoke([*args, "--out", str(tmp_path / "out.jsonl"), "--max-cost", max_cost])
+        return result.exit_code, result.stdout, result.stderr
+
+    code, table, message = run("0.0005")
+    assert code == 4
+    assert "of --max-cost $0.0005" in table  # the table still shows what was spent
+    assert "run again with a larger --max-cost" in message
+    assert not (tmp_path / "out.jsonl").exists()  # written when the job finishes
+    spent = _paid(tmp_path / "job")
+    assert 0 < spent <= 0.0005
+
+    # The budget is the job's, over all its runs: the same budget again sends nothing.
+    code, table, _ = run("0.0005")
+    assert code == 4 and _paid(tmp_path / "job") == spent
+    assert f"job ${spent:.4f} of --max-cost" in table
+
+    code, _, _ = run("0.01")
+    assert code == 0
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 66

@@ -58,6 +58,9 @@ class Metrics:
     concurrency: int = 0
     """The concurrency limit now (a gauge)."""
     budget: float | None = None
+    """``--max-cost``: the most the job may spend over all its runs (USD)."""
+    spent_before: float = 0.0
+    """What the job's earlier runs paid (USD, from its store): counted against the budget."""
     by_model: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per model of a cascade: requests, records answered, cost."""
     pack_sizes: Counter[int] = field(default_factory=Counter)
@@ -187,6 +190,8 @@ class Metrics:
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
             "cost_usd": None if self.unpriced_requests else self.cost,
+            "budget_usd": self.budget,
+            "job_cost_usd": None if self.unpriced_requests else self.spent_before + self.cost,
             "cost_per_item_usd": (None if self.unpriced_requests or not this_run else self.cost / this_run),
             "retries": self.retries,
             "splits": self.splits,

@@ -248,6 +248,7 @@ class Runner:
         self.metrics.items_failed = Counter(self.store.failures_by_kind())
         if first_stage:
             self.metrics.items_skipped = counts.get(DONE, 0)
+            self.metrics.spent_before = self.store.request_totals()["cost"]
             self.metrics.start()
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -368,13 +369,15 @@ class Runner:
     def _over_budget(self, projected: float, *, stop: bool = True) -> bool:
         """Reserve ``projected`` against the budget; when it does not fit, stop the job if ``stop``."""
         assert self.options.max_cost is not None
-        if self.metrics.cost + self.committed + projected > self.options.max_cost:
+        spent = self.metrics.spent_before + self.metrics.cost
+        if spent + self.committed + projected > self.options.max_cost:
             if stop and self.stop_reason is None:
                 self.budget_reached = True
                 self.stop_reason = (
-                    f"budget reached: ${self.metrics.cost:.4f} spent of --max-cost "
-                    f"${self.options.max_cost:.4f}; run again with a larger --max-cost to finish "
-                    "the rest (answers so far are kept)"
+                    f"budget reached: the job has spent ${spent:.4f} of --max-cost "
+                    f"${self.options.max_cost:.4f} and the next request could cost "
+                    f"${projected:.4f}; run again with a larger --max-cost to finish the rest "
+                    "(answers so far are kept)"
                 )
             return True
         self.committed += projected

@@ -165,9 +165,12 @@ def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
 
 
 async def _run_with_progress(
-    spec: JobSpec, backend: Provider, notify: Callable[[str], None] | None, opts: dict[str, Any]
+    spec: JobSpec,
+    backend: Provider,
+    notify: Callable[[str], None] | None,
+    opts: dict[str, Any],
+    metrics: Metrics,
 ) -> JobResult:
-    metrics = Metrics()
     exporter = None
     if opts["metrics_port"] is not None:
         from .report.prometheus import serve_metrics
@@ -263,8 +266,7 @@ def _run_on_ray(
         cache_dir=spec.cache_dir,
         prices=spec.prices,
     )
-    if opts["metrics_out"] is not None:
-        opts["metrics_out"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    _write_metrics(opts, summary)
     if not opts["quiet"]:
         title = f"llmbatch · {spec.task.name} · {config.model or provider} · ray × {opts['workers']}"
         out.print(metrics_table(summary, title=escape(title)))
@@ -339,7 +341,9 @@ Examples:
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="JSON price table over the shipped one.")
 @click.option(
-    "--max-cost", type=click.FloatRange(0, min_open=True), help="Budget in USD: stop before passing it."
+    "--max-cost",
+    type=click.FloatRange(0, min_open=True),
+    help="Budget in USD for the job over all its runs: stop before passing it.",
 )
 @click.option(
     "--metrics-out", type=click.Path(dir_okay=False, path_type=Path), help="Write final metrics JSON."
@@ -397,11 +401,20 @@ def run(**opts: Any) -> None:
     if opts["engine"] == "ray":
         _run_on_ray(opts, spec, provider_name, config, out)
     notify = None if opts["quiet"] else lambda notice: err.print(notice, highlight=False, markup=False)
+    metrics = Metrics()
+    title = escape(f"llmbatch · {task.name} · {backend.model}")
     try:
         with _logging(spec.job_dir, opts["verbose"]):
             if opts["votes"] > 1:
                 _run_votes(spec, lambda: create_provider(provider_name, config), notify, opts, out)
-            result = asyncio.run(_run_with_progress(spec, backend, notify, opts))
+            result = asyncio.run(_run_with_progress(spec, backend, notify, opts, metrics))
+    except BudgetReached as exc:
+        # What this run did, spend against the budget included, then how to go on.
+        _write_metrics(opts, metrics.summary())
+        if not opts["quiet"]:
+            out.print(metrics_table(metrics.summary(), title=title))
+        err.print(f"[red]stopped:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_STOPPED)
     except KeyboardInterrupt:
         err.print(
             f"interrupted: state saved; run the same command again to resume (job dir {spec.job_dir})",
@@ -409,16 +422,17 @@ def run(**opts: Any) -> None:
             markup=False,
         )
         sys.exit(EXIT_INTERRUPTED)
-    if opts["metrics_out"] is not None:
-        summary = result.metrics.summary()
-        opts["metrics_out"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    _write_metrics(opts, result.metrics.summary())
     if not opts["quiet"]:
-        out.print(
-            metrics_table(result.metrics.summary(), title=escape(f"llmbatch · {task.name} · {backend.model}"))
-        )
+        out.print(metrics_table(result.metrics.summary(), title=title))
         if not to_stdout:
             out.print(f"wrote {result.rows_written:,} rows to {output}", highlight=False, markup=False)
     sys.exit(EXIT_OK if result.all_ok else EXIT_FAILED)
+
+
+def _write_metrics(opts: dict[str, Any], summary: dict[str, Any]) -> None:
+    if opts["metrics_out"] is not None:
+        opts["metrics_out"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 
 def _apply_tuned_ceiling(opts: dict[str, Any], task: Task, model: str) -> None:

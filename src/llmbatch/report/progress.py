@@ -71,6 +71,7 @@ def progress_line(metrics: Metrics, rate: float | None) -> dict[str, Any]:
         "spent": spent,
         "projected": projected,
         "budget": metrics.budget,
+        "job_spent": metrics.spent_before + metrics.cost,
         "pack": metrics.pack_size,
         "concurrency": metrics.concurrency,
         "rate_limited": metrics.rate_limited,
@@ -88,7 +89,7 @@ def _text(figures: dict[str, Any]) -> str:
         if figures["projected"] is not None:
             spend += f" (→ ${figures['projected']:.4f})"
         if figures["budget"] is not None:
-            spend += f" of ${figures['budget']:.4f}"
+            spend += f" · job ${figures['job_spent']:.4f} of ${figures['budget']:.4f}"
     return (
         f"{figures['done']:,}/{figures['total']:,} records · "
         f"{'–' if rate is None else f'{rate:,.0f}'}/min · ETA {_duration(figures['eta'])} · "

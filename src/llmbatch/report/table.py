@@ -20,6 +20,15 @@ def _requests_cell(summary: Mapping[str, Any]) -> str:
     return f"{summary['requests']:,}{pack}"
 
 
+def _cost_cell(summary: Mapping[str, Any]) -> str:
+    cost, budget = summary["cost_usd"], summary.get("budget_usd")
+    if budget is None or cost is None:
+        return _usd(cost)
+    job = summary.get("job_cost_usd", cost)
+    earlier = "" if job == cost else f", job ${job:.4f}"
+    return f"{_usd(cost)}{earlier} of --max-cost ${budget:.4f}"
+
+
 def _secs(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f} s"
 
@@ -61,8 +70,8 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
             "tokens in / out / cached",
             f"{summary['prompt_tokens']:,} / {summary['completion_tokens']:,} / {summary['cached_tokens']:,}",
         ),
-        ("cost", _usd(summary["cost_usd"])),
-        ("cost per item", _usd(summary["cost_per_item_usd"], 6)),
+        ("cost", _cost_cell(summary)),
+        ("cost per item", _usd(summary["cost_per_item_usd"], 6) if done else "–"),
         ("retries / splits", f"{summary['retries']:,} / {summary['splits']:,}"),
         ("429s / timeouts", f"{summary['rate_limited']:,} / {summary['timeouts']:,}"),
     ]
