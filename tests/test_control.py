@@ -61,13 +61,12 @@ def test_concurrency_never_below_one() -> None:
 
 
 def _window(control: PackSizeControl, clock: FakeClock, *, seconds: float, ok_share: float) -> None:
-    """One decision's worth of answers at the current size, spread over ``seconds``."""
+    """One decision's worth of answers at the current size, each taking ``seconds``."""
     size = control.size
-    answers = control.window_requests + 1
-    for _ in range(answers):
+    for _ in range(control.window_requests):
         ok = round(size * ok_share)
-        control.observe(size=size, ok_first=ok, ok=ok)
-        clock.now += seconds / answers
+        control.observe(size=size, ok_first=ok, ok=ok, latency=seconds)
+        clock.now += seconds
 
 
 def test_pack_size_grows_while_answers_hold_and_throughput_rises() -> None:
@@ -99,9 +98,9 @@ def test_answers_of_another_size_are_not_judged() -> None:
 
 def _rate_window(control: PackSizeControl, clock: FakeClock, per_answer: float, limited: bool) -> None:
     size = control.size
-    for _ in range(control.window_requests + 1):
+    for _ in range(control.window_requests):
         clock.now += per_answer
-        control.observe(size=size, ok_first=size, ok=size, limited=limited)
+        control.observe(size=size, ok_first=size, ok=size, latency=per_answer, limited=limited)
 
 
 def test_pack_size_steps_back_when_growing_made_it_slower() -> None:
@@ -115,13 +114,38 @@ def test_pack_size_steps_back_when_growing_made_it_slower() -> None:
     assert control.size == 10  # the ceiling stays where growing stopped paying
 
 
+def test_the_pace_answers_arrive_at_is_not_judged_only_their_latency() -> None:
+    # The concurrency ramp and a rate limit's initial burst make answers arrive
+    # faster or slower in wall time whatever the size: that must not move it.
+    clock = FakeClock()
+    control = PackSizeControl(start=5, max_batch=50, clock=clock, window_requests=2)
+    gaps = iter([0.01, 5.0, 0.01, 3.0, 0.2, 9.0, 0.01, 0.01])
+    for _ in range(4):
+        size = control.size
+        for _ in range(2):
+            clock.now += next(gaps)
+            control.observe(size=size, ok_first=size, ok=size, latency=1.0 + size / 100)
+    assert control.size == 50
+
+
+def test_where_growing_stopped_paying_outlasts_what_fits() -> None:
+    clock = FakeClock()
+    control = PackSizeControl(start=10, max_batch=50, clock=clock, window_requests=1)
+    _rate_window(control, clock, per_answer=1.0, limited=False)
+    _rate_window(control, clock, per_answer=10.0, limited=False)
+    assert control.size == 10
+    control.fit(1000)  # every request re-checks what fits; the learnt ceiling stays
+    _rate_window(control, clock, per_answer=1.0, limited=False)
+    assert control.size == 10
+
+
 def test_a_rate_limit_is_no_reason_to_step_back() -> None:
     clock = FakeClock()
     control = PackSizeControl(start=10, max_batch=50, clock=clock, window_requests=1)
     _rate_window(control, clock, per_answer=1.0, limited=False)
     assert control.size == 20
     _rate_window(control, clock, per_answer=10.0, limited=True)  # the bucket sets the pace
-    assert control.size == 40
+    assert control.size == 50  # 40 is within a quarter of the cap: straight to it
 
 
 def test_pack_size_respects_what_fits() -> None:

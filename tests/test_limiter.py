@@ -30,7 +30,8 @@ class FakeTime:
 
 
 def limiter(fake: FakeTime, **limits: float) -> RateLimiter:
-    return RateLimiter(clock=fake, sleep=fake.sleep, **limits)  # type: ignore[arg-type]
+    """No headroom: the arithmetic below is exact (headroom has tests of its own)."""
+    return RateLimiter(clock=fake, sleep=fake.sleep, headroom=0.0, **limits)  # type: ignore[arg-type]
 
 
 # -- the bucket ------------------------------------------------------------------------------
@@ -43,6 +44,27 @@ def test_bucket_starts_full_and_refills_continuously() -> None:
     assert bucket.level == 0.0
     bucket.give(0, now=15.0)  # refill only
     assert bucket.level == pytest.approx(15.0)
+
+
+def test_headroom_keeps_seconds_of_refill_unspent() -> None:
+    # The provider's bucket starts draining a transit time after ours: the headroom
+    # keeps us that far behind it instead of ahead.
+    bucket = TokenBucket(60, now=0.0, headroom=1.0)
+    assert bucket.level == bucket.ceiling == 59.0
+    assert bucket.take(59, now=0.0) == 0.0
+    bucket.give(0, now=1_000.0)
+    assert bucket.level == 59.0  # refills to the ceiling, not the capacity
+    assert bucket.take(60, now=1_000.0) == pytest.approx(1.0)  # a whole capacity waits one second
+    assert bucket.fits(60)  # and is still sendable
+
+
+async def test_the_limiter_keeps_a_second_of_headroom_by_default() -> None:
+    fake = FakeTime()
+    gate = RateLimiter(tpm=6000, clock=fake, sleep=fake.sleep)
+    await gate.acquire(5900, 0)
+    assert fake.sleeps == []
+    await gate.acquire(1, 0)
+    assert fake.sleeps == [pytest.approx(0.01)]  # 100 tokens/s: the 6000th token is headroom
 
 
 def test_bucket_refill_is_capped() -> None:
@@ -205,7 +227,7 @@ async def test_cancelled_wait_releases_everything() -> None:
         blocked.set()
         await asyncio.Event().wait()
 
-    gate = RateLimiter(rpm=10, tpm=600, clock=fake, sleep=sleep_forever)
+    gate = RateLimiter(rpm=10, tpm=600, headroom=0.0, clock=fake, sleep=sleep_forever)
     await gate.acquire(600, 0)
     before = {name: bucket.level for name, bucket in gate.buckets.items()}
     waiter = asyncio.create_task(gate.acquire(100, 50))
@@ -293,7 +315,7 @@ def test_header_names_are_case_insensitive() -> None:
 
 
 def test_learning_can_be_turned_off() -> None:
-    gate = RateLimiter(learn=False, clock=FakeTime())
+    gate = RateLimiter(learn=False, headroom=0.0, clock=FakeTime())
     gate.observe_headers(OPENAI)
     assert gate.buckets == {}
 
@@ -375,7 +397,7 @@ async def test_pause_that_starts_while_waiting_for_tokens_is_honoured() -> None:
         if len(calls) == 1:
             gate.pause(20)  # a 429 arrives while this caller waits for tokens
 
-    gate = RateLimiter(tpm=60, clock=fake, sleep=sleep)
+    gate = RateLimiter(tpm=60, headroom=0.0, clock=fake, sleep=sleep)
     await gate.acquire(60, 0)
     await gate.acquire(5, 0)
     assert calls == pytest.approx([5.0, 20.0])

@@ -57,7 +57,7 @@ def test_the_proxy_covers_what_the_runner_uses_of_a_rate_limiter() -> None:
 
 
 async def test_acquire_goes_through_the_actor_and_reports_debt() -> None:
-    actor = RateLimiterActor({"requests": 60})
+    actor = RateLimiterActor({"requests": 60}, headroom=0.0)
     handle = FakeHandle(actor)
     proxy = SharedLimiter(handle, await actor.limits())
     assert proxy.limits() == {"requests": 60.0}
@@ -98,7 +98,7 @@ async def test_the_mirror_follows_learnt_limits_for_check_and_buckets() -> None:
 
 
 async def test_an_actor_found_by_name_adopts_the_new_runs_limits() -> None:
-    actor = RateLimiterActor({"requests": 60})
+    actor = RateLimiterActor({"requests": 60}, headroom=0.0)
     await actor.configure({"requests": 60})
     kept = actor.limiter
     await actor.configure({})  # nothing configured: keep what is there

@@ -71,7 +71,7 @@ def test_cached_reads_are_not_charged_to_the_input_limit_when_the_provider_says_
     class NoCacheCharge(Recording):
         cache_reads_count_toward_limit: ClassVar[bool] = False
 
-    limiter = RateLimiter(input_tpm=1_000_000, learn=False)
+    limiter = RateLimiter(input_tpm=1_000_000, learn=False, headroom=0.0)
     provider = NoCacheCharge()
     store_spec = _spec(tmp_path)
     from llmbatch._io import Record

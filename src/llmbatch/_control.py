@@ -8,10 +8,15 @@ window, so one burst of errors is one decrease.
 
 Pack size ("progressive batching") starts small and is judged a window at a
 time: if the share of items answered validly on their first try falls below
-the target, the pack shrinks; otherwise it grows while items per second keep
-rising, and steps back to the previous size when growing made things slower.
-Growth is bounded by ``max_batch`` (the user's cap, the quality ceiling from
-``tune``) and by what fits the context and the token limit (``fit``).
+the target, the pack shrinks; otherwise it grows while the items a request
+answers per second of its latency keep rising, and steps back to the previous
+size when growing made requests slower per item. That per-request speed is what
+throughput is at a given concurrency, but unlike items per second of wall time
+it does not move with the concurrency ramp or the initial burst of a rate
+limit's allowance — noise that made the size oscillate. Growth is bounded by
+``max_batch`` (the user's cap, the quality ceiling from ``tune``), by what fits
+the context and the token limit (``fit``) and by the size where growing stopped
+paying.
 """
 
 from __future__ import annotations
@@ -61,11 +66,11 @@ class ConcurrencyControl:
 
 @dataclass(slots=True)
 class _Window:
-    started: float
     requests: int = 0
     items: int = 0
     ok_first: int = 0
     ok: int = 0
+    latency: float = 0.0
 
 
 class PackSizeControl:
@@ -89,62 +94,69 @@ class PackSizeControl:
         self.target = target_success
         self.window_requests = window_requests
         self.growth = growth
-        self._window = _Window(clock())
-        self._previous: tuple[int, float] | None = None  # (size, items/s) of the last window
-        self._ceiling = max_batch
+        self._window = _Window()
+        self._previous: tuple[int, float] | None = None  # (size, items/s of latency) of the last window
+        self._fits = max_batch
+        """What fits the context and the token limit (``fit``)."""
+        self._pays = max_batch
+        """The size where growing stopped paying (a step back)."""
         self.history: list[tuple[float, int]] = [(clock(), self.size)]
+
+    @property
+    def _ceiling(self) -> int:
+        return max(1, min(self.max_batch, self._fits, self._pays))
 
     def fit(self, largest: int) -> None:
         """Never exceed ``largest`` (what fits the context / token limit)."""
-        self._ceiling = max(1, min(self.max_batch, largest))
+        self._fits = max(1, largest)
         if self.size > self._ceiling:
             self._set(self._ceiling)
 
-    def observe(self, *, size: int, ok_first: int, ok: int, limited: bool = False) -> None:
-        """A request of ``size`` items came back with ``ok`` valid answers, ``ok_first`` on a first try.
+    def observe(
+        self, *, size: int, ok_first: int, ok: int, latency: float = 1.0, limited: bool = False
+    ) -> None:
+        """A request of ``size`` items came back after ``latency`` seconds with ``ok`` valid
+        answers, ``ok_first`` of them on a first try.
 
         Only packs of the current size count: packs of an older size (still in
-        flight, or queued at the limiter when the size changed) and smaller retry
-        packs say nothing about this size. ``limited`` is true while a rate-limit
-        bucket is overdrawn: then the limit sets items per second, so a drop in
-        it is no reason to step back (items per charged token only improve with
-        size).
+        flight when the size changed) and smaller retry packs say nothing about
+        this size. ``limited`` is true while a rate-limit bucket is overdrawn:
+        then the limit sets the pace, and items per charged token only improve
+        with size, so slower requests are no reason to step back.
         """
         if not self.adaptive or size != self.size:
             return
         window = self._window
-        now = self.clock()
-        if window.requests == 0:
-            # The clock starts at the first answer of this size: time spent
-            # waiting for it is latency, not throughput.
-            window.started = now
         window.requests += 1
         window.items += size
         window.ok_first += ok_first
-        if window.requests > 1:
-            window.ok += ok
-        if window.requests <= self.window_requests:
+        window.ok += ok
+        window.latency += max(1e-6, latency)
+        if window.requests < self.window_requests:
             return
-        rate = window.ok / max(1e-6, now - window.started)
+        speed = window.ok / window.latency
         success = window.ok_first / window.items if window.items else 1.0
-        self._decide(success, rate, limited)
-        self._window = _Window(now)
+        self._decide(success, speed, limited)
+        self._window = _Window()
 
-    def _decide(self, success: float, rate: float, limited: bool) -> None:
+    def _decide(self, success: float, speed: float, limited: bool) -> None:
         if success < self.target:
             self._previous = None
             self._set(max(1, math.floor(self.size * 0.7)))
             return
         previous = self._previous
-        self._previous = (self.size, rate)
-        slower = previous is not None and previous[0] < self.size and rate < 0.9 * previous[1]
+        self._previous = (self.size, speed)
+        slower = previous is not None and previous[0] < self.size and speed < 0.9 * previous[1]
         if slower and not limited:
-            # Growing made things slower: go back and stop growing from here.
+            # Growing made requests slower per item: go back and stop growing from here.
             assert previous is not None
-            self._ceiling = previous[0]
+            self._pays = previous[0]
             self._set(previous[0])
             return
-        self._set(min(self._ceiling, max(self.size + 1, math.ceil(self.size * self.growth))))
+        grown = max(self.size + 1, math.ceil(self.size * self.growth))
+        if grown * 1.25 >= self._ceiling:
+            grown = self._ceiling  # no last small step below the ceiling (20, 40, 50 → 20, 50)
+        self._set(min(self._ceiling, grown))
 
     def _set(self, size: int) -> None:
         if size != self.size:

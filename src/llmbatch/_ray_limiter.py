@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from ._limiter import RateLimiter, Reservation, TokenBucket
+from ._limiter import DEFAULT_HEADROOM, RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
 
 __all__ = ["RateLimiterActor", "SharedLimiter", "merge_metrics"]
@@ -38,13 +38,14 @@ _HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 _LIMIT_NAMES = ("requests", "tokens", "input_tokens", "output_tokens")
 
 
-def _limiter_for(limits: Mapping[str, float], *, learn: bool) -> RateLimiter:
+def _limiter_for(limits: Mapping[str, float], *, learn: bool, headroom: float) -> RateLimiter:
     return RateLimiter(
         rpm=limits.get("requests"),
         tpm=limits.get("tokens"),
         input_tpm=limits.get("input_tokens"),
         output_tpm=limits.get("output_tokens"),
         learn=learn,
+        headroom=headroom,
     )
 
 
@@ -58,9 +59,10 @@ class RateLimiterActor:
     ... # doctest: +SKIP
     """
 
-    def __init__(self, limits: Mapping[str, float]) -> None:
+    def __init__(self, limits: Mapping[str, float], *, headroom: float = DEFAULT_HEADROOM) -> None:
         self.configured = {k: float(v) for k, v in limits.items() if v}
-        self.limiter = _limiter_for(self.configured, learn=True)
+        self.headroom = headroom
+        self.limiter = _limiter_for(self.configured, learn=True, headroom=headroom)
         self.metrics: dict[str, Metrics] = {}
         self.stopped: dict[str, str] = {}
 
@@ -69,7 +71,7 @@ class RateLimiterActor:
         wanted = {k: float(v) for k, v in limits.items() if v}
         if wanted and wanted != self.configured:
             self.configured = wanted
-            self.limiter = _limiter_for(wanted, learn=True)
+            self.limiter = _limiter_for(wanted, learn=True, headroom=self.headroom)
 
     async def acquire(
         self, prompt_tokens: int, max_tokens: int
@@ -134,7 +136,7 @@ class SharedLimiter:
 
     def __init__(self, actor: Any, limits: Mapping[str, float]) -> None:
         self._actor = actor
-        self._mirror = _limiter_for(limits, learn=False)
+        self._mirror = _limiter_for(limits, learn=False, headroom=0.0)
         self._debt = False
 
     @property
@@ -158,7 +160,7 @@ class SharedLimiter:
             raise
         self._debt = bool(debt)
         if limits != self._mirror.limits():
-            self._mirror = _limiter_for(limits, learn=False)
+            self._mirror = _limiter_for(limits, learn=False, headroom=0.0)
         reservation_: Reservation = reservation
         return reservation_
 

@@ -41,6 +41,10 @@ log = logging.getLogger("llmbatch")
 
 _TRUNCATED = "answer truncated (finish_reason length)"
 
+UNSENT_PACKS = 2
+"""Most packs made but not yet sent (waiting for the rate limiter): enough that the limit
+is never left idle, few enough that packs are made at the size (and with the retries) of now."""
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -180,6 +184,10 @@ class Runner:
         self.budget_reached = False
         self.committed = 0.0
         """Projected cost of the requests in flight (USD), for the budget."""
+        self._unsent = 0
+        """Packs made but not yet sent (waiting for the budget or the rate limiter)."""
+        self._unsent_moved = asyncio.Event()
+        """Set (and replaced) each time one of them is sent or dropped."""
         self._reservations = 0
         """Requests in flight holding a share of ``committed``."""
         self._budget_freed = asyncio.Event()
@@ -270,6 +278,12 @@ class Runner:
             if len(tasks) >= self._allowed_in_flight():
                 await self._wait_any(tasks)
                 continue
+            if self._unsent >= UNSENT_PACKS:
+                # Late binding: a pack is made when it can soon be sent (not a
+                # concurrency's worth ahead, waiting for the rate limiter), so it has
+                # the size the controller wants now and retries are not queued behind it.
+                await self._wait_any(tasks, wake=self._unsent_moved)
+                continue
             now = self.clock()
             pack = self.planner.next_pack(self.batch_size, now)
             if pack is None:
@@ -282,6 +296,7 @@ class Runner:
                 await self.sleep(max(0.0, (ready_at or now) - now))
                 continue
             self.metrics.pack_size, self.metrics.concurrency = self.batch_size, self.concurrency
+            self._unsent += 1
             task = asyncio.create_task(self._send(pack))
             tasks.add(task)
         # stopping: let requests in flight finish so their answers are kept
@@ -298,8 +313,21 @@ class Runner:
         ready_at = self.planner.next_ready_at()
         return None if ready_at is None else max(0.0, ready_at - now)
 
-    async def _wait_any(self, tasks: set[asyncio.Task[None]], timeout: float | None = None) -> None:
-        done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    async def _wait_any(
+        self,
+        tasks: set[asyncio.Task[None]],
+        timeout: float | None = None,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Until a task ends (or ``timeout`` passes, or ``wake`` is set)."""
+        waker = None if wake is None else asyncio.ensure_future(wake.wait())
+        waiting: set[asyncio.Future[Any]] = set(tasks) if waker is None else {*tasks, waker}
+        try:
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if waker is not None:
+                waker.cancel()
+        done.discard(waker)
         for task in done:
             tasks.discard(task)
             task.result()  # a bug in _send must surface, not vanish
@@ -307,6 +335,24 @@ class Runner:
     # -- one request ---------------------------------------------------------------
 
     async def _send(self, pack: Pack) -> None:
+        """One request of ``pack`` (counted in ``_unsent`` by the dispatcher until it goes)."""
+        try:
+            prepared = await self._prepare(pack)
+        finally:
+            self._unsent -= 1
+            self._unsent_moved.set()
+            self._unsent_moved = asyncio.Event()
+        if prepared is None:
+            return
+        request, reservation, projected = prepared
+        try:
+            await self._call(pack, request, reservation)
+        finally:
+            if projected is not None:
+                self._release_budget(projected)
+
+    async def _prepare(self, pack: Pack) -> tuple[Request, Reservation, float | None] | None:
+        """Render ``pack`` and clear it with the budget and the limiter; None when it is not sent."""
         budget = self.task.answer_budget * (self.policy.budget_boost if pack.boosted else 1)
         request = self.packer.render(self.task, pack.items, answer_tokens=budget)
         try:
@@ -314,21 +360,22 @@ class Runner:
         except ItemError as exc:
             if pack.size > 1:
                 self._split(pack, 0.0)
-                return
+                return None
             self._fail(pack.states, str(exc), exc.kind)
-            return
+            return None
         self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
         estimate = self.calibration.correct(request.est_prompt_tokens)
         projected = self._projected_cost(estimate, request.max_tokens)
         if projected is not None and not await self._reserve_budget(projected):
             self.planner.resend(pack)
-            return
+            return None
         try:
             reservation = await self.limiter.acquire(estimate, request.max_tokens)
-            await self._call(pack, request, reservation)
-        finally:
+        except BaseException:
             if projected is not None:
                 self._release_budget(projected)
+            raise
+        return request, reservation, projected
 
     def _settled(self, updates: Sequence[ItemUpdate]) -> None:
         if self.on_settled is not None and updates:
@@ -501,7 +548,9 @@ class Runner:
         if best is None or latency < best:
             self.best_latency[size] = latency
         self.flow.on_success(latency, best)
-        self.sizer.observe(size=size, ok_first=ok_first, ok=ok, limited=self.limiter.in_debt())
+        self.sizer.observe(
+            size=size, ok_first=ok_first, ok=ok, latency=latency, limited=self.limiter.in_debt()
+        )
 
     def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
         """A missing or invalid answer: retry smaller, or fail when attempts are used up."""
