@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from _fakes import KeyedFake
 from llmbatch import Completion, Request, RunOptions, Task, Usage
 from llmbatch._exceptions import BudgetReached
 from llmbatch._io import Record
@@ -24,19 +25,10 @@ RECORDS = 400
 PACK = 20
 
 
-class Answering(Provider):
+class Answering(KeyedFake):
     """Answers every key with a short label, using a fraction of the answer budget."""
 
-    supports_json_schema = True
-
-    def __init__(self) -> None:
-        self.model = "fake"
-        self.sent: list[list[str]] = []
-
-    async def complete(self, request: Request) -> Completion:
-        assert request.schema is not None
-        keys: list[str] = request.schema["required"]
-        self.sent.append(keys)
+    async def answer(self, keys: list[str], request: Request) -> Completion:
         await asyncio.sleep(0.001 * len(keys))
         used = max(1, request.max_tokens // 3)  # a label is far below its worst case
         answer = json.dumps({key: {"label": "a"} for key in keys})

@@ -7,29 +7,20 @@ import json
 import sqlite3
 from pathlib import Path
 
+from _fakes import KeyedFake
 from llmbatch import Completion, Request, RunOptions, Task, Usage
 from llmbatch._io import Record
 from llmbatch._runner import Runner, ingest
 from llmbatch._store import JobStore
-from llmbatch.providers.base import Provider
 
 TASK = Task(instructions="Echo each text.", input="{text}", output="text")
 STUBBORN = "k0"
 
 
-class Stubborn(Provider):
+class Stubborn(KeyedFake):
     """Answers every key but k0: skips it twice, then cuts its lone answer off."""
 
-    supports_json_schema = True
-
-    def __init__(self) -> None:
-        self.model = "fake"
-        self.sent: list[list[str]] = []
-
-    async def complete(self, request: Request) -> Completion:
-        assert request.schema is not None
-        keys: list[str] = request.schema["required"]
-        self.sent.append(keys)
+    async def answer(self, keys: list[str], request: Request) -> Completion:
         seen = sum(STUBBORN in k for k in self.sent)
         answer = {key: f"answer {key}" for key in keys if key != STUBBORN}
         finish = "stop"
