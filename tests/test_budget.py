@@ -12,6 +12,7 @@ import pytest
 
 from _fakes import KeyedFake
 from llmbatch import Completion, Request, RunOptions, Task, Usage
+from llmbatch._budget import Budget
 from llmbatch._exceptions import BudgetReached
 from llmbatch._io import Record
 from llmbatch._pricing import Price
@@ -88,18 +89,28 @@ def test_a_budget_below_one_request_sends_nothing(tmp_path: Path) -> None:
     assert spent == 0.0 and provider.sent == []
 
 
-async def test_released_reservations_leave_no_float_residue_to_wait_on(tmp_path: Path) -> None:
-    store = JobStore.open(tmp_path)
-    runner = Runner(TASK, Answering(), store, RunOptions(max_cost=1.0), price=PRICE)
+async def test_released_reservations_leave_no_float_residue_to_wait_on() -> None:
+    budget = Budget(1.0, spent=lambda: 0.0)
     for projected in (0.1, 0.2, 0.7):
-        assert await runner._reserve_budget(projected)
+        assert budget.try_reserve(projected)
     for projected in (0.1, 0.7, 0.2):  # summed one way, subtracted another: 2.2e-16 left over
-        runner._release_budget(projected)
-    assert runner.committed == 0.0
-    # Nothing is in flight, so a request that cannot fit stops the job at once.
-    assert await asyncio.wait_for(runner._reserve_budget(1.5), timeout=5) is False
-    assert runner.budget_reached
-    store.close()
+        budget.release(projected)
+    assert budget.committed == 0.0
+    # Nothing is in flight, so a request that cannot fit is refused at once.
+    assert await asyncio.wait_for(budget.reserve(1.5, stopped=lambda: False), timeout=5) is False
+
+
+async def test_a_request_that_does_not_fit_waits_for_those_in_flight_to_settle() -> None:
+    paid = [0.0]
+    budget = Budget(1.0, spent=lambda: paid[0])
+    assert budget.try_reserve(0.8)  # a worst case
+    waiter = asyncio.create_task(budget.reserve(0.5, stopped=lambda: False))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    paid[0] = 0.3  # it cost far less than its worst case
+    budget.release(0.8)
+    assert await asyncio.wait_for(waiter, timeout=5) is True
+    assert budget.committed == 0.5
 
 
 # -- the command line ----------------------------------------------------------------------

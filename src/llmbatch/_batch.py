@@ -226,6 +226,10 @@ class BatchRunner(Runner):
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens)
         return self.price.cost(usage, batch=True)
 
+    def _release(self, projected: float, *, count: int = 1) -> None:
+        if self.budget is not None:
+            self.budget.release(projected, count=count)
+
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """No controller: a batch's turnaround says nothing about the pack size."""
 
@@ -335,7 +339,7 @@ class BatchRunner(Runner):
                 draft = _Draft()
                 if not accepted or self.stop_reason is not None:
                     # Back off (or stop): this line waits with the packs that just failed.
-                    self.committed -= line.projected
+                    self._release(line.projected)
                     self.planner.resend(line.pack)
                     return
                 line.custom_id = "p0"
@@ -365,7 +369,8 @@ class BatchRunner(Runner):
                 self._fail(pack.states, str(exc), exc.kind)
             return None
         projected = self._projected_cost(request.est_prompt_tokens, request.max_tokens)
-        if projected is not None and self._over_budget(projected):
+        if projected is not None and self.budget is not None and not self.budget.try_reserve(projected):
+            self._stop_for_budget(projected)
             self.planner.resend(pack)
             return None
         return _Line(f"p{number}", request, pack, size, projected or 0.0)
@@ -386,7 +391,7 @@ class BatchRunner(Runner):
                 [(line.custom_id, line.request) for line in draft.lines]
             )
         except ProviderError as exc:
-            self.committed -= projected
+            self._release(projected, count=len(draft.lines))
             for line in draft.lines:
                 self._on_error(line.pack, exc, started)
             reason = str(exc)
@@ -477,7 +482,7 @@ class BatchRunner(Runner):
         for pack in waiting.values():
             self._on_error(pack, ServerError(f"no result for this line ({why})"), batch.submitted)
         self._held.difference_update(batch.positions)
-        self.committed -= batch.projected
+        self._release(batch.projected, count=len(batch.packs))
         del self._open[batch.row]
         self._commit(lambda: self.ledger.finish_batch(batch.row, "processed", status.status, status.message))
         log.info("batch %s %s: %d results", batch.provider_batch_id, status.status, len(results))

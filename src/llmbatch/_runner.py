@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._budget import Budget
 from ._cache import ResultCache
 from ._control import ConcurrencyControl, PackSizeControl
 from ._exceptions import BudgetReached, FatalError, ItemError, ProviderError, UsageError
@@ -182,21 +183,20 @@ class Runner:
         )
         self.stop_reason: str | None = None
         self.budget_reached = False
-        self.committed = 0.0
-        """Projected cost of the requests in flight (USD), for the budget."""
         self._unsent = 0
         """Packs made but not yet sent (waiting for the budget or the rate limiter)."""
         self._unsent_moved = asyncio.Event()
         """Set (and replaced) each time one of them is sent or dropped."""
-        self._reservations = 0
-        """Requests in flight holding a share of ``committed``."""
-        self._budget_freed = asyncio.Event()
-        """Set (and replaced) each time a request's budget reservation is released."""
         if options.max_cost is not None and price is None:
             raise UsageError(
                 f"--max-cost needs the price of model {provider.model!r}; add it with --prices FILE"
             )
         self.metrics.budget = options.max_cost
+        self.budget = (
+            None
+            if options.max_cost is None
+            else Budget(options.max_cost, spent=lambda: self.metrics.spent_before + self.metrics.cost)
+        )
         self.in_flight = 0
 
     def _choose_packer(self) -> PackFormat:
@@ -348,8 +348,8 @@ class Runner:
         try:
             await self._call(pack, request, reservation)
         finally:
-            if projected is not None:
-                self._release_budget(projected)
+            if self.budget is not None and projected is not None:
+                self.budget.release(projected)
 
     async def _prepare(self, pack: Pack) -> tuple[Request, Reservation, float | None] | None:
         """Render ``pack`` and clear it with the budget and the limiter; None when it is not sent."""
@@ -372,8 +372,8 @@ class Runner:
         try:
             reservation = await self.limiter.acquire(estimate, request.max_tokens)
         except BaseException:
-            if projected is not None:
-                self._release_budget(projected)
+            if self.budget is not None and projected is not None:
+                self.budget.release(projected)
             raise
         return request, reservation, projected
 
@@ -388,47 +388,18 @@ class Runner:
         return self.price.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens))
 
     async def _reserve_budget(self, projected: float) -> bool:
-        """Reserve a request's worst case against ``--max-cost``; False once the job must stop.
-
-        Requests in flight hold their worst case too, and most use far less than their
-        whole answer budget: while any is in flight, wait for them to settle and look
-        again, so a job stops within one request of its budget rather than a whole
-        concurrency's worth of worst cases below it.
-        """
-        while self.stop_reason is None:
-            others = self._reservations > 0
-            if not self._over_budget(projected, stop=not others):
-                self._reservations += 1
-                return True
-            if not others:
-                return False
-            await self._budget_freed.wait()
-        return False
-
-    def _release_budget(self, projected: float) -> None:
-        self._reservations -= 1
-        # Reset rather than subtract the last one: float sums leave a residue (1e-18)
-        # that would look like a request still in flight, and waiters would wait forever.
-        self.committed = self.committed - projected if self._reservations else 0.0
-        self._budget_freed.set()
-        self._budget_freed = asyncio.Event()
-
-    def _over_budget(self, projected: float, *, stop: bool = True) -> bool:
-        """Reserve ``projected`` against the budget; when it does not fit, stop the job if ``stop``."""
-        assert self.options.max_cost is not None
-        spent = self.metrics.spent_before + self.metrics.cost
-        if spent + self.committed + projected > self.options.max_cost:
-            if stop and self.stop_reason is None:
-                self.budget_reached = True
-                self.stop_reason = (
-                    f"budget reached: the job has spent ${spent:.4f} of --max-cost "
-                    f"${self.options.max_cost:.4f} and the next request could cost "
-                    f"${projected:.4f}; run again with a larger --max-cost to finish the rest "
-                    "(answers so far are kept)"
-                )
+        """Reserve a request's worst case against ``--max-cost``; False (the job stopping) if it
+        never fits — after the requests in flight have settled and released theirs."""
+        assert self.budget is not None
+        if await self.budget.reserve(projected, stopped=lambda: self.stop_reason is not None):
             return True
-        self.committed += projected
+        self._stop_for_budget(projected)
         return False
+
+    def _stop_for_budget(self, projected: float) -> None:
+        if self.stop_reason is None and self.budget is not None:
+            self.budget_reached = True
+            self.stop_reason = self.budget.refusal(projected)
 
     async def _call(self, pack: Pack, request: Request, reservation: Reservation) -> None:
         started = time.time()
