@@ -52,7 +52,15 @@ from .._exceptions import (
 )
 from .._headers import parse_retry_after
 from .._types import Completion, Request, Usage
-from .base import BatchLimits, BatchResult, BatchStatus, Provider, ProviderConfig, register
+from .base import (
+    BatchLimits,
+    BatchResult,
+    BatchStatus,
+    Provider,
+    ProviderConfig,
+    api_key_or_placeholder,
+    register,
+)
 
 if TYPE_CHECKING:
     import anthropic
@@ -292,13 +300,11 @@ class AnthropicProvider(Provider):
         # The SDK appends /v1/messages itself; accept an OpenAI-style URL ending in /v1
         # (the simulator prints one) without asking for /v1/v1/messages.
         self.base_url = base_url.rstrip("/").removesuffix("/v1") if base_url else None
-        self.api_key = config.api_key or os.environ.get("ANTHROPIC_API_KEY")
-        if not self.api_key:
-            if self.base_url is None:
-                raise UsageError(
-                    "no API key: set the ANTHROPIC_API_KEY environment variable or pass --api-key"
-                )
-            self.api_key = "not-needed"  # a local endpoint; the SDK insists on a key
+        self.api_key = api_key_or_placeholder(
+            config.api_key or os.environ.get("ANTHROPIC_API_KEY"),
+            self.base_url,
+            "no API key: set the ANTHROPIC_API_KEY environment variable or pass --api-key",
+        )
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or DEFAULT_MODEL
         self._client: anthropic.AsyncAnthropic | None = None
 

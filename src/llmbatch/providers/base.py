@@ -29,6 +29,7 @@ __all__ = [
     "BatchStatus",
     "Provider",
     "ProviderConfig",
+    "api_key_or_placeholder",
     "create_provider",
     "register",
 ]
@@ -150,6 +151,16 @@ class Provider(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def api_key_or_placeholder(api_key: str | None, base_url: str | None, missing: str) -> str:
+    """The key to send: the user's; a placeholder for a local endpoint (the SDKs insist on a
+    key, local servers ignore it); or a UsageError saying ``missing`` for the hosted API."""
+    if api_key:
+        return api_key
+    if base_url is None:
+        raise UsageError(missing)
+    return "not-needed"
 
 
 PROVIDERS: dict[str, Callable[[ProviderConfig], Provider]] = {}

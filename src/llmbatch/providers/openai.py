@@ -38,7 +38,15 @@ from .._exceptions import (
 )
 from .._headers import parse_retry_after
 from .._types import Completion, Request, Usage
-from .base import BatchLimits, BatchResult, BatchStatus, Provider, ProviderConfig, register
+from .base import (
+    BatchLimits,
+    BatchResult,
+    BatchStatus,
+    Provider,
+    ProviderConfig,
+    api_key_or_placeholder,
+    register,
+)
 
 __all__ = ["OpenAIProvider", "batch_line_error", "chat_body", "map_openai_errors", "read_batch_line"]
 
@@ -235,14 +243,12 @@ class OpenAIProvider(Provider):
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.api_key = config.api_key or os.environ.get("OPENAI_API_KEY")
-        if not self.api_key:
-            if self.base_url is None:
-                raise UsageError(
-                    "no API key: set the OPENAI_API_KEY environment variable or pass --api-key "
-                    "(or --base-url for a local server)"
-                )
-            self.api_key = "not-needed"  # local servers ignore it, the SDK insists on one
+        self.api_key = api_key_or_placeholder(
+            config.api_key or os.environ.get("OPENAI_API_KEY"),
+            self.base_url,
+            "no API key: set the OPENAI_API_KEY environment variable or pass --api-key "
+            "(or --base-url for a local server)",
+        )
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or "gpt-4o-mini"
         self.response_format = config.extra.get("response_format") or "json_schema"
         if self.response_format not in RESPONSE_FORMATS:
