@@ -279,6 +279,10 @@ async def test_max_cost_stops_submitting_and_a_rerun_finishes_without_repaying(t
                 await runner.run()
             spent = store.request_totals()["cost"]
             assert 0 < spent <= 0.002
+            # Batches that settle release what they did not spend, and more lines go: the
+            # run stops within one line's worst case of the budget, not a batch's worth below.
+            assert spent >= 0.002 - 2.5e-4, spent
+            assert runner.batches_submitted >= 2
             done = store.counts()["done"]
             assert 0 < done < 400 and store.counts()["pending"] == 400 - done
 

@@ -213,6 +213,8 @@ class BatchRunner(Runner):
         self._submit_after = 0.0
         self._submit_failures = 0
         self._halted = False
+        self._budget_full = False
+        """The last line drafted did not fit the budget: submitting waits for open batches."""
         """A fatal error while polling: nothing more can be learnt now (the batches stay open)."""
 
     # -- what differs from the synchronous runner ------------------------------------
@@ -325,7 +327,8 @@ class BatchRunner(Runner):
         """Send everything the planner holds, as few batches as the limits allow."""
         draft = _Draft()
         self.metrics.pack_size, self.metrics.concurrency = self.batch_size, len(self._open)
-        while self.stop_reason is None:
+        self._budget_full = False
+        while self.stop_reason is None and not self._budget_full:
             # Backoff delays of the retry policy are for hammering an endpoint; a batch
             # is its own delay, so every waiting pack goes in now.
             pack = self.planner.next_pack(self.batch_size, math.inf)
@@ -370,7 +373,12 @@ class BatchRunner(Runner):
             return None
         projected = self._projected_cost(request.est_prompt_tokens, request.max_tokens)
         if projected is not None and self.budget is not None and not self.budget.try_reserve(projected):
-            self._stop_for_budget(projected)
+            # Lines drafted or in open batches hold their worst case: submit what is drafted
+            # and wait for batches to settle (releasing what they did not spend) before
+            # deciding; stop only when nothing holds a reservation and this still does not fit.
+            self._budget_full = True
+            if not self.budget.held:
+                self._stop_for_budget(projected)
             self.planner.resend(pack)
             return None
         return _Line(f"p{number}", request, pack, size, projected or 0.0)

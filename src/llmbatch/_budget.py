@@ -34,6 +34,11 @@ class Budget:
         self._freed = asyncio.Event()
         """Set (and replaced) each time reservations are released."""
 
+    @property
+    def held(self) -> bool:
+        """Whether any reservation is held (a settling request may still make room)."""
+        return self._holders > 0
+
     def try_reserve(self, projected: float) -> bool:
         """Reserve ``projected`` if it fits now; False (reserving nothing) if not."""
         if self.spent() + self.committed + projected > self.limit:
@@ -48,7 +53,7 @@ class Budget:
         while not stopped():
             if self.try_reserve(projected):
                 return True
-            if not self._holders:
+            if not self.held:
                 return False
             await self._freed.wait()
         return False
