@@ -29,9 +29,10 @@ from _e2e_helpers import (
 )
 from llmbatch._batch import BatchRunner, PollBackoff
 from llmbatch._exceptions import AuthenticationError, BudgetReached, FatalError, UsageError
+from llmbatch._ingest import ingest
 from llmbatch._io import Record
 from llmbatch._pricing import Price, PriceTable
-from llmbatch._runner import RunOptions, ingest
+from llmbatch._runner import RunOptions
 from llmbatch._store import ItemUpdate, JobStore
 from llmbatch._task import Task
 from llmbatch._types import Completion, Request, Usage

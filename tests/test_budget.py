@@ -14,9 +14,10 @@ from _fakes import KeyedFake
 from llmbatch import Completion, Request, RunOptions, Task, Usage
 from llmbatch._budget import Budget
 from llmbatch._exceptions import BudgetReached
+from llmbatch._ingest import ingest
 from llmbatch._io import Record
 from llmbatch._pricing import Price
-from llmbatch._runner import Runner, ingest
+from llmbatch._runner import Runner
 from llmbatch._store import JobStore
 from llmbatch.providers.base import Provider
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from _fakes import KeyedFake
 from llmbatch import Completion, Request, RunOptions, Task, Usage
+from llmbatch._ingest import ingest
 from llmbatch._io import Record
-from llmbatch._runner import Runner, ingest
+from llmbatch._runner import Runner
 from llmbatch._store import JobStore
 
 TASK = Task(instructions="Echo each text.", input="{text}", output="text")

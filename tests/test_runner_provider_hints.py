@@ -74,8 +74,9 @@ def test_cached_reads_are_not_charged_to_the_input_limit_when_the_provider_says_
     limiter = RateLimiter(input_tpm=1_000_000, learn=False, headroom=0.0)
     provider = NoCacheCharge()
     store_spec = _spec(tmp_path)
+    from llmbatch._ingest import ingest
     from llmbatch._io import Record
-    from llmbatch._runner import Runner, ingest
+    from llmbatch._runner import Runner
     from llmbatch._store import JobStore
 
     store = JobStore.open(store_spec.job_dir)

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._cache import default_cache_dir
+from ._ingest import record_id
+from ._io import Record
 from ._job import JobSpec, run_job
 from ._pricing import PriceTable
 from ._runner import RunOptions
@@ -150,7 +152,7 @@ async def aiter_results(
     run_options, provider_options = _options(options)
     records = list(records)
     spec, scratch = _spec(task, records, job_dir, cache_dir, run_options)
-    ids = [_record_id(task, fields, i) for i, fields in enumerate(records)]
+    ids = [record_id(task, Record(i, i, dict(fields)))[0] for i, fields in enumerate(records)]
     settled: asyncio.Queue[Sequence[ItemUpdate]] = asyncio.Queue()
     job = asyncio.create_task(
         run_job(spec, _provider(provider, provider_options), on_settled=settled.put_nowait)
@@ -206,11 +208,6 @@ def iter_results(task: Task, records: Iterable[Mapping[str, Any]], **options: An
         else:
             break
     thread.join()
-
-
-def _record_id(task: Task, fields: Mapping[str, Any], index: int) -> str:
-    value = fields.get(task.id or "id")
-    return str(index) if value is None or value == "" else str(value)
 
 
 def _result(update: ItemUpdate, item_id: str) -> Result:

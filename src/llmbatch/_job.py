@@ -18,10 +18,11 @@ from typing import Any
 from ._batch import BatchRunner
 from ._cache import ResultCache
 from ._exceptions import UsageError
+from ._ingest import ingest
 from ._io import Record, open_reader, open_writer
 from ._metrics import Metrics
 from ._pricing import Price, PriceTable
-from ._runner import Runner, RunOptions, ingest
+from ._runner import Runner, RunOptions
 from ._store import ItemUpdate, JobStore
 from ._task import Task
 from .providers.base import Provider

@@ -19,13 +19,14 @@ from typing import Any, cast
 
 from ._cache import ResultCache
 from ._exceptions import FatalError, UsageError
+from ._ingest import ingest
 from ._io import Record, _jsonl_record, output_row
 from ._limiter import RateLimiter
 from ._metrics import Metrics
 from ._pricing import Price, PriceTable
 from ._ray_cache import SharedCache
 from ._ray_limiter import SharedLimiter
-from ._runner import Runner, RunOptions, ingest
+from ._runner import Runner, RunOptions
 from ._store import FAILED, ItemUpdate, JobStore
 from ._task import Task
 from ._types import Result

@@ -1,6 +1,6 @@
 """The orchestrator: the one module that wires the components together.
 
-    ingest (stream input → store)  →  plan packs  →  limiter  →  provider
+    (_ingest: input → store)  →  plan packs  →  limiter  →  provider
     →  parse  →  policy  →  store (one transaction per request)  →  output
 
 Every item ends ``done`` or ``failed``; the dispatcher stops only when the
@@ -10,12 +10,11 @@ planner holds nothing and no request is in flight.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,6 @@ from ._budget import Budget
 from ._cache import ResultCache
 from ._control import ConcurrencyControl, PackSizeControl
 from ._exceptions import BudgetReached, FatalError, ItemError, ProviderError, UsageError
-from ._io import Record
 from ._limiter import RateLimiter, Reservation
 from ._metrics import Metrics
 from ._packing import PACKERS, PackFormat
@@ -36,7 +34,7 @@ from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
 from ._types import Completion, Outcome, Request, Usage
 from .providers.base import Provider
 
-__all__ = ["RunOptions", "Runner", "ingest"]
+__all__ = ["RunOptions", "Runner"]
 
 log = logging.getLogger("llmbatch")
 
@@ -74,53 +72,6 @@ class RunOptions:
     """``sync``: requests now; ``batch``: the provider's batch API (half price, results within 24 h)."""
     poll_interval: float = 5.0
     """Batch mode: seconds before a batch is first polled (then ×1.5 per poll, up to a minute)."""
-
-
-# -- ingest --------------------------------------------------------------------
-
-
-def _record_id(task: Task, record: Record) -> tuple[str, str]:
-    """(id, problem) for a record; the id falls back to the record's line number."""
-    fallback = str(record.line)
-    if record.fields is None:
-        return fallback, ""
-    field_name = task.id or "id"
-    value = record.fields.get(field_name)
-    if value is None or value == "":
-        if task.id:
-            return fallback, f"record has no id field {task.id!r}"
-        return fallback, ""
-    return (value if isinstance(value, str) else str(value)), ""
-
-
-def _ingest_rows(task: Task, records: Iterable[Record]) -> Iterator[tuple[Any, ...]]:
-    for record in records:
-        item_id, problem = _record_id(task, record)
-        if record.fields is None or problem:
-            yield (record.index, item_id, None, None, FAILED, record.error or problem, "input")
-            continue
-        try:
-            text = task.render_input(record.fields)
-        except ItemError as exc:
-            yield (record.index, item_id, None, None, FAILED, str(exc), exc.kind)
-            continue
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        yield (record.index, item_id, text, digest, PENDING, "", "")
-
-
-def ingest(store: JobStore, task: Task, records: Iterable[Record], chunk: int = 5000) -> list[str]:
-    """Stream records into the store (once per job); returns warnings about duplicate ids."""
-    if store.get_meta("ingested") is not None:
-        return []
-    rows = _ingest_rows(task, records)
-    while True:
-        batch = [row for _, row in zip(range(chunk), rows, strict=False)]
-        if not batch:
-            break
-        store.add_items(batch)
-    dupes = store.fail_duplicate_ids()
-    store.set_meta("ingested", True)
-    return [f"duplicate id {d[0]!r} at record {d[2]} (first at record {d[1]}): failed" for d in dupes]
 
 
 # -- running -------------------------------------------------------------------
