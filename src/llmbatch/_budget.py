@@ -64,7 +64,6 @@ class Budget:
         # Reset rather than subtract the last one: float sums leave a residue (1e-18)
         # that would look like a reservation still held, and waiters would wait forever.
         self.committed = self.committed - projected if self._holders > 0 else 0.0
-        self._holders = max(0, self._holders)
         self._freed.set()
         self._freed = asyncio.Event()
 

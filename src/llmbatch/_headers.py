@@ -16,7 +16,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["BucketState", "parse_go_duration", "parse_rate_limits", "parse_retry_after"]
+__all__ = [
+    "RATE_LIMIT_HEADER_PREFIXES",
+    "BucketState",
+    "parse_go_duration",
+    "parse_rate_limits",
+    "parse_retry_after",
+    "rate_limit_headers",
+]
+
+RATE_LIMIT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+"""The response headers the limiter reads, lower-cased."""
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The rate-limit and retry headers of a response, names lower-cased; the rest dropped."""
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(RATE_LIMIT_HEADER_PREFIXES)}
+
 
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -27,13 +27,11 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from ._headers import rate_limit_headers
 from ._limiter import DEFAULT_HEADROOM, RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
 
 __all__ = ["RateLimiterActor", "SharedLimiter", "merge_metrics"]
-
-_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
-"""The response headers the limiter reads; the rest never crosses to the actor."""
 
 _LIMIT_NAMES = ("requests", "tokens", "input_tokens", "output_tokens")
 
@@ -178,7 +176,7 @@ class SharedLimiter:
         self._actor.release.remote(reservation)
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
-        relevant = {k.lower(): v for k, v in headers.items() if k.lower().startswith(_HEADER_PREFIXES)}
+        relevant = rate_limit_headers(headers)  # the rest never crosses to the actor
         if relevant:
             self._actor.observe_headers.remote(relevant)
 

@@ -42,7 +42,6 @@ from .._exceptions import (
     BadRequest,
     BatchLineLost,
     ConnectionFailed,
-    FatalError,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -50,7 +49,7 @@ from .._exceptions import (
     ServerError,
     UsageError,
 )
-from .._headers import parse_retry_after
+from .._headers import parse_retry_after, rate_limit_headers
 from .._types import Completion, Request, Usage
 from .base import (
     BatchLimits,
@@ -60,6 +59,8 @@ from .base import (
     ProviderConfig,
     api_key_or_placeholder,
     register,
+    scrub,
+    status_error,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +80,6 @@ DEFAULT_MODEL = "claude-haiku-4-5"
 TOOL_DESCRIPTION = "Record the answer of every item, under the item's key."
 CACHE_CONTROL: dict[str, str] = {"type": "ephemeral"}
 
-_KEPT_HEADERS = ("anthropic-ratelimit-", "retry-after")
 
 # stop_reason → finish_reason as the packers read it ("length": the answer is cut).
 _FINISH = {
@@ -179,10 +179,6 @@ def parse_message(
     )
 
 
-def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_KEPT_HEADERS)}
-
-
 @contextmanager
 def map_anthropic_errors(secret: str | None = None) -> Iterator[None]:
     """Translate SDK errors into llmbatch errors; scrub the API key from messages.
@@ -193,21 +189,17 @@ def map_anthropic_errors(secret: str | None = None) -> Iterator[None]:
     """
     import anthropic
 
-    def clean(message: str) -> str:
-        message = " ".join(message.split())[:500]
-        return message.replace(secret, "***") if secret else message
-
     try:
         yield
     except anthropic.APITimeoutError as exc:
         raise RequestTimeout("the request timed out") from exc
     except anthropic.APIConnectionError as exc:
-        raise ConnectionFailed(clean(f"cannot reach the endpoint: {exc}")) from exc
+        raise ConnectionFailed(scrub(f"cannot reach the endpoint: {exc}", secret)) from exc
     except anthropic.APIStatusError as exc:
         status = exc.status_code
         kind = f" {exc.type}" if exc.type else ""
-        message = clean(f"HTTP {status}{kind}: {exc.api_message or exc.message}")
-        headers = _kept_headers(exc.response.headers)
+        message = scrub(f"HTTP {status}{kind}: {exc.api_message or exc.message}", secret)
+        headers = rate_limit_headers(exc.response.headers)
         if status == 429:
             wait = parse_retry_after(exc.response.headers, time.time())
             if wait is None:
@@ -224,21 +216,9 @@ def map_anthropic_errors(secret: str | None = None) -> Iterator[None]:
                 status=status,
                 headers=headers,
             ) from exc
-        if status in (401, 403):
-            raise AuthenticationError(
-                f"{message} — check the API key (ANTHROPIC_API_KEY or --api-key) and its permissions",
-                status=status,
-                headers=headers,
-            ) from exc
-        if status == 404:
-            raise FatalError(f"{message} — check --model and --base-url", status=status) from exc
-        if status in (400, 413, 422):
-            raise BadRequest(message, status=status, headers=headers) from exc
-        if status >= 500 or status in (408, 409):
-            raise ServerError(message, status=status, headers=headers) from exc
-        raise ProviderError(message, status=status, headers=headers) from exc
+        raise status_error(status, message, headers=headers, key_env="ANTHROPIC_API_KEY") from exc
     except anthropic.AnthropicError as exc:
-        raise ProviderError(clean(str(exc))) from exc
+        raise ProviderError(scrub(str(exc), secret)) from exc
 
 
 # -- the Message Batches API ----------------------------------------------------------
@@ -336,7 +316,7 @@ class AnthropicProvider(Provider):
         latency = time.monotonic() - started
         tool_name = request.schema_name if "tools" in body else None
         with map_anthropic_errors(self.api_key):
-            return parse_message(message, latency, _kept_headers(raw.headers), tool_name=tool_name)
+            return parse_message(message, latency, rate_limit_headers(raw.headers), tool_name=tool_name)
 
     async def aclose(self) -> None:
         if self._client is not None:

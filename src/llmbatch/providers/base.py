@@ -19,7 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .._exceptions import ProviderError, UsageError
+from .._exceptions import (
+    AuthenticationError,
+    BadRequest,
+    FatalError,
+    ProviderError,
+    ServerError,
+    UsageError,
+)
 from .._types import Completion, Request
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "api_key_or_placeholder",
     "create_provider",
     "register",
+    "scrub",
+    "status_error",
 ]
 
 
@@ -161,6 +170,30 @@ def api_key_or_placeholder(api_key: str | None, base_url: str | None, missing: s
     if base_url is None:
         raise UsageError(missing)
     return "not-needed"
+
+
+def scrub(message: str, secret: str | None) -> str:
+    """An SDK's error message as one line of at most 500 characters, the API key masked."""
+    message = " ".join(message.split())[:500]
+    return message.replace(secret, "***") if secret else message
+
+
+def status_error(status: int, message: str, *, headers: dict[str, str], key_env: str) -> ProviderError:
+    """The llmbatch error for an HTTP error status; 429 and spend caps, which differ by
+    provider, are mapped by the provider before it calls this."""
+    if status in (401, 403):
+        return AuthenticationError(
+            f"{message} — check the API key ({key_env} or --api-key) and its permissions",
+            status=status,
+            headers=headers,
+        )
+    if status == 404:
+        return FatalError(f"{message} — check --model and --base-url", status=status)
+    if status in (400, 413, 422):
+        return BadRequest(message, status=status, headers=headers)
+    if status >= 500 or status in (408, 409):
+        return ServerError(message, status=status, headers=headers)
+    return ProviderError(message, status=status, headers=headers)
 
 
 PROVIDERS: dict[str, Callable[[ProviderConfig], Provider]] = {}

@@ -24,11 +24,9 @@ import openai
 import pydantic
 
 from .._exceptions import (
-    AuthenticationError,
     BadRequest,
     BatchLineLost,
     ConnectionFailed,
-    FatalError,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -36,7 +34,7 @@ from .._exceptions import (
     ServerError,
     UsageError,
 )
-from .._headers import parse_retry_after
+from .._headers import parse_retry_after, rate_limit_headers
 from .._types import Completion, Request, Usage
 from .base import (
     BatchLimits,
@@ -46,11 +44,11 @@ from .base import (
     ProviderConfig,
     api_key_or_placeholder,
     register,
+    scrub,
+    status_error,
 )
 
 __all__ = ["OpenAIProvider", "batch_line_error", "chat_body", "map_openai_errors", "read_batch_line"]
-
-_KEPT_HEADERS = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
 
 RESPONSE_FORMATS = ("json_schema", "json_object")
@@ -131,10 +129,6 @@ def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> C
     )
 
 
-def _kept_headers(headers: Any) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_KEPT_HEADERS)}
-
-
 def _error_code(exc: openai.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body, dict) else {}
@@ -145,20 +139,16 @@ def _error_code(exc: openai.APIStatusError) -> str:
 @contextmanager
 def map_openai_errors(secret: str | None = None) -> Iterator[None]:
     """Translate SDK errors into llmbatch errors; scrub the API key from messages."""
-
-    def clean(message: str) -> str:
-        message = " ".join(message.split())[:500]
-        return message.replace(secret, "***") if secret else message
-
     try:
         yield
     except openai.APITimeoutError as exc:
         raise RequestTimeout("the request timed out") from exc
     except openai.APIConnectionError as exc:
-        raise ConnectionFailed(clean(f"cannot reach the endpoint: {exc}")) from exc
+        raise ConnectionFailed(scrub(f"cannot reach the endpoint: {exc}", secret)) from exc
     except openai.APIStatusError as exc:
         status, code = exc.status_code, _error_code(exc)
-        message = clean(f"HTTP {status}: {exc.message}")
+        message = scrub(f"HTTP {status}: {exc.message}", secret)
+        headers = rate_limit_headers(exc.response.headers)
         if status == 429:
             if code == "insufficient_quota":
                 raise QuotaExhausted(
@@ -167,22 +157,10 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
                     status=status,
                 ) from exc
             wait = parse_retry_after(exc.response.headers, time.time())
-            headers = _kept_headers(exc.response.headers)
             raise RateLimited(message, retry_after=wait, headers=headers) from exc
-        if status in (401, 403):
-            raise AuthenticationError(
-                f"{message} — check the API key (OPENAI_API_KEY or --api-key) and its permissions",
-                status=status,
-            ) from exc
-        if status == 404:
-            raise FatalError(f"{message} — check --model and --base-url", status=status) from exc
-        if status in (400, 413, 422):
-            raise BadRequest(message, status=status) from exc
-        if status >= 500 or status in (408, 409):
-            raise ServerError(message, status=status) from exc
-        raise ProviderError(message, status=status) from exc
+        raise status_error(status, message, headers=headers, key_env="OPENAI_API_KEY") from exc
     except openai.OpenAIError as exc:
-        raise ProviderError(clean(str(exc))) from exc
+        raise ProviderError(scrub(str(exc), secret)) from exc
 
 
 # -- the Batch API ----------------------------------------------------------------
@@ -279,7 +257,7 @@ class OpenAIProvider(Provider):
             data = raw.parse()
         latency = time.monotonic() - started
         with map_openai_errors(self.api_key):
-            return parse_chat_response(data, latency, _kept_headers(raw.headers))
+            return parse_chat_response(data, latency, rate_limit_headers(raw.headers))
 
     async def aclose(self) -> None:
         if self._client is not None:
