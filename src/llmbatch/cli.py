@@ -410,9 +410,10 @@ def run(**opts: Any) -> None:
             result = asyncio.run(_run_with_progress(spec, backend, notify, opts, metrics))
     except BudgetReached as exc:
         # What this run did, spend against the budget included, then how to go on.
-        _write_metrics(opts, metrics.summary())
+        summary = metrics.summary()
+        _write_metrics(opts, summary)
         if not opts["quiet"]:
-            out.print(metrics_table(metrics.summary(), title=title))
+            out.print(metrics_table(summary, title=title))
         err.print(f"[red]stopped:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_STOPPED)
     except KeyboardInterrupt:
@@ -422,9 +423,10 @@ def run(**opts: Any) -> None:
             markup=False,
         )
         sys.exit(EXIT_INTERRUPTED)
-    _write_metrics(opts, result.metrics.summary())
+    summary = result.metrics.summary()
+    _write_metrics(opts, summary)
     if not opts["quiet"]:
-        out.print(metrics_table(result.metrics.summary(), title=title))
+        out.print(metrics_table(summary, title=title))
         if not to_stdout:
             out.print(f"wrote {result.rows_written:,} rows to {output}", highlight=False, markup=False)
     sys.exit(EXIT_OK if result.all_ok else EXIT_FAILED)
@@ -474,10 +476,8 @@ def _run_votes(
             provider_for=opts["provider_for"],
         )
     )
-    if opts["metrics_out"] is not None:
-        passes = [p.summary for p in report.passes]
-        data = {"votes": report.votes, "extra_requests": report.extra_requests, "passes": passes}
-        opts["metrics_out"].write_text(json.dumps(data, indent=2), encoding="utf-8")
+    passes = [p.summary for p in report.passes]
+    _write_metrics(opts, {"votes": report.votes, "extra_requests": report.extra_requests, "passes": passes})
     if not opts["quiet"]:
         if report.passes:
             first = report.passes[0].summary
