@@ -8,6 +8,7 @@ process; its ``/sim/stats`` counters are the ground truth for rates and 429s.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
@@ -29,7 +30,7 @@ from llmbatch import (
     create_provider,
     run_job,
 )
-from llmbatch.ray import POSITION, process, run_ray
+from llmbatch.ray import POSITION, limiter_actor, process, run_ray
 from llmbatch.sim import SimConfig, run_in_thread
 from llmbatch.sim.server import ThreadedServer
 
@@ -210,3 +211,18 @@ def test_what_the_ray_engine_cannot_do_is_refused_before_anything_starts(local_r
         process(records, task, provider="sim", options=RunOptions(max_cost=1.0))
     with pytest.raises(UsageError, match="standard input"):
         run_ray("-", task, "out.jsonl", provider="sim")
+
+
+def test_a_limiter_asked_for_again_by_name_outlives_the_run_that_made_it(local_ray: None) -> None:
+    # A handle found by name does not keep a limiter alive: had the driver swapped the handle
+    # that made it for the one found, the limiter died under the next run (a CI failure).
+    first = limiter_actor("test-again", {"requests": 60})  # the first run's, dropped when it is done
+    again = limiter_actor("test-again", {"requests": 120})  # the next run's
+    del first
+    gc.collect()
+    time.sleep(2.0)  # Ray frees an unreferenced actor asynchronously
+    assert ray.get(again.stop_reason.remote("any run")) is None
+    ray.kill(again)  # and a killed one is made anew on the next ask
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(again.stop_reason.remote("any run"))  # ray.kill takes effect asynchronously
+    assert ray.get(limiter_actor("test-again").stop_reason.remote("any run")) is None

@@ -69,9 +69,11 @@ NAMESPACE = "llmbatch"
 
 _HELD: dict[str, Any] = {}
 """The named limiters this driver made or found, by name. A limiter that is not detached dies
-when its last handle goes (a lazy dataset's, once consumed); found by name while dying, it would
-fail the next run — so the driver keeps one handle to each for as long as it lives."""
+when its creating handle goes (a handle found by name does not count); found by name while dying,
+it would fail the next run — so the driver keeps the first handle to each for as long as it lives."""
 
+_NAME_RELEASE_CHECKS = 50
+"""How many times (0.1 s apart) to ask for a limiter by name while a killed one still holds it."""
 
 # -- the shared limiter ------------------------------------------------------------
 
@@ -92,6 +94,15 @@ def limiter_actor(
     """
     ray = import_ray()
     configured = {k: float(v) for k, v in (limits or {}).items() if v}
+    held = _HELD.get(name)
+    if held is not None:
+        # Reuse the handle this driver already holds: a handle found by name does not keep a
+        # limiter alive, so replacing the first one with it would let the limiter die mid-run.
+        try:
+            ray.get(held.configure.remote(configured))
+            return held
+        except ray.exceptions.RayActorError:
+            del _HELD[name]  # killed (``ray kill``, a lost node): make a new one below
     options: dict[str, Any] = {
         "name": name,
         "namespace": NAMESPACE,
@@ -102,8 +113,16 @@ def limiter_actor(
     }
     if detached:
         options["lifetime"] = "detached"
-    actor = ray.remote(RateLimiterActor).options(**options).remote(configured)
-    ray.get(actor.configure.remote(configured))
+    # A killed limiter keeps its name for a moment, and asking by name finds the dead one.
+    for check in range(1, _NAME_RELEASE_CHECKS + 1):
+        actor = ray.remote(RateLimiterActor).options(**options).remote(configured)
+        try:
+            ray.get(actor.configure.remote(configured))
+            break
+        except ray.exceptions.RayActorError:
+            if check == _NAME_RELEASE_CHECKS:
+                raise
+            time.sleep(0.1)
     _HELD[name] = actor
     return actor
 
