@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from llmbatch import Completion, Request
 from llmbatch.providers.base import Provider
 
 
 class KeyedFake(Provider):
-    """A json-pack provider that remembers the item keys of every request; subclasses answer."""
+    """A json-pack provider that remembers the item texts of every request; subclasses answer.
+
+    ``answer`` gets the pack's items as {key in the request: item text}, in the order sent.
+    """
 
     supports_json_schema = True
 
@@ -18,8 +23,12 @@ class KeyedFake(Provider):
     async def complete(self, request: Request) -> Completion:
         assert request.schema is not None
         keys = list(request.schema["required"])
-        self.sent.append(keys)
-        return await self.answer(keys, request)
+        # The user message: a header line, then one ``key: "JSON-quoted text"`` line per item.
+        lines = request.user.splitlines()[1:]
+        assert [line.partition(": ")[0] for line in lines] == keys
+        texts = [json.loads(line.partition(": ")[2]) for line in lines]
+        self.sent.append(texts)
+        return await self.answer(dict(zip(keys, texts, strict=True)), request)
 
-    async def answer(self, keys: list[str], request: Request) -> Completion:
+    async def answer(self, items: dict[str, str], request: Request) -> Completion:
         raise NotImplementedError

@@ -221,6 +221,43 @@ async def test_a_killed_run_re_attaches_instead_of_submitting_again(tmp_path: Pa
     store.close()
 
 
+async def test_a_pack_that_lost_an_item_while_away_is_planned_again_not_misread(tmp_path: Path) -> None:
+    # Answers come back under k1..kN, by place in the pack as sent: had the pack been
+    # restored without its settled item, every later answer would land one item early.
+    task = load_task("sentiment")
+    records = review_records(200, seed=8)
+    store = job_store(tmp_path, task, records)
+    with simulator(batch_delay=1.0) as sim:
+        provider = provider_for("openai", sim)
+        async with provider:
+            fake = FakeTime()
+            first = batch_runner(task, provider, store, fake)
+            running = asyncio.create_task(first.run())
+            while first.batches_submitted == 0 or len(fake.sleeps) < 2:
+                await asyncio.sleep(0.005)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            planted = {"label": "neutral", "confidence": 0.5}
+            with store.transaction():
+                store.update_items([ItemUpdate(5, "done", 1, answer=planted)])
+            second = batch_runner(task, provider, store, FakeTime())
+            await second.run()
+        stats = sim.stats()["batches"]
+
+    assert second.batches_reattached == 1
+    assert stats["submitted"] == 2  # the pack that held record 5 went again, the others did not
+    results = list(store.results())
+    assert results[5].answer == planted
+    wrong = [
+        r.id
+        for i, (r, record) in enumerate(zip(results, records, strict=True))
+        if i != 5 and (r.status != "ok" or r.answer != expected_answer(task, "json", record))
+    ]
+    assert wrong == []
+    store.close()
+
+
 # -- the limits per batch are respected by splitting -------------------------------------------
 
 

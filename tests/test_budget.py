@@ -28,12 +28,12 @@ PACK = 20
 
 
 class Answering(KeyedFake):
-    """Answers every key with a short label, using a fraction of the answer budget."""
+    """Answers every item with a short label, using a fraction of the answer budget."""
 
-    async def answer(self, keys: list[str], request: Request) -> Completion:
-        await asyncio.sleep(0.001 * len(keys))
+    async def answer(self, items: dict[str, str], request: Request) -> Completion:
+        await asyncio.sleep(0.001 * len(items))
         used = max(1, request.max_tokens // 3)  # a label is far below its worst case
-        answer = json.dumps({key: {"label": "a"} for key in keys})
+        answer = json.dumps({key: {"label": "a"} for key in items})
         return Completion(answer, "stop", Usage(request.est_prompt_tokens, used), latency=0.01)
 
 
@@ -79,7 +79,7 @@ def test_the_budget_stops_within_one_request_and_a_rerun_finishes_without_repayi
     paid = _paid(tmp_path / "job")
     assert paid == pytest.approx(spent + more)
     assert paid == pytest.approx(full_cost, rel=0.02)  # nothing paid twice
-    sent = [key for keys in provider.sent for key in keys]
+    sent = [text for texts in provider.sent for text in texts]
     assert len(sent) == len(set(sent)) == RECORDS  # each record sent exactly once over both runs
 
 

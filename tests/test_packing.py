@@ -63,14 +63,19 @@ def completion(content: str, finish_reason: str = "stop") -> Completion:
     return Completion(content=content, finish_reason=finish_reason, usage=Usage(), latency=0.1)
 
 
+def wire_keys(fmt: str, items: Sequence[Item]) -> list[str]:
+    """The keys the request names the items by (what a model writes back)."""
+    return PACKERS[fmt].keys(items)
+
+
 def ideal_content(fmt: str, items: Sequence[Item], answers: Sequence[Any]) -> str:
     """What a perfect model writes for this format."""
     if fmt in STRUCTURED:
-        return json.dumps({item.key: answer for item, answer in zip(items, answers, strict=True)})
+        return json.dumps(dict(zip(wire_keys(fmt, items), answers, strict=True)))
     if fmt == "numbered":
         return "\n".join(
-            f"{item.key}: {json.dumps(answer, ensure_ascii=False)}"
-            for item, answer in zip(items, answers, strict=True)
+            f"{key}: {json.dumps(answer, ensure_ascii=False)}"
+            for key, answer in zip(wire_keys(fmt, items), answers, strict=True)
         )
     assert fmt == "separator"
     return f"\n{SEPARATOR}\n".join(answers)
@@ -163,7 +168,7 @@ def test_user_prompt_carries_every_item_once(fmt: str) -> None:
     read = quoted_texts(fmt, user)
     assert [text for _, text in read] == [item.text for item in items]
     if fmt != "separator":
-        assert [key for key, _ in read] == [item.key for item in items]
+        assert [key for key, _ in read] == wire_keys(fmt, items)
     for item in items:
         assert user.count(item.text) == 1
 
@@ -175,7 +180,7 @@ def test_hostile_texts_stay_inside_their_item(fmt: str) -> None:
     read = quoted_texts(fmt, user)
     assert [text for _, text in read] == HOSTILE
     if fmt != "separator":
-        assert [key for key, _ in read] == [item.key for item in items]
+        assert [key for key, _ in read] == wire_keys(fmt, items)
         # One line per item, however a reader splits lines (U+2028 etc. are escaped).
         assert len(user.splitlines()) == len(items) + 1
     else:
@@ -184,14 +189,26 @@ def test_hostile_texts_stay_inside_their_item(fmt: str) -> None:
 
 
 def test_item_keys_are_prefixed_so_renumbering_cannot_match() -> None:
-    assert [item.key for item in items_of(["a", "b"], start=0)] == ["k0", "k1"]
+    items = items_of(["a", "b"], start=0)
+    assert [item.key for item in items] == ["k0", "k1"]
+    assert wire_keys("numbered", items_of(["a", "b"])) == ["k17", "k18"]  # job-unique
+    assert wire_keys("json", items_of(["a", "b"])) == ["k1", "k2"]  # by place in the pack
+
+
+@pytest.mark.parametrize("fmt", STRUCTURED)
+def test_every_pack_of_a_size_sends_the_same_schema(fmt: str) -> None:
+    # OpenAI's prompt cache reads the schema as the start of the prefix.
+    a = PACKERS[fmt].render(JSON_TASK, items_of(["a", "b", "c"], start=0))
+    b = PACKERS[fmt].render(JSON_TASK, items_of(["x", "y", "z"], start=4321))
+    assert canonical_json(a.schema) == canonical_json(b.schema)
+    assert a.system == b.system
 
 
 @pytest.mark.parametrize("fmt", STRUCTURED)
 def test_structured_request_schema(fmt: str) -> None:
     items = items_of(["a", "b", "c"])
     request = PACKERS[fmt].render(JSON_TASK, items)
-    assert request.schema == pack_schema(JSON_TASK, ["k17", "k18", "k19"])
+    assert request.schema == pack_schema(JSON_TASK, ["k1", "k2", "k3"])
     assert request.mode == PACKERS[fmt].mode
 
 
@@ -306,7 +323,7 @@ def test_parsed_answers_are_plain_dicts() -> None:
 @pytest.mark.parametrize("fmt", STRUCTURED)
 def test_answers_matched_by_key_not_position(fmt: str) -> None:
     items = items_of(["a", "b", "c"])
-    content = json.dumps({"k19": sentiment(2), "k17": sentiment(0), "k18": sentiment(1)})
+    content = json.dumps({"k3": sentiment(2), "k1": sentiment(0), "k2": sentiment(1)})
     outcomes = parse(fmt, JSON_TASK, items, content)
     assert [outcomes[f"k{17 + i}"].answer for i in range(3)] == [sentiment(i) for i in range(3)]
 
@@ -355,8 +372,8 @@ def test_duplicate_key_is_invalid(fmt: str) -> None:
     items = items_of(["a", "b"])
     if fmt in STRUCTURED:
         content = (
-            f'{{"k17": {json.dumps(sentiment(0))}, "k18": {json.dumps(sentiment(1))},'
-            f' "k17": {json.dumps(sentiment(2))}}}'
+            f'{{"k1": {json.dumps(sentiment(0))}, "k2": {json.dumps(sentiment(1))},'
+            f' "k1": {json.dumps(sentiment(2))}}}'
         )
     else:
         content = "\n".join(
@@ -400,7 +417,7 @@ def test_value_against_schema_is_invalid_with_reason(fmt: str) -> None:
 def test_nan_is_not_a_number(fmt: str) -> None:
     items = items_of(["a"])
     content = (
-        '{"k17": {"label": "positive", "confidence": NaN}}'
+        '{"k1": {"label": "positive", "confidence": NaN}}'
         if fmt in STRUCTURED
         else ('k17: {"label": "positive", "confidence": NaN}')
     )
@@ -433,7 +450,7 @@ def test_malformed_json_makes_every_item_invalid(fmt: str, content: str, reason:
 @pytest.mark.parametrize("fence", ["```json\n{}\n```", "```\n{}\n```", "  ```JSON\n{}\n```  \n"])
 def test_markdown_fences_are_tolerated(fmt: str, fence: str) -> None:
     items = items_of(["a"])
-    inner = json.dumps({"k17": sentiment(0)}, indent=2)
+    inner = json.dumps({"k1": sentiment(0)}, indent=2)
     outcomes = parse(fmt, JSON_TASK, items, fence.replace("{}", inner))
     assert outcomes["k17"] == outcomes["k17"].ok(sentiment(0))
 

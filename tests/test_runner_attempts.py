@@ -15,18 +15,18 @@ from llmbatch._runner import Runner
 from llmbatch._store import JobStore
 
 TASK = Task(instructions="Echo each text.", input="{text}", output="text")
-STUBBORN = "k0"
+STUBBORN = "t0"
 
 
 class Stubborn(KeyedFake):
-    """Answers every key but k0: skips it twice, then cuts its lone answer off."""
+    """Answers every item but t0: skips it twice, then cuts its lone answer off."""
 
-    async def answer(self, keys: list[str], request: Request) -> Completion:
-        seen = sum(STUBBORN in k for k in self.sent)
-        answer = {key: f"answer {key}" for key in keys if key != STUBBORN}
+    async def answer(self, items: dict[str, str], request: Request) -> Completion:
+        seen = sum(STUBBORN in texts for texts in self.sent)
+        answer = {key: f"answer {text}" for key, text in items.items() if text != STUBBORN}
         finish = "stop"
-        if keys == [STUBBORN] and seen >= 3:
-            answer, finish = {STUBBORN: "answer"}, "length"
+        if list(items.values()) == [STUBBORN] and seen >= 3:
+            answer, finish = {key: "answer" for key in items}, "length"
         return Completion(json.dumps(answer), finish, Usage(50, 10), latency=0.0)
 
 
@@ -38,7 +38,7 @@ def test_a_lone_item_cut_off_on_its_last_attempt_fails_instead_of_a_fourth_try(t
     store.close()
     assert metrics.summary()["first_try_rate"] == 0.75  # 3 of the 4 first answers were valid
 
-    assert sum(STUBBORN in keys for keys in provider.sent) == 3  # max_attempts, no boosted 4th
+    assert sum(STUBBORN in texts for texts in provider.sent) == 3  # max_attempts, no boosted 4th
     db = sqlite3.connect(tmp_path / "job.sqlite")
     status, attempts, kind = db.execute(
         "SELECT status, attempts, error_kind FROM items WHERE idx = 0"

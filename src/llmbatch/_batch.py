@@ -317,7 +317,9 @@ class BatchRunner(Runner):
                             boosted=bool(boosted),
                         )
                     )
-            if states:
+            # Answers are matched to the items by their place in the pack as sent: a pack
+            # missing an item cannot be read back, and its other items are planned anew.
+            if states and len(states) == len(record["items"]):
                 packs[custom_id] = Pack(states, failures=record.get("failures", 0))
         return packs
 

@@ -3,15 +3,20 @@ back into one outcome per item. Pure functions, no I/O.
 
 Layout of every request (the stable prefix first, for provider prompt caching)::
 
+    [schema:  the pack's answer schema, json and tools formats]
     system:  [task system prompt] / instructions / format rules / answer schema
     user:    Items (3):
-             17: "text of record 17, JSON-quoted"
-             18: "..."
+             k1: "text of the pack's first item, JSON-quoted"
+             k2: "..."
 
 Item text is always JSON-quoted, so quotes, newlines, keys, separators or
 instructions inside a record stay inside its string and cannot move answers.
-Keys are job-unique (the record's position), so an answer under a wrong key is
-caught as missing rather than attached to another record.
+Keys start with a letter, so a model that renumbers the items 1..n writes keys
+that match nothing: those answers are caught as missing, never misattributed.
+The schema formats name items by place (``k1``..``kN``), because providers cache
+the schema as part of the prefix and it must be the same for every pack of a
+size; the free-text formats, with nothing to hold the model to the keys, use the
+job-unique ``Item.key`` (``k17``), so a key from outside the pack matches nothing.
 
 Formats (``PACKERS[name]``):
 
@@ -49,6 +54,13 @@ _DATA_RULE = (
 )
 _KEYED_INPUT = "Items follow, one per line: the item key, a colon, then the item's text as a JSON string."
 _REF_TOKENS = count_tokens(':{"$ref":"#/$defs/answer"}')
+
+
+def _place_keys(n: int) -> list[str]:
+    return [f"k{place}" for place in range(1, n + 1)]
+
+
+_PLACE_KEYS = _place_keys(256)
 PER_ITEM_OVERHEAD = 8
 """Answer tokens a pack spends per item beyond the answer itself (key, quotes, commas)."""
 
@@ -87,9 +99,13 @@ class PackFormat(ABC):
     @abstractmethod
     def rules(self, task: Task) -> str: ...
 
+    def keys(self, items: Sequence[Item]) -> list[str]:
+        """What each item is called in the request: its job-unique ``Item.key``."""
+        return [item.key for item in items]
+
     def user_prompt(self, items: Sequence[Item]) -> str:
         lines = [ITEMS_HEADER.format(n=len(items))]
-        lines.extend(f"{item.key}: {_quote(item.text)}" for item in items)
+        lines.extend(f"{key}: {_quote(item.text)}" for key, item in zip(self.keys(items), items, strict=True))
         return "\n".join(lines)
 
     def schema(self, task: Task, items: Sequence[Item]) -> dict[str, Any] | None:
@@ -142,8 +158,18 @@ class JsonPack(PackFormat):
             "whose value is that item's answer matching the answer schema below."
         )
 
+    def keys(self, items: Sequence[Item]) -> list[str]:
+        """``k1``..``kN`` by place in the pack, so that every pack of one size has the same schema.
+
+        OpenAI's prompt cache takes the response schema (or the tools) as the start of
+        the prefix, so a schema naming job-unique keys would make every request a miss.
+        The strict schema still holds the model to exactly these keys, and the answers
+        are matched back by key, so ``parse`` must get the items in the order rendered.
+        """
+        return _PLACE_KEYS[: len(items)] if len(items) <= len(_PLACE_KEYS) else _place_keys(len(items))
+
     def schema(self, task: Task, items: Sequence[Item]) -> dict[str, Any] | None:
-        return pack_schema(task, [item.key for item in items])
+        return pack_schema(task, self.keys(items))
 
     def schema_tokens(self, task: Task, schema: dict[str, Any], items: Sequence[Item]) -> int:
         """Tokens of the pack schema without serialising it: a fixed part plus a part per key.
@@ -156,7 +182,7 @@ class JsonPack(PackFormat):
         base = cache.get(task.fingerprint)
         if base is None:
             base = cache[task.fingerprint] = count_tokens(canonical_json(pack_schema(task, [])))
-        per_keys = sum(2 * (count_tokens(item.key) + 2) for item in items)
+        per_keys = sum(2 * (count_tokens(key) + 2) for key in self.keys(items))
         return base + per_keys + len(items) * _REF_TOKENS + 2 * max(0, len(items) - 1)
 
     def parse(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
@@ -169,7 +195,8 @@ class JsonPack(PackFormat):
         if not isinstance(pairs, _Pairs):
             return _all(items, Outcome.invalid("answer is not a JSON object"))
         answers, repeated = pairs.unique()
-        return {item.key: _judge(task, item.key, answers, repeated) for item in items}
+        keys = self.keys(items)
+        return {item.key: _judge(task, key, answers, repeated) for item, key in zip(items, keys, strict=True)}
 
 
 class ToolsPack(JsonPack):

@@ -67,10 +67,11 @@ __all__ = [
 NAMESPACE = "llmbatch"
 """The Ray namespace of the named limiter actors, so that every job on a cluster finds them."""
 
-_HELD: dict[str, Any] = {}
-"""The named limiters this driver made or found, by name. A limiter that is not detached dies
-when its creating handle goes (a handle found by name does not count); found by name while dying,
-it would fail the next run — so the driver keeps the first handle to each for as long as it lives."""
+_HELD: dict[tuple[str, str], Any] = {}
+"""The named limiters this driver made or found, by (its node, name): a node's id is new with
+every cluster, so a handle into a cluster since shut down is never reused. A limiter that is not
+detached dies when its creating handle goes (a handle found by name does not count); found by name
+while dying, it would fail the next run — so the driver keeps the first handle to each."""
 
 _NAME_RELEASE_CHECKS = 50
 """How many times (0.1 s apart) to ask for a limiter by name while a killed one still holds it."""
@@ -94,7 +95,8 @@ def limiter_actor(
     """
     ray = import_ray()
     configured = {k: float(v) for k, v in (limits or {}).items() if v}
-    held = _HELD.get(name)
+    key = (ray.get_runtime_context().get_node_id(), name)
+    held = _HELD.get(key)
     if held is not None:
         # Reuse the handle this driver already holds: a handle found by name does not keep a
         # limiter alive, so replacing the first one with it would let the limiter die mid-run.
@@ -102,7 +104,7 @@ def limiter_actor(
             ray.get(held.configure.remote(configured))
             return held
         except ray.exceptions.RayActorError:
-            del _HELD[name]  # killed (``ray kill``, a lost node): make a new one below
+            del _HELD[key]  # killed (``ray kill``, a lost node): make a new one below
     options: dict[str, Any] = {
         "name": name,
         "namespace": NAMESPACE,
@@ -123,7 +125,7 @@ def limiter_actor(
             if check == _NAME_RELEASE_CHECKS:
                 raise
             time.sleep(0.1)
-    _HELD[name] = actor
+    _HELD[key] = actor
     return actor
 
 

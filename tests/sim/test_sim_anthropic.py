@@ -65,7 +65,11 @@ def pack(fmt: str, start: int = 0, size: int = 5) -> tuple[Task, list[Item], Req
 
 
 def expected(task: Task, request: Request, items: Sequence[Item]) -> dict[str, Any]:
-    return {item.key: oracle_answer(task.item_schema, request.system, item.text) for item in items}
+    keys = PACKERS["tools"].keys(items)
+    return {
+        key: oracle_answer(task.item_schema, request.system, item.text)
+        for key, item in zip(keys, items, strict=True)
+    }
 
 
 def prompt_tokens(body: dict[str, Any]) -> tuple[int, int]:
@@ -89,7 +93,7 @@ async def test_forced_tool_answers_every_item_as_the_oracle(open_tool: bool) -> 
     [block] = body["content"]
     assert block["type"] == "tool_use" and block["name"] == "answers" and block["id"].startswith("toolu_")
     assert block["input"] == expected(task, request, items)
-    assert list(block["input"]) == [item.key for item in items]
+    assert list(block["input"]) == PACKERS["tools"].keys(items)
 
 
 async def test_numbered_pack_is_answered_in_a_text_block() -> None:
@@ -131,10 +135,10 @@ async def test_the_second_request_with_the_same_prefix_reads_the_cache() -> None
 
 async def test_per_pack_tool_schemas_never_hit_the_cache() -> None:
     # Anthropic caches tools before system: a tool schema naming each pack's keys
-    # changes the prefix with every pack.
+    # changes the prefix with every pack size.
     endpoint = AnthropicMessages(make_engine())
-    for start in (0, 5, 10):
-        body = anthropic_body(pack("tools", start)[2], open_tool=False)
+    for size in (3, 4, 5):
+        body = anthropic_body(pack("tools", size=size)[2], open_tool=False)
         usage = (await endpoint.create(body)).body["usage"]
         assert usage["cache_read_input_tokens"] == 0
         assert usage["cache_creation_input_tokens"] > 0

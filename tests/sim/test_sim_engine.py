@@ -96,7 +96,7 @@ async def test_json_pack_answers_in_required_order() -> None:
     task = load_task("sentiment")
     items = example_items("sentiment", task)[:5][::-1]
     result = await roundtrip(make_engine(), "json", task, items)
-    assert list(json.loads(content_of(result.response))) == [item.key for item in items]
+    assert list(json.loads(content_of(result.response))) == PACKERS["json"].keys(items)
 
 
 async def test_plain_prompts() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sim_testkit import content_of, load_task, make_engine, roundtrip
 
+from llmbatch._packing import PACKERS
 from llmbatch._task import Task
 from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._types import Item
@@ -160,7 +161,7 @@ async def test_constrained_packs_keep_every_key(fmt: str) -> None:
     engine = make_engine(SimConfig(seed=1, drop_rate=1.0, misnumber_rate=1.0))
     for pack in packs(20):
         result = await roundtrip(engine, fmt, task, pack)
-        assert list(json.loads(content_of(result.response))) == [item.key for item in pack]
+        assert list(json.loads(content_of(result.response))) == PACKERS[fmt].keys(pack)
         assert all(o.status == "ok" for o in result.outcomes.values())
 
 
