@@ -7,13 +7,16 @@ A label task with an ~800-token instruction block (definitions and worked exampl
 separate process and reached through the official OpenAI SDK (sync requests and its
 ``/v1/files`` + ``/v1/batches`` batch API).
 
-    1. ``estimate`` (no API call) for: one record per request, packed at 20, packed + batch API
-    2. the same three strategies run for real; cost per record from the provider's usage
+    1. ``estimate`` (no API call) for: one record per request, packed at 20, packed + batch API,
+       packed + prompt caching
+    2. the same four strategies run for real; cost per record from the provider's usage (the
+       caching run against a second simulator emulating OpenAI's automatic prompt cache)
     3. ``--max-cost`` at half the packed estimate, then a re-run with a larger budget
 
 Targets: packed 20 ≤ 25% of one-per-request per record; packed + batch ≤ 13%; the
-estimate within 10% of each run's cost; the budget run stops within one request of its
-budget and never above it; the re-run finishes the rest paying nothing twice.
+estimate within 10% of each run's cost (prompt caching included); the budget run stops
+within one request of its budget and never above it; the re-run finishes the rest paying
+nothing twice.
 Prints tables and one PASS/FAIL line per target; exits 0.
 
     .venv/bin/python bench/cost.py [--records 2000]
@@ -176,6 +179,7 @@ def main() -> int:
         predicted = {s.name: s for s in estimate.strategies}
         single_name, packed_name = "1 per request", f"packed {args.size}"
         batch_name = f"packed {args.size} + batch API"
+        caching_name = f"packed {args.size} + caching"
 
         with Simulator("--time-scale", "0.01", "--batch-delay", "1") as sim:
             actual = {
@@ -188,17 +192,18 @@ def main() -> int:
             budget = (predicted[packed_name].cost or 0.0) / 2
             capped = asyncio.run(run(sim.base_url, data, root / "capped", size=args.size, max_cost=budget))
             rerun = asyncio.run(run(sim.base_url, data, root / "capped", size=args.size, max_cost=budget * 4))
+        with Simulator("--time-scale", "0.01", "--prompt-caching") as sim:
+            actual[caching_name] = asyncio.run(run(sim.base_url, data, root / "caching", size=args.size))
 
-    return report(
-        args.records, predicted, actual, (single_name, packed_name, batch_name), budget, capped, rerun
-    )
+    names = (single_name, packed_name, batch_name, caching_name)
+    return report(args.records, predicted, actual, names, budget, capped, rerun)
 
 
 def report(
     records: int,
     predicted: dict[str, StrategyEstimate],
     actual: dict[str, dict[str, Any]],
-    names: tuple[str, str, str],
+    names: tuple[str, str, str, str],
     budget: float,
     capped: dict[str, Any],
     rerun: dict[str, Any],
@@ -216,6 +221,7 @@ def report(
                 name,
                 run_["requests"],
                 run_["prompt_tokens"],
+                run_["cached_tokens"],
                 run_["completion_tokens"],
                 f"{run_['done']}/{records}",
                 f"${per * 1000:.4f}",
@@ -230,6 +236,7 @@ def report(
             "strategy",
             "requests",
             "input tok",
+            "cached",
             "output tok",
             "done",
             "$/1k rec",
@@ -245,9 +252,9 @@ def report(
     # What the budget must hold back for the next request: its whole answer budget used.
     packed = predicted[names[1]]
     answer_budget = packed.charged_tokens - packed.input_tokens
-    worst_request = (
-        PriceTable.load().get("sim-1").cost(Usage(packed.input_tokens, answer_budget)) / packed.requests
-    )
+    price = PriceTable.load().get("sim-1")
+    assert price is not None, "sim-1 is in the shipped price table"
+    worst_request = price.cost(Usage(packed.input_tokens, answer_budget)) / packed.requests
     print_table(
         ["run", "budget", "spent", "of budget", "requests", "done", "stopped"],
         [
@@ -283,6 +290,7 @@ def report(
     )
     packed_ratio = actual[names[1]]["cost"] / actual[names[0]]["cost"]
     batch_ratio = actual[names[2]]["cost"] / actual[names[0]]["cost"]
+    caching_ratio = actual[names[3]]["cost"] / actual[names[0]]["cost"]
     extra = rerun["cost"] - full["cost"]
     print()
     checks = [
@@ -292,6 +300,11 @@ def report(
             f"{pct(packed_ratio)} of its cost per record (≤ 25%)",
         ),
         verdict("packed + batch API vs one per request", batch_ratio <= 0.13, f"{pct(batch_ratio)} (≤ 13%)"),
+        verdict(
+            "packed + caching pays less than packed",
+            caching_ratio < packed_ratio,
+            f"{pct(caching_ratio)} of one per request, against {pct(packed_ratio)}",
+        ),
         verdict(
             "estimate within 10% of each run",
             max(errors.values()) <= 0.10,

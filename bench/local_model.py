@@ -43,7 +43,9 @@ class Row:
 
     @property
     def tokens_per_item(self) -> float:
-        return self.summary["prompt_tokens"] / max(1, self.summary["items_total"])
+        tokens: int = self.summary["prompt_tokens"]
+        items: int = self.summary["items_total"]
+        return tokens / max(1, items)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

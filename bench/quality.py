@@ -70,7 +70,8 @@ def expected_answers(task: Task, records: list[dict[str, Any]]) -> dict[str, Any
 
 
 def accuracy(answers: Mapping[str, Any], expected: Mapping[str, Any]) -> float:
-    return sum(answers.get(key) == value for key, value in expected.items()) / len(expected)
+    right: int = sum(answers.get(key) == value for key, value in expected.items())
+    return right / len(expected)
 
 
 def stored_answers(job_dir: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from llmbatch._estimate import estimate_job, typical_answer
 from llmbatch._io import open_reader
 from llmbatch._packing import PACKERS
 from llmbatch.cli import main
+from llmbatch.sim import SimConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -126,3 +128,33 @@ def test_a_sample_extrapolates_requests_per_pack_not_per_record() -> None:
     for exact, guess in zip(full.strategies, sampled.strategies, strict=True):
         assert guess.requests == exact.requests
         assert abs(guess.input_tokens - exact.input_tokens) <= 0.10 * exact.input_tokens
+
+
+def test_the_caching_estimate_agrees_with_a_run_against_an_automatic_prompt_cache(tmp_path: Path) -> None:
+    # ~1,300 tokens of worked examples: the shared prefix (schema + system) is cacheable.
+    base = Task.from_file(EXAMPLES / "sentiment.toml")
+    examples = "\n".join(f"Example {i}: 'works as described, no surprises' is neutral." for i in range(90))
+    task = dataclasses.replace(base, instructions=f"{base.instructions}\n{examples}")
+    price = PriceTable.load().get("sim-1")
+    report = estimate_job(
+        task, open_reader(EXAMPLES / "reviews.jsonl"), PACKERS["json"], batch_size=5, price=price
+    )
+    packed, caching = report.strategies[1], report.strategies[2]
+    assert caching.cached_tokens > 0.5 * caching.input_tokens
+    assert caching.cost is not None and packed.cost is not None and caching.cost < 0.8 * packed.cost
+
+    spec = JobSpec(
+        task=task,
+        input=EXAMPLES / "reviews.jsonl",
+        output=None,
+        job_dir=tmp_path / "job",
+        options=RunOptions(batch_size=5, shuffle=False),
+        prices=PriceTable.load(),
+    )
+    sim = SimConfig(prompt_caching=True)
+    result = asyncio.run(run_job(spec, create_provider("sim", ProviderConfig(extra={"sim": sim}))))
+    actual = result.metrics.summary()
+    assert actual["prompt_tokens"] == caching.input_tokens
+    # The run warms the cache up with one request; the estimate misses once per pack size.
+    assert abs(actual["cached_tokens"] - caching.cached_tokens) <= 0.10 * caching.cached_tokens
+    assert abs(actual["cost_usd"] - caching.cost) <= 0.10 * actual["cost_usd"]

@@ -39,9 +39,9 @@ class Recording(Provider):
         )
 
 
-def _spec(tmp_path: Path) -> JobSpec:
+def _spec(tmp_path: Path, task: Task = TASK) -> JobSpec:
     return JobSpec(
-        task=TASK,
+        task=task,
         input="<records>",
         output=None,
         job_dir=tmp_path / "job",
@@ -54,7 +54,7 @@ def test_a_provider_that_wants_a_warm_up_gets_one_request_alone_first(tmp_path: 
     provider = Recording()
     result = asyncio.run(run_job(_spec(tmp_path), provider))
     assert result.counts == {"done": 40}
-    assert provider.seen_in_flight[0] == 1
+    assert provider.seen_in_flight[1] == 1  # the second request went after the first was answered
     assert max(provider.seen_in_flight) > 1  # then it fans out
 
 
@@ -62,6 +62,24 @@ def test_without_a_warm_up_the_first_requests_go_together(tmp_path: Path) -> Non
     provider = Recording()
     provider.warm_up_first = False  # type: ignore[misc]
     asyncio.run(run_job(_spec(tmp_path), provider))
+    assert max(provider.seen_in_flight[:4]) > 1
+
+
+class AutomaticCache(Recording):
+    """Caches prefixes of 1,024 tokens and more by itself, as OpenAI does."""
+
+    warm_up_first: ClassVar[bool] = False
+    cache_min_prefix: ClassVar[int | None] = 1024
+
+
+def test_a_prefix_the_provider_caches_by_itself_is_warmed_up_first(tmp_path: Path) -> None:
+    examples = " ".join(f"example {i} echoes itself." for i in range(300))  # ~1,500 tokens
+    provider = AutomaticCache()
+    asyncio.run(run_job(_spec(tmp_path / "long", Task(instructions=examples, output="text")), provider))
+    assert provider.seen_in_flight[1] == 1
+
+    provider = AutomaticCache()
+    asyncio.run(run_job(_spec(tmp_path / "short"), provider))  # too short to be cached: no warm-up
     assert max(provider.seen_in_flight[:4]) > 1
 
 

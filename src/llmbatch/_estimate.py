@@ -19,13 +19,15 @@ from ._io import Record
 from ._packing import PackFormat
 from ._pricing import Price
 from ._task import Task, canonical_json
-from ._tokens import count_tokens
-from ._types import Item, Usage
+from ._tokens import MESSAGE_OVERHEAD, count_tokens
+from ._types import Item, Request, Usage
 
 __all__ = ["Estimate", "StrategyEstimate", "estimate_job", "typical_answer"]
 
 CACHE_MIN_PREFIX = 1024
 """Providers cache a prompt prefix only from this many tokens on (OpenAI: 1,024)."""
+CACHE_STEP = 128
+"""OpenAI caches a prefix in steps of this many tokens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +125,8 @@ def estimate_job(
             skipped += 1
     # Each answer also carries its key and a separator ("k17": … ,).
     answers = [_answer_tokens(task, item.text, typical) + count_tokens(f'"{item.key}":,') for item in items]
-    prefix = count_tokens(packer.system_prompt(task))
     n = total - skipped if sample is not None else len(items)
-    common = (task, packer, items, answers, price, prefix, n)
+    common = (task, packer, items, answers, price, n)
     strategies = [
         _strategy("1 per request", *common, size=1),
         _strategy(f"packed {batch_size}", *common, size=batch_size),
@@ -133,6 +134,19 @@ def estimate_job(
         _strategy(f"packed {batch_size} + batch API", *common, size=batch_size, batch_api=True),
     ]
     return Estimate(total, len(items), skipped, strategies)
+
+
+def _cached_tokens(request: Request, warm: bool) -> int:
+    """What OpenAI's automatic cache reads of ``request`` once a pack of its size was sent.
+
+    The shared prefix is the pack schema (one per pack size), then the system message;
+    it is cached from ``CACHE_MIN_PREFIX`` tokens on, in ``CACHE_STEP`` steps. Anthropic
+    caches the same prefix exactly, but charges its first write at 1.25× input.
+    """
+    if not warm:
+        return 0
+    prefix = request.est_prompt_tokens - count_tokens(request.user) - MESSAGE_OVERHEAD
+    return prefix // CACHE_STEP * CACHE_STEP if prefix >= CACHE_MIN_PREFIX else 0
 
 
 MAX_SAMPLE_PACKS = 200
@@ -168,7 +182,6 @@ def _strategy(
     items: list[Item],
     answers: list[int],
     price: Price | None,
-    prefix: int,
     n: int,
     *,
     size: int,
@@ -177,14 +190,16 @@ def _strategy(
 ) -> StrategyEstimate:
     requests = input_tokens = output_tokens = charged = cached = 0
     packs, scale = _packs(items, answers, size, n)
+    sizes_seen: set[int] = set()
     for chunk in packs:
         request = packer.render(task, [item for item, _ in chunk])
         requests += 1
         input_tokens += request.est_prompt_tokens
         output_tokens += sum(tokens for _, tokens in chunk) + 1
         charged += request.est_prompt_tokens + request.max_tokens
-        if caching and requests > 1 and prefix >= CACHE_MIN_PREFIX:
-            cached += prefix
+        if caching:
+            cached += _cached_tokens(request, len(chunk) in sizes_seen)
+            sizes_seen.add(len(chunk))
     usage = Usage(prompt_tokens=input_tokens, completion_tokens=output_tokens, cached_tokens=cached)
     cost = None if price is None else price.cost(usage, batch=batch_api)
     return StrategyEstimate(

@@ -126,6 +126,7 @@ class Runner:
         )
         self.best_latency: dict[int, float] = {}
         self._prefix_tokens: int | None = None
+        self._warm_up = provider.warm_up_first or _cacheable(task, self.packer, provider.cache_min_prefix)
         self.planner = Planner(
             self._load_page,
             retry_size=self.policy.retry_size,
@@ -255,8 +256,8 @@ class Runner:
             await self._wait_any(tasks)
 
     def _allowed_in_flight(self) -> int:
-        """The concurrency limit; 1 until the first answer when the provider wants a warm-up."""
-        if self.provider.warm_up_first and self.metrics.requests_ok == 0:
+        """The concurrency limit; 1 until the first answer when the provider's cache wants a warm-up."""
+        if self._warm_up and self.metrics.requests_ok == 0:
             return 1
         return self.concurrency
 
@@ -583,6 +584,13 @@ class Runner:
             self._settled(batch)
         else:
             updates.extend(batch)
+
+
+def _cacheable(task: Task, packer: PackFormat, min_prefix: int | None) -> bool:
+    """Whether the provider caches the job's shared prefix by itself (the schema only adds to it)."""
+    if min_prefix is None:
+        return False
+    return count_tokens(packer.system_prompt(task)) + MESSAGE_OVERHEAD >= min_prefix
 
 
 def _attempt_of(pack: Pack) -> int:

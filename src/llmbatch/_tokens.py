@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MESSAGE_OVERHEAD", "Calibration", "count_tokens"]
+__all__ = ["MESSAGE_OVERHEAD", "Calibration", "count_tokens", "split_tokens"]
 
 _TOKEN = re.compile(r"\w{1,8}|[^\w\s]", re.UNICODE)
 
@@ -21,6 +21,11 @@ MESSAGE_OVERHEAD = 4
 def count_tokens(text: str) -> int:
     """Estimated tokens in ``text``: one per word piece of up to 8 characters and per symbol."""
     return len(_TOKEN.findall(text))
+
+
+def split_tokens(text: str) -> list[str]:
+    """The pieces ``count_tokens`` counts, in order (the simulator matches cached prefixes on them)."""
+    return _TOKEN.findall(text)
 
 
 class Calibration:

@@ -217,6 +217,7 @@ class OpenAIProvider(Provider):
     supports_tools = True
     supports_batch = True
     batch_limits = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
+    cache_min_prefix = 1024
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

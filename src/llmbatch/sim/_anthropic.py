@@ -182,7 +182,7 @@ class AnthropicMessages:
             admitted = admission.admitted
             return admission
 
-        response = await self.engine.chat(request.chat_body(), admit=admit)
+        response = await self.engine.chat(request.chat_body(), admit=admit, automatic_cache=False)
         if response.status != 200:
             if admitted:
                 self.limits.give_back_output(request.max_tokens)

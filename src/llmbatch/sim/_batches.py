@@ -381,7 +381,7 @@ class SimBatches:
             error = {"message": "The server had an error processing your request.", "type": "server_error"}
             response = SimResponse(500, {"error": {**error, "param": None, "code": "server_error"}})
         else:
-            response = await self.engine.chat(body, admit=_free)
+            response = await self.engine.chat(body, admit=_free, automatic_cache=False)
         line["response"] = {
             "status_code": response.status,
             "request_id": f"req_{ident}",
@@ -401,7 +401,7 @@ class SimBatches:
         except BadBody as exc:
             error = _anthropic_error(400, "invalid_request_error", str(exc)).body
             return "failed", {"custom_id": custom_id, "result": {"type": "errored", "error": error}}
-        response = await self.engine.chat(request.chat_body(), admit=_free)
+        response = await self.engine.chat(request.chat_body(), admit=_free, automatic_cache=False)
         if response.status != 200:
             error = _translate_error(response).body
             return "failed", {"custom_id": custom_id, "result": {"type": "errored", "error": error}}

@@ -14,6 +14,8 @@ silent agreement)::
 Token counting matches the client's estimate exactly: every message costs its
 content's ``count_tokens`` plus ``MESSAGE_OVERHEAD``, and a schema sent along
 (response format or tool parameters) costs the tokens of its canonical JSON.
+The model reads the schemas first, then the messages: the order in which
+``_prefix_cache`` matches cached prefixes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from llmbatch._task import canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
+from llmbatch._tokens import MESSAGE_OVERHEAD, split_tokens
+
+from ._prefix_cache import MIN_TOKENS, prefix_hashes
 
 __all__ = ["InvalidRequest", "Prompt", "PromptKind", "read_body"]
 
@@ -79,10 +83,15 @@ class Prompt:
     """Hash of the messages and schemas: identical requests share it."""
     tool_name: str | None = None
     model: str | None = None
+    prefix_hashes: tuple[str, ...] = ()
+    """What OpenAI's automatic prompt cache would match on (``_prefix_cache``)."""
 
 
-def read_body(body: Any) -> Prompt:
-    """Understand one request body; raises ``InvalidRequest`` when it is malformed."""
+def read_body(body: Any, *, cache_marks: bool = False) -> Prompt:
+    """Understand one request body; raises ``InvalidRequest`` when it is malformed.
+
+    ``cache_marks`` also hashes the prefixes OpenAI's prompt cache would match on.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     if body.get("stream"):
@@ -90,8 +99,13 @@ def read_body(body: Any) -> Prompt:
     messages = _messages(body.get("messages"))
     max_tokens = _max_tokens(body)
     schema, tool_name, counted = _schema(body)
-    prompt_tokens = sum(count_tokens(text) + MESSAGE_OVERHEAD for _, text in messages)
-    prompt_tokens += sum(count_tokens(canonical_json(s)) for s in counted)
+    # In reading order, with each message's overhead as tokens naming its role.
+    tokens = [token for schema in counted for token in split_tokens(canonical_json(schema))]
+    for role, text in messages:
+        tokens += [f"<{role}>"] * MESSAGE_OVERHEAD
+        tokens += split_tokens(text)
+    prompt_tokens = len(tokens)
+    marks = prefix_hashes(tokens) if cache_marks and prompt_tokens >= MIN_TOKENS else ()
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
     users = [text for role, text in messages if role == "user"]
     if not users:
@@ -103,7 +117,9 @@ def read_body(body: Any) -> Prompt:
     model = body.get("model") if isinstance(body.get("model"), str) else None
 
     def prompt(kind: PromptKind, items: tuple[Item, ...], instructions: str) -> Prompt:
-        return Prompt(kind, items, instructions, prompt_tokens, max_tokens, fingerprint, tool_name, model)
+        return Prompt(
+            kind, items, instructions, prompt_tokens, max_tokens, fingerprint, tool_name, model, marks
+        )
 
     keyed = _keyed_items(user)
     if schema is not None and keyed and _is_pack_schema(schema, [k for k, _ in keyed]):

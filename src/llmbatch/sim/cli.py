@@ -73,6 +73,8 @@ Examples:
               help="Share of batch-API lines that expire unanswered.")  # fmt: skip
 @click.option("--batch-delay", default=0.0, type=_SECONDS,
               help="Seconds before a batch is worked on (times --time-scale).")  # fmt: skip
+@click.option("--prompt-caching", is_flag=True,
+              help="Emulate OpenAI's automatic prompt cache (1,024 tokens on, 128-token steps).")  # fmt: skip
 def serve(host: str, port: int, **knobs: Any) -> None:
     """Serve an OpenAI-compatible API at http://HOST:PORT/v1 until interrupted."""
     try:

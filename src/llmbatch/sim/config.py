@@ -51,6 +51,11 @@ class SimConfig:
     Batch APIs (``_batches``): a batch is worked on ``batch_delay × time_scale``
     seconds after it is created; each line fails with ``batch_failure_rate`` and
     expires with ``batch_expire_rate``, seeded by the line's body.
+
+    ``prompt_caching`` emulates OpenAI's automatic prompt cache on chat completions
+    (``_prefix_cache``): prompts from 1,024 tokens on, cached in 128-token steps,
+    reported as ``prompt_tokens_details.cached_tokens``. Off by default, so that
+    token counts stay those of the request; batch lines are never cached.
     """
 
     model: str = "sim-1"
@@ -76,6 +81,7 @@ class SimConfig:
     batch_failure_rate: float = 0.0
     batch_expire_rate: float = 0.0
     batch_delay: float = 0.0
+    prompt_caching: bool = False
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:

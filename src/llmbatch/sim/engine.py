@@ -35,6 +35,7 @@ from llmbatch._tokens import count_tokens
 
 from . import _quality, oracle
 from ._faults import ERRORS, Faults, corrupt, draw, rng_for
+from ._prefix_cache import PrefixCache
 from ._prompt import SEPARATOR, InvalidRequest, Item, Prompt, read_body
 from ._ratelimit import Admission, RateLimits
 from .config import SimConfig
@@ -64,6 +65,7 @@ class SimStats:
     items_requested: int = 0
     items_answered: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     completion_tokens: int = 0
     rate_limited: int = 0
     in_flight: int = 0
@@ -81,6 +83,7 @@ class SimStats:
             "items_requested": self.items_requested,
             "items_answered": self.items_answered,
             "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
             "rate_limited": self.rate_limited,
             "in_flight": self.in_flight,
@@ -112,6 +115,7 @@ class SimEngine:
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._limits = RateLimits(self.config.rate_limit_rpm, self.config.rate_limit_tpm, clock)
+        self._prefixes = PrefixCache(clock)
         self._seen: Counter[str] = Counter()
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
         self._active = 0
@@ -123,20 +127,28 @@ class SimEngine:
         in_flight = self.stats.in_flight
         self.stats = SimStats(in_flight=in_flight)
 
-    async def chat(self, body: Any, *, admit: Callable[[], Admission] | None = None) -> SimResponse:
+    async def chat(
+        self,
+        body: Any,
+        *,
+        admit: Callable[[], Admission] | None = None,
+        automatic_cache: bool = True,
+    ) -> SimResponse:
         """Answer one ``POST /v1/chat/completions`` body.
 
         ``admit`` replaces the engine's own rate limits for this request: it is
         called once the body is understood and the quota checked, and says
         whether the request may go on (the Anthropic endpoint counts input and
-        output tokens in buckets of their own).
+        output tokens in buckets of their own). ``automatic_cache=False`` keeps
+        the request out of OpenAI's automatic prompt cache (on with
+        ``SimConfig.prompt_caching``): Anthropic's cache is explicit and its own.
         """
         stats = self.stats
         stats.requests += 1
         stats.in_flight += 1
         stats.max_concurrent = max(stats.max_concurrent, stats.in_flight)
         try:
-            response = await self._chat(body, admit)
+            response = await self._chat(body, admit, automatic_cache and self.config.prompt_caching)
         finally:
             self.stats.in_flight -= 1
         self.stats.by_status[response.status] += 1
@@ -144,9 +156,9 @@ class SimEngine:
             self.stats.rate_limited += 1
         return response
 
-    async def _chat(self, body: Any, admit: Callable[[], Admission] | None) -> SimResponse:
+    async def _chat(self, body: Any, admit: Callable[[], Admission] | None, caching: bool) -> SimResponse:
         try:
-            prompt = read_body(body)
+            prompt = read_body(body, cache_marks=caching)
         except InvalidRequest as exc:
             return _error(400, str(exc), "invalid_request_error", None, param=exc.param)
         if self.config.quota_exhausted:
@@ -195,20 +207,23 @@ class SimEngine:
             finish = "length"
             self.stats.faults["length"] += 1
         completion_tokens = count_tokens(content)
+        cached = self._prefixes.read(prompt.prefix_hashes)
         latency = (
             config.base_latency
-            + config.per_input_token * prompt.prompt_tokens
+            + config.per_input_token * (prompt.prompt_tokens - cached)
             + config.per_output_token * completion_tokens
         ) * config.time_scale
         await self._sleep(latency)
+        self._prefixes.write(prompt.prefix_hashes)
         stats = self.stats
         stats.items_requested += len(prompt.items)
         stats.items_answered += answered
         stats.prompt_tokens += prompt.prompt_tokens
+        stats.cached_tokens += cached
         stats.completion_tokens += completion_tokens
         if prompt.kind != "plain":
             stats.pack_sizes[len(prompt.items)] += 1
-        body = self._completion(prompt, content, finish, completion_tokens)
+        body = self._completion(prompt, content, finish, completion_tokens, cached)
         return SimResponse(200, body, {**headers, "x-request-id": body["id"]})
 
     # -- content -----------------------------------------------------------------
@@ -269,7 +284,7 @@ class SimEngine:
         return is_valid
 
     def _completion(
-        self, prompt: Prompt, content: str, finish: str, completion_tokens: int
+        self, prompt: Prompt, content: str, finish: str, completion_tokens: int, cached: int
     ) -> dict[str, Any]:
         ident = hashlib.sha256(f"{prompt.fingerprint}:{self._seen[prompt.fingerprint]}".encode())
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
@@ -294,7 +309,7 @@ class SimEngine:
                 "prompt_tokens": prompt.prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt.prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0},
+                "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
 
