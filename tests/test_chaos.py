@@ -61,7 +61,7 @@ class Neighbour(threading.Thread):
     of llmbatch's paced requests find none — then stops.
     """
 
-    def __init__(self, base_url: str, *, pace: float = 5, race: float = 20, seconds: float = 3) -> None:
+    def __init__(self, base_url: str, *, pace: float = 5, race: float = 50, seconds: float = 6) -> None:
         super().__init__(name="neighbour", daemon=True)
         self.url = base_url + "/chat/completions"
         self.pace, self.race, self.seconds = pace, race, seconds
@@ -159,7 +159,11 @@ def test_every_record_accounted_for_and_every_answer_its_own(
     assert table["records"] == f"2,000 ({len(ok):,} ok, {len(failed)} failed)"
     retries, splits = table_numbers(table, "retries / splits")
     rate_limited, timeouts = table_numbers(table, "429s / timeouts")
-    assert retries > 0 and splits > 0 and timeouts > 0
+    assert retries > 0 and splits > 0
+    # Every hang the server drew for us was a timeout here (2% of ~150 requests: none is
+    # possible, as pack sizes, and so the draws, follow the run's timing).
+    hangs = stats["faults"].get("timeout", 0) - (other.statuses[0] if other is not None else 0)
+    assert timeouts == hangs, (timeouts, hangs)
     assert "server_error" in table["failed requests by kind"]
     ours = stats["by_status"].get("429", 0) - (other.statuses[429] if other is not None else 0)
     assert rate_limited == ours, "the summary's 429s are not the ones the server sent"

@@ -51,7 +51,7 @@ class Faults:
     def names(self) -> list[str]:
         """Fault names for the stats, one per occurrence."""
         out = ["error"] if self.error_status else []
-        out += ["timeout"] if self.hang else []
+        out += ["timeout"] if self.hang and not self.error_status else []  # an error answers at once
         out += ["drop"] * len(self.dropped) + ["corrupt"] * len(self.corrupted)
         out += ["misnumber"] * len(self.misnumbered)
         out += ["truncate"] if self.truncate_at is not None else []
