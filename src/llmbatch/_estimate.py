@@ -16,10 +16,10 @@ from typing import Any
 
 from ._exceptions import ItemError
 from ._io import Record
-from ._packing import PackFormat
+from ._packing import PackFormat, shared_prefix_tokens
 from ._pricing import Price
 from ._task import Task, canonical_json
-from ._tokens import MESSAGE_OVERHEAD, count_tokens
+from ._tokens import count_tokens
 from ._types import Item, Request, Usage
 
 __all__ = ["Estimate", "StrategyEstimate", "estimate_job", "typical_answer"]
@@ -145,7 +145,7 @@ def _cached_tokens(request: Request, warm: bool) -> int:
     """
     if not warm:
         return 0
-    prefix = request.est_prompt_tokens - count_tokens(request.user) - MESSAGE_OVERHEAD
+    prefix = shared_prefix_tokens(request)
     return prefix // CACHE_STEP * CACHE_STEP if prefix >= CACHE_MIN_PREFIX else 0
 
 

@@ -41,7 +41,7 @@ from ._task import Task, canonical_json
 from ._tokens import MESSAGE_OVERHEAD, count_tokens
 from ._types import Completion, Item, Outcome, Request, StructuredMode
 
-__all__ = ["PACKERS", "SEPARATOR", "PackFormat", "pack_schema"]
+__all__ = ["PACKERS", "SEPARATOR", "PackFormat", "pack_schema", "shared_prefix_tokens"]
 
 SEPARATOR = "---NEXT-TEXT---"
 ITEMS_HEADER = "Items ({n}):"
@@ -79,6 +79,12 @@ def pack_schema(task: Task, keys: Sequence[str]) -> dict[str, Any]:
         "additionalProperties": False,
         "$defs": {"answer": task.item_schema},
     }
+
+
+def shared_prefix_tokens(request: Request) -> int:
+    """Estimated tokens of what every request of this pack size starts with: the schema, then
+    the system message (what a provider's prompt cache can match)."""
+    return request.est_prompt_tokens - count_tokens(request.user) - MESSAGE_OVERHEAD
 
 
 class PackFormat(ABC):

@@ -24,14 +24,14 @@ from ._control import ConcurrencyControl, PackSizeControl
 from ._exceptions import BudgetReached, FatalError, ItemError, ProviderError, UsageError
 from ._limiter import RateLimiter, Reservation
 from ._metrics import Metrics
-from ._packing import PACKERS, PackFormat
+from ._packing import PACKERS, PackFormat, shared_prefix_tokens
 from ._planner import ItemState, Pack, Planner
 from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
 from ._pricing import Price
 from ._store import DONE, FAILED, PENDING, ItemUpdate, JobStore, RequestRow
 from ._task import Task
 from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
-from ._types import Completion, Outcome, Request, Usage
+from ._types import Completion, Item, Outcome, Request, Usage
 from .providers.base import Provider
 
 __all__ = ["RunOptions", "Runner"]
@@ -126,7 +126,7 @@ class Runner:
         )
         self.best_latency: dict[int, float] = {}
         self._prefix_tokens: int | None = None
-        self._warm_up = provider.warm_up_first or _cacheable(task, self.packer, provider.cache_min_prefix)
+        self._warm_up = provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
         self.planner = Planner(
             self._load_page,
             retry_size=self.policy.retry_size,
@@ -254,6 +254,13 @@ class Runner:
         # stopping: let requests in flight finish so their answers are kept
         while tasks:
             await self._wait_any(tasks)
+
+    def _cacheable(self, min_prefix: int | None) -> bool:
+        """Whether the provider caches the prefix of this job's first packs by itself."""
+        if min_prefix is None:
+            return False
+        blanks = [Item(i, str(i), "") for i in range(self.sizer.size)]
+        return shared_prefix_tokens(self.packer.render(self.task, blanks)) >= min_prefix
 
     def _allowed_in_flight(self) -> int:
         """The concurrency limit; 1 until the first answer when the provider's cache wants a warm-up."""
@@ -584,13 +591,6 @@ class Runner:
             self._settled(batch)
         else:
             updates.extend(batch)
-
-
-def _cacheable(task: Task, packer: PackFormat, min_prefix: int | None) -> bool:
-    """Whether the provider caches the job's shared prefix by itself (the schema only adds to it)."""
-    if min_prefix is None:
-        return False
-    return count_tokens(packer.system_prompt(task)) + MESSAGE_OVERHEAD >= min_prefix
 
 
 def _attempt_of(pack: Pack) -> int:
