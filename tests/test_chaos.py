@@ -161,9 +161,10 @@ def test_every_record_accounted_for_and_every_answer_its_own(
     rate_limited, timeouts = table_numbers(table, "429s / timeouts")
     assert retries > 0 and splits > 0
     # Every hang the server drew for us was a timeout here (2% of ~150 requests: none is
-    # possible, as pack sizes, and so the draws, follow the run's timing).
+    # possible, as pack sizes, and so the draws, follow the run's timing). A reply slowed
+    # past --timeout by a loaded machine is a timeout too, so at least as many.
     hangs = stats["faults"].get("timeout", 0) - (other.statuses[0] if other is not None else 0)
-    assert timeouts == hangs, (timeouts, hangs)
+    assert timeouts >= hangs, (timeouts, hangs)
     assert "server_error" in table["failed requests by kind"]
     ours = stats["by_status"].get("429", 0) - (other.statuses[429] if other is not None else 0)
     assert rate_limited == ours, "the summary's 429s are not the ones the server sent"

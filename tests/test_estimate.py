@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from click.testing import CliRunner
 from llmbatch import JobSpec, PriceTable, ProviderConfig, RunOptions, Task, create_provider, run_job
 from llmbatch._estimate import estimate_job, typical_answer
 from llmbatch._io import open_reader
-from llmbatch._packing import PACKERS
+from llmbatch._packing import PACKERS, shared_prefix_tokens
+from llmbatch._types import Item
 from llmbatch.cli import main
 from llmbatch.sim import SimConfig
 
@@ -158,3 +160,19 @@ def test_the_caching_estimate_agrees_with_a_run_against_an_automatic_prompt_cach
     # The run warms the cache up with one request; the estimate misses once per pack size.
     assert abs(actual["cached_tokens"] - caching.cached_tokens) <= 0.10 * caching.cached_tokens
     assert abs(actual["cost_usd"] - caching.cost) <= 0.10 * actual["cost_usd"]
+
+
+def test_a_sampled_caching_estimate_misses_once_per_schema_not_once_per_sample(tmp_path: Path) -> None:
+    base = Task.from_file(EXAMPLES / "sentiment.toml")
+    examples = "\n".join(f"Example {i}: 'works as described, no surprises' is neutral." for i in range(90))
+    task = dataclasses.replace(base, instructions=f"{base.instructions}\n{examples}")
+    source = tmp_path / "reviews.jsonl"
+    rows = [json.dumps({"id": str(i), "title": "Fine", "text": f"review number {i}"}) for i in range(2000)]
+    source.write_text("\n".join(rows) + "\n")
+    report = estimate_job(task, open_reader(source), PACKERS["json"], batch_size=5, price=None, sample=20)
+    caching = report.strategies[2]
+    assert caching.requests == 400  # 200 packs rendered from the sample stand for 400
+    items = [Item(i, str(i), "review number 1") for i in range(5)]
+    per_request = shared_prefix_tokens(PACKERS["json"].render(task, items)) // 128 * 128
+    assert per_request >= 1024
+    assert caching.cached_tokens == 399 * per_request  # every request but the very first

@@ -136,15 +136,13 @@ def estimate_job(
     return Estimate(total, len(items), skipped, strategies)
 
 
-def _cached_tokens(request: Request, warm: bool) -> int:
-    """What OpenAI's automatic cache reads of ``request`` once a pack of its size was sent.
+def _cacheable_tokens(request: Request) -> int:
+    """What OpenAI's automatic cache reads of ``request`` once a request with its schema was sent.
 
     The shared prefix is the pack schema (one per pack size), then the system message;
     it is cached from ``CACHE_MIN_PREFIX`` tokens on, in ``CACHE_STEP`` steps. Anthropic
     caches the same prefix exactly, but charges its first write at 1.25× input.
     """
-    if not warm:
-        return 0
     prefix = shared_prefix_tokens(request)
     return prefix // CACHE_STEP * CACHE_STEP if prefix >= CACHE_MIN_PREFIX else 0
 
@@ -188,9 +186,9 @@ def _strategy(
     caching: bool = False,
     batch_api: bool = False,
 ) -> StrategyEstimate:
-    requests = input_tokens = output_tokens = charged = cached = 0
+    requests = input_tokens = output_tokens = charged = cached = missed = 0
     packs, scale = _packs(items, answers, size, n)
-    sizes_seen: set[int] = set()
+    schemas_seen: set[int | None] = set()
     for chunk in packs:
         request = packer.render(task, [item for item, _ in chunk])
         requests += 1
@@ -198,18 +196,28 @@ def _strategy(
         output_tokens += sum(tokens for _, tokens in chunk) + 1
         charged += request.est_prompt_tokens + request.max_tokens
         if caching:
-            cached += _cached_tokens(request, len(chunk) in sizes_seen)
-            sizes_seen.add(len(chunk))
-    usage = Usage(prompt_tokens=input_tokens, completion_tokens=output_tokens, cached_tokens=cached)
-    cost = None if price is None else price.cost(usage, batch=batch_api)
+            # Every request reads the cache but the first with its schema (one per pack
+            # size; none without a schema): those misses happen once, however many
+            # requests the sampled packs stand for.
+            readable = _cacheable_tokens(request)
+            cached += readable
+            schema = len(chunk) if request.schema is not None else None
+            if schema not in schemas_seen:
+                missed += readable
+                schemas_seen.add(schema)
+    usage = Usage(
+        prompt_tokens=round(input_tokens * scale),
+        completion_tokens=round(output_tokens * scale),
+        cached_tokens=max(0, round(cached * scale) - missed),
+    )
     return StrategyEstimate(
         name=name,
         batch_size=size,
         requests=round(requests * scale),
-        input_tokens=round(input_tokens * scale),
-        cached_tokens=round(cached * scale),
-        output_tokens=round(output_tokens * scale),
+        input_tokens=usage.prompt_tokens,
+        cached_tokens=usage.cached_tokens,
+        output_tokens=usage.completion_tokens,
         charged_tokens=round(charged * scale),
-        cost=None if cost is None else cost * scale,
+        cost=None if price is None else price.cost(usage, batch=batch_api),
         records=n,
     )

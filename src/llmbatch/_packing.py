@@ -169,8 +169,10 @@ class JsonPack(PackFormat):
 
         OpenAI's prompt cache takes the response schema (or the tools) as the start of
         the prefix, so a schema naming job-unique keys would make every request a miss.
-        The strict schema still holds the model to exactly these keys, and the answers
-        are matched back by key, so ``parse`` must get the items in the order rendered.
+        Where the schema is enforced (strict ``json_schema``) it still holds the model to
+        exactly these keys (Anthropic's tool takes any key, see ``tool_schema``: a key it
+        was not given matches nothing). Answers are matched back by key, so ``parse``
+        must get the items in the order rendered.
         """
         return _PLACE_KEYS[: len(items)] if len(items) <= len(_PLACE_KEYS) else _place_keys(len(items))
 

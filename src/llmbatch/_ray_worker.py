@@ -161,6 +161,7 @@ class BlockWorker:
                 )
                 if self._carried is not None:
                     runner.sizer, runner.flow, runner.calibration, runner.best_latency = self._carried
+                    runner.warm_up = False  # this worker's first block warmed the provider's cache
                 try:
                     await runner.run()
                 except FatalError as exc:

@@ -126,7 +126,8 @@ class Runner:
         )
         self.best_latency: dict[int, float] = {}
         self._prefix_tokens: int | None = None
-        self._warm_up = provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
+        self.warm_up = provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
+        """Send one request alone before fanning out, so that the rest read the provider's cache."""
         self.planner = Planner(
             self._load_page,
             retry_size=self.policy.retry_size,
@@ -264,7 +265,7 @@ class Runner:
 
     def _allowed_in_flight(self) -> int:
         """The concurrency limit; 1 until the first answer when the provider's cache wants a warm-up."""
-        if self._warm_up and self.metrics.requests_ok == 0:
+        if self.warm_up and self.metrics.requests_ok == 0:
             return 1
         return self.concurrency
 

@@ -67,11 +67,12 @@ __all__ = [
 NAMESPACE = "llmbatch"
 """The Ray namespace of the named limiter actors, so that every job on a cluster finds them."""
 
-_HELD: dict[tuple[str, str], Any] = {}
-"""The named limiters this driver made or found, by (its node, name): a node's id is new with
-every cluster, so a handle into a cluster since shut down is never reused. A limiter that is not
-detached dies when its creating handle goes (a handle found by name does not count); found by name
-while dying, it would fail the next run — so the driver keeps the first handle to each."""
+_HELD: dict[tuple[str, str, str], Any] = {}
+"""The named limiters this driver made or found, by (its node, its job, name): the job id is new
+with every connection to a cluster and the node id with every cluster, so a handle from an
+earlier connection is never reused. A limiter that is not detached dies when its creating handle
+goes (a handle found by name does not count); found by name while dying, it would fail the next
+run — so the driver keeps the first handle to each."""
 
 _NAME_RELEASE_CHECKS = 50
 """How many times (0.1 s apart) to ask for a limiter by name while a killed one still holds it."""
@@ -95,7 +96,8 @@ def limiter_actor(
     """
     ray = import_ray()
     configured = {k: float(v) for k, v in (limits or {}).items() if v}
-    key = (ray.get_runtime_context().get_node_id(), name)
+    context = ray.get_runtime_context()
+    key = (context.get_node_id(), context.get_job_id(), name)
     held = _HELD.get(key)
     if held is not None:
         # Reuse the handle this driver already holds: a handle found by name does not keep a

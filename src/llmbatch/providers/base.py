@@ -98,8 +98,9 @@ class Provider(ABC):
     warm_up_first: ClassVar[bool] = False
     """Send one request alone before fanning out (it creates the provider's prompt-cache entry)."""
     cache_min_prefix: ClassVar[int | None] = None
-    """Tokens from which the provider caches a prompt's prefix by itself (OpenAI: 1,024): a job
-    whose shared prefix reaches it is warmed up as with ``warm_up_first``."""
+    """Tokens from which the provider caches a prompt's prefix by itself (OpenAI: 1,024; servers
+    with prefix caching, such as vLLM or llama.cpp, gain from a warm-up too): a job whose shared
+    prefix reaches it is warmed up as with ``warm_up_first``."""
     cache_reads_count_toward_limit: ClassVar[bool] = True
     """False where cached input is not charged against the input-token limit (Anthropic)."""
     refunds_unused_output: ClassVar[bool] = False

@@ -5,7 +5,8 @@ in the order the model reads it: the response schema or tools first, then the
 messages. A later prompt that starts with a cached step reads the longest such
 step as ``prompt_tokens_details.cached_tokens``. An entry is written when its
 request's answer is ready (requests sent together all miss) and lives
-``TTL_SECONDS`` after its last use. Cached tokens still count against the TPM limit.
+``TTL_SECONDS`` after its last use (real seconds, as the rate limits: ``time_scale``
+does not shorten it). Cached tokens still count against the TPM limit.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ TTL_SECONDS = 300.0
 _PRUNE_AT = 100_000
 
 
-def prefix_hashes(tokens: Sequence[str]) -> tuple[str, ...]:
-    """A hash of the first ``MIN_TOKENS``, ``MIN_TOKENS + STEP``, … tokens (as many as fit)."""
-    digest = hashlib.sha256()
+def prefix_hashes(tokens: Sequence[str], model: str = "") -> tuple[str, ...]:
+    """A hash of the first ``MIN_TOKENS``, ``MIN_TOKENS + STEP``, … tokens (as many as fit),
+    for ``model`` (each model has a cache of its own)."""
+    digest = hashlib.sha256(model.encode() + b"\x00")
     marks: list[str] = []
     start = 0
     for end in range(MIN_TOKENS, len(tokens) + 1, STEP):

@@ -105,7 +105,6 @@ def read_body(body: Any, *, cache_marks: bool = False) -> Prompt:
         tokens += [f"<{role}>"] * MESSAGE_OVERHEAD
         tokens += split_tokens(text)
     prompt_tokens = len(tokens)
-    marks = prefix_hashes(tokens) if cache_marks and prompt_tokens >= MIN_TOKENS else ()
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
     users = [text for role, text in messages if role == "user"]
     if not users:
@@ -115,6 +114,7 @@ def read_body(body: Any, *, cache_marks: bool = False) -> Prompt:
         canonical_json([body["messages"], body.get("response_format"), body.get("tools")]).encode()
     ).hexdigest()
     model = body.get("model") if isinstance(body.get("model"), str) else None
+    marks = prefix_hashes(tokens, model or "") if cache_marks and prompt_tokens >= MIN_TOKENS else ()
 
     def prompt(kind: PromptKind, items: tuple[Item, ...], instructions: str) -> Prompt:
         return Prompt(
