@@ -181,6 +181,18 @@ def _usage(totals: dict[str, Any]) -> Usage:
 # -- killed while polling: the next process re-attaches ------------------------------------
 
 
+async def kill_mid_poll(task: Task, provider: Provider, store: JobStore) -> None:
+    """Run a batch job until it has submitted and polled twice, then kill it (the process dies)."""
+    fake = FakeTime()
+    first = batch_runner(task, provider, store, fake)
+    running = asyncio.create_task(first.run())
+    while first.batches_submitted == 0 or len(fake.sleeps) < 2:
+        await asyncio.sleep(0.005)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
 async def test_a_killed_run_re_attaches_instead_of_submitting_again(tmp_path: Path, api: str) -> None:
     task = load_task("sentiment")
@@ -190,14 +202,7 @@ async def test_a_killed_run_re_attaches_instead_of_submitting_again(tmp_path: Pa
     with simulator(batch_delay=1.0, **FAULTS) as sim:
         provider = provider_for(api, sim)
         async with provider:
-            fake = FakeTime()
-            first = batch_runner(task, provider, store, fake)
-            running = asyncio.create_task(first.run())
-            while first.batches_submitted == 0 or len(fake.sleeps) < 2:
-                await asyncio.sleep(0.005)
-            running.cancel()  # the process dies mid-poll
-            with pytest.raises(asyncio.CancelledError):
-                await running
+            await kill_mid_poll(task, provider, store)
             assert sim.stats()["batches"]["submitted"] == 1
             [open_row] = batch_rows(store)
             assert open_row["status"] == "submitted" and open_row["provider_batch_id"]
@@ -230,14 +235,7 @@ async def test_a_pack_that_lost_an_item_while_away_is_planned_again_not_misread(
     with simulator(batch_delay=1.0) as sim:
         provider = provider_for("openai", sim)
         async with provider:
-            fake = FakeTime()
-            first = batch_runner(task, provider, store, fake)
-            running = asyncio.create_task(first.run())
-            while first.batches_submitted == 0 or len(fake.sleeps) < 2:
-                await asyncio.sleep(0.005)
-            running.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await running
+            await kill_mid_poll(task, provider, store)
             planted = {"label": "neutral", "confidence": 0.5}
             with store.transaction():
                 store.update_items([ItemUpdate(5, "done", 1, answer=planted)])
