@@ -31,6 +31,7 @@ Formats (``PACKERS[name]``):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from abc import ABC, abstractmethod
@@ -55,12 +56,6 @@ _DATA_RULE = (
 _KEYED_INPUT = "Items follow, one per line: the item key, a colon, then the item's text as a JSON string."
 _REF_TOKENS = count_tokens(':{"$ref":"#/$defs/answer"}')
 
-
-def _place_keys(n: int) -> list[str]:
-    return [f"k{place}" for place in range(1, n + 1)]
-
-
-_PLACE_KEYS = _place_keys(256)
 PER_ITEM_OVERHEAD = 8
 """Answer tokens a pack spends per item beyond the answer itself (key, quotes, commas)."""
 
@@ -79,6 +74,11 @@ def pack_schema(task: Task, keys: Sequence[str]) -> dict[str, Any]:
         "additionalProperties": False,
         "$defs": {"answer": task.item_schema},
     }
+
+
+@functools.cache
+def _place_keys(n: int) -> tuple[str, ...]:
+    return tuple(f"k{place}" for place in range(1, n + 1))
 
 
 def shared_prefix_tokens(request: Request) -> int:
@@ -174,7 +174,7 @@ class JsonPack(PackFormat):
         was not given matches nothing). Answers are matched back by key, so ``parse``
         must get the items in the order rendered.
         """
-        return _PLACE_KEYS[: len(items)] if len(items) <= len(_PLACE_KEYS) else _place_keys(len(items))
+        return list(_place_keys(len(items)))
 
     def schema(self, task: Task, items: Sequence[Item]) -> dict[str, Any] | None:
         return pack_schema(task, self.keys(items))

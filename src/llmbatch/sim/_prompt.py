@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from llmbatch._task import canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, split_tokens
+from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens, split_tokens
 
 from ._prefix_cache import MIN_TOKENS, prefix_hashes
 
@@ -99,12 +99,8 @@ def read_body(body: Any, *, cache_marks: bool = False) -> Prompt:
     messages = _messages(body.get("messages"))
     max_tokens = _max_tokens(body)
     schema, tool_name, counted = _schema(body)
-    # In reading order, with each message's overhead as tokens naming its role.
-    tokens = [token for schema in counted for token in split_tokens(canonical_json(schema))]
-    for role, text in messages:
-        tokens += [f"<{role}>"] * MESSAGE_OVERHEAD
-        tokens += split_tokens(text)
-    prompt_tokens = len(tokens)
+    prompt_tokens = sum(count_tokens(text) + MESSAGE_OVERHEAD for _, text in messages)
+    prompt_tokens += sum(count_tokens(canonical_json(s)) for s in counted)
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
     users = [text for role, text in messages if role == "user"]
     if not users:
@@ -114,7 +110,7 @@ def read_body(body: Any, *, cache_marks: bool = False) -> Prompt:
         canonical_json([body["messages"], body.get("response_format"), body.get("tools")]).encode()
     ).hexdigest()
     model = body.get("model") if isinstance(body.get("model"), str) else None
-    marks = prefix_hashes(tokens, model or "") if cache_marks and prompt_tokens >= MIN_TOKENS else ()
+    marks = _prefix_marks(counted, messages, model) if cache_marks and prompt_tokens >= MIN_TOKENS else ()
 
     def prompt(kind: PromptKind, items: tuple[Item, ...], instructions: str) -> Prompt:
         return Prompt(
@@ -138,6 +134,16 @@ def read_body(body: Any, *, cache_marks: bool = False) -> Prompt:
     plain_schema = schema if schema is not None else _plain_schema(body)
     # Without a system prompt the user message carries the instructions too.
     return prompt("plain", (Item("", user, plain_schema),), system or user)
+
+
+def _prefix_marks(schemas: list[Any], messages: list[tuple[str, str]], model: str | None) -> tuple[str, ...]:
+    """``prefix_hashes`` of the prompt in reading order: the schemas, then each message after
+    its overhead (as tokens naming its role), so that the tokens number ``prompt_tokens``."""
+    tokens = [token for schema in schemas for token in split_tokens(canonical_json(schema))]
+    for role, text in messages:
+        tokens += [f"<{role}>"] * MESSAGE_OVERHEAD
+        tokens += split_tokens(text)
+    return prefix_hashes(tokens, model or "")
 
 
 def _messages(raw: Any) -> list[tuple[str, str]]:
