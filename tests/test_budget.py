@@ -130,7 +130,11 @@ def test_the_cli_shows_spend_against_the_budget_and_the_budget_covers_the_whole_
     assert code == 4
     assert "of --max-cost $0.0005" in table  # the table still shows what was spent
     assert "run again with a larger --max-cost" in message
-    assert not (tmp_path / "out.jsonl").exists()  # written when the job finishes
+    # What was paid for is written; the rest are stopped rows saying how to go on.
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(rows) == 66 and {row["status"] for row in rows} == {"ok", "stopped"}
+    assert all("larger --max-cost" in row["error"] for row in rows if row["status"] == "stopped")
+    assert "rows to" in table
     spent = _paid(tmp_path / "job")
     assert 0 < spent <= 0.0005
 

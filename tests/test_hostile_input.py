@@ -38,22 +38,23 @@ GOOD = [{"id": "g1", "text": "Good morning, my friend."}] + [
 ]
 
 # (line, expected id, a word the reason must contain); None: a good record.
-JSONL_CASES: list[tuple[bytes, str, str | None]] = [
+# Ids keep their JSON value; a record without a usable id is named by its line number (from 1).
+JSONL_CASES: list[tuple[bytes, str | int, str | None]] = [
     (_line(GOOD[0]), "g1", None),
-    (b'{"id": "bad-json", "text": "unterminated', "1", "not valid JSON"),
-    (b"[1, 2, 3]", "2", "not an object"),
-    (b'{"id": "latin1", "text": "caf\xe9 cr\xe8me"}', "3", "not valid UTF-8"),
+    (b'{"id": "bad-json", "text": "unterminated', 2, "not valid JSON"),
+    (b"[1, 2, 3]", 3, "not an object"),
+    (b'{"id": "latin1", "text": "caf\xe9 cr\xe8me"}', 4, "not valid UTF-8"),
     (_line({"id": "no-text", "body": "the template wants text"}), "no-text", "no field 'text'"),
     (_line({"id": "empty", "text": ""}), "empty", "empty"),
     (_line({"id": "blank", "text": " \n\t "}), "blank", "empty"),
     (_line({"id": "null", "text": None}), "null", "null"),
-    (_line({"text": "a record without its id"}), "8", "no id field 'id'"),
+    (_line({"text": "a record without its id"}), 9, "no id field 'id'"),
     (_line({"id": "g1", "text": "the same id again"}), "g1", "duplicate"),
     (_line({"id": "[/]", "text": "an id that looks like terminal markup [bold]"}), "[/]", None),
     (_line({"id": "[/]", "text": "and again"}), "[/]", "duplicate"),
     (_line({"id": "huge", "text": "word " * 200_000}), "huge", "context"),
     (b"", "", None),  # a blank line: not a record
-    (_line({"id": 42, "text": "a numeric id is fine"}), "42", None),
+    (_line({"id": 42, "text": "a numeric id is fine"}), 42, None),
     *[(_line(record), record["id"], None) for record in GOOD[1:]],
 ]
 
@@ -80,7 +81,7 @@ def test_every_bad_record_fails_alone_with_a_reason(
     assert [row["id"] for row in rows] == [row_id for row_id, _ in cases]
     task = load_task("translate")
     texts = {
-        str(json.loads(line)["id"]): json.loads(line) for line, _, word in JSONL_CASES if line and not word
+        json.loads(line)["id"]: json.loads(line) for line, _, word in JSONL_CASES if line and not word
     }
     assert len(texts) == sum(1 for line, _, word in JSONL_CASES if line and not word)
     for row, (row_id, word) in zip(rows, cases, strict=True):

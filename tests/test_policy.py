@@ -24,7 +24,6 @@ from llmbatch._policy import Backoff, Fail, Retry, Split, Stop, Wait
 POLICY = RetryPolicy()
 TRANSIENT = [
     RequestTimeout("timed out"),
-    ConnectionFailed("refused"),
     ServerError("overloaded", status=529),
     ServerError("bad gateway", status=502),
     RetryableError("try later"),

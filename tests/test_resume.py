@@ -227,7 +227,11 @@ def test_ctrl_c_stops_with_130_and_says_how_to_resume(
     assert integrity(job_dir) == "ok"
     statuses = store_statuses(job_dir)
     assert statuses.get("done", 0) > 0 and statuses.get("pending", 0) > 0, statuses
-    assert not (tmp_path / "out.jsonl").exists()
+    # The answers paid for so far are written, the rest as stopped rows: never a gap.
+    partial = read_jsonl(tmp_path / "out.jsonl")
+    assert len(partial) == len(records)
+    assert sum(row["status"] == "ok" for row in partial) == statuses["done"]
+    assert sum(row["status"] == "stopped" for row in partial) == statuses["pending"]
 
     result = run_cli(args)
     assert result.returncode == 0, result.stderr

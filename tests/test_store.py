@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmbatch._store import DONE, FAILED, MIGRATIONS, PENDING, ItemUpdate, JobStore, RequestRow
+from llmbatch._store import DONE, FAILED, MIGRATIONS, PENDING, ItemRow, ItemUpdate, JobStore, RequestRow
 
 
 @pytest.fixture
@@ -18,10 +18,8 @@ def store(tmp_path: Path) -> Iterator[JobStore]:
     job.close()
 
 
-def row(
-    idx: int, item_id: str | None = None, status: str = PENDING
-) -> tuple[int, str, str, str, str, str, str]:
-    return (idx, item_id or f"id{idx}", f"text {idx}", f"hash{idx}", status, "", "")
+def row(idx: int, item_id: str | None = None, status: str = PENDING) -> ItemRow:
+    return (idx, item_id or f"id{idx}", None, 0, f"text {idx}", f"hash{idx}", status, "", "")
 
 
 def request_row(keys: list[int], **extra: object) -> RequestRow:
@@ -179,7 +177,8 @@ def test_results_in_input_order(store: JobStore) -> None:
     assert by_index[0].answer == "text answer" and by_index[0].error == ""  # done rows carry no error
     assert by_index[1].status == "failed" and by_index[1].error == "answer missing"
     assert by_index[1].error_kind == "missing" and by_index[1].attempts == 3
-    assert by_index[5].status == "failed"  # still pending is not ok
+    assert by_index[5].status == "stopped"  # still pending: not ok, and not failed either
+    assert "run the same command" in by_index[5].error and by_index[5].answer is None
 
 
 def test_results_is_a_stream(store: JobStore) -> None:

@@ -6,6 +6,7 @@ edge (``providers/``), so the policy and the runner reason about one tree::
     LLMBatchError
     ├── UsageError                 bad options, task file or input file (exit 2)
     ├── BudgetReached              --max-cost would be passed: stopped, resumable (exit 4)
+    ├── JobStopped                 the job store or output cannot be written: stopped, resumable (exit 4)
     ├── ItemError                  one record cannot be processed (a failed row)
     └── ProviderError              a request failed; ``status`` and ``kind`` say how
         ├── RetryableError         try again later, possibly smaller
@@ -17,7 +18,8 @@ edge (``providers/``), so the policy and the runner reason about one tree::
         ├── BadRequest             400: something in the pack is rejected; split it
         └── FatalError             nothing sent now can succeed: stop the job
             ├── AuthenticationError   401, 403
-            └── QuotaExhausted        429 insufficient_quota / spend cap
+            ├── QuotaExhausted        429 insufficient_quota / spend cap
+            └── EndpointUnreachable   connection failures for longer than the outage limit
 
 Messages say what to do next and never contain API keys.
 """
@@ -30,8 +32,10 @@ __all__ = [
     "BatchLineLost",
     "BudgetReached",
     "ConnectionFailed",
+    "EndpointUnreachable",
     "FatalError",
     "ItemError",
+    "JobStopped",
     "LLMBatchError",
     "ProviderError",
     "QuotaExhausted",
@@ -47,6 +51,8 @@ class LLMBatchError(Exception):
     """Base of every error llmbatch raises on purpose."""
 
     exit_code = 1
+    rows_written: int | None = None
+    """Set when a stopping job still wrote its output (answers so far, ``stopped`` rows for the rest)."""
 
 
 class UsageError(LLMBatchError):
@@ -57,6 +63,12 @@ class UsageError(LLMBatchError):
 
 class BudgetReached(LLMBatchError):
     """Sending more would pass the budget (``--max-cost``); state is saved, resumable."""
+
+    exit_code = 4
+
+
+class JobStopped(LLMBatchError):
+    """The job cannot go on here (its store or output cannot be written); state saved, resumable."""
 
     exit_code = 4
 
@@ -154,3 +166,9 @@ class AuthenticationError(FatalError):
 
 class QuotaExhausted(FatalError):
     kind = "quota"
+
+
+class EndpointUnreachable(FatalError):
+    """Every request failed to connect for longer than the outage limit: stop, do not fail records."""
+
+    kind = "unreachable"

@@ -267,10 +267,12 @@ class _atomic:
         if self.stdout:
             self.handle.flush()
             return
-        self.handle.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
+        try:
+            self.handle.close()  # flushes: a full disk may only show here
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            # Never leave a truncated ``.tmp`` behind, whatever failed.
             self.tmp.unlink(missing_ok=True)
 
 

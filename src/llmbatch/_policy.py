@@ -7,7 +7,10 @@ and randomness come in as arguments, so every rule is tested instantly.
 |----------------------------------|----------------------------------------------------|
 | 429 rate limited                 | Wait(retry-after or backoff), same pack            |
 | quota 429, 401, 403              | Stop the job (state saved, resumable)              |
-| timeout, connection, 5xx, 529    | Retry after backoff; split after repeated failures |
+| timeout, 5xx, 529                | Retry after backoff; split after repeated failures |
+| connection refused, DNS failure  | Retry after backoff (not the items' fault: never  |
+|                                  | fails them); Stop once the endpoint has been      |
+|                                  | unreachable for ``outage_after`` seconds          |
 | 400 bad request                  | Split; a lone item fails with the reason           |
 | truncated (finish_reason length) | Split; a lone item retries with a larger budget    |
 | item missing / invalid           | re-pack that item smaller; last attempt alone      |
@@ -18,9 +21,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ._exceptions import BadRequest, FatalError, ProviderError, RateLimited
+from ._exceptions import BadRequest, ConnectionFailed, FatalError, ProviderError, RateLimited
 
 __all__ = [
+    "MAY_PASS",
     "Backoff",
     "Decision",
     "Fail",
@@ -30,6 +34,25 @@ __all__ = [
     "Stop",
     "Wait",
 ]
+
+
+MAY_PASS = frozenset(
+    {
+        "timeout",
+        "connection",
+        "server_error",
+        "rate_limited",
+        "retryable",
+        "provider_error",
+        "expired",
+        "canceled",
+        "missing",
+        "invalid",
+        "truncated",
+    }
+)
+"""Failure kinds that may pass when asked again (a re-run retries them). The others will not:
+unreadable input, a request too large for the context, a duplicate id, a provider's 400."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +127,38 @@ class RetryPolicy:
     backoff: Backoff = Backoff()
     rate_limit_backoff: Backoff = Backoff(base=1.0, cap=60.0)
     budget_boost: int = 4
+    outage_after: float = 60.0
+    """Seconds of nothing but connection failures after which the job stops (resumable)."""
 
-    def on_error(self, error: ProviderError, *, size: int, failures: int, rng: random.Random) -> Decision:
-        """Decide after a request failed; ``failures`` counts this pack's failures including this one."""
+    def on_error(
+        self,
+        error: ProviderError,
+        *,
+        size: int,
+        failures: int,
+        rng: random.Random,
+        unreachable_for: float = 0.0,
+    ) -> Decision:
+        """Decide after a request failed; ``failures`` counts this pack's failures including this one.
+
+        ``unreachable_for``: seconds since the first of the connection failures that no
+        answer from the endpoint has followed (0 when it answered since).
+        """
         if isinstance(error, FatalError):
             return Stop(str(error))
+        if isinstance(error, ConnectionFailed) and unreachable_for >= self.outage_after:
+            return Stop(
+                f"{error} — unreachable for {unreachable_for:.0f} s: stopped with every record kept; "
+                "check the endpoint (--base-url, network, proxy), then run the same command to resume"
+            )
         if isinstance(error, RateLimited):
             floor = error.retry_after or 0.0
             if error.retry_after is not None:
                 return Wait(floor)
             return Wait(self.rate_limit_backoff.delay(failures, rng, floor=floor))
+        if isinstance(error, ConnectionFailed):
+            # Nothing reached the endpoint: a smaller pack would fail the same way.
+            return Retry(self.backoff.delay(failures, rng))
         if isinstance(error, BadRequest):
             if size > 1:
                 return Split()

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._task import canonical_json
-from ._types import JSON
+from ._types import JSON, IdValue
 
 __all__ = [
     "ABS_TOLERANCE",
@@ -140,7 +140,9 @@ class Comparison:
 
 
 def compare(
-    reference: Mapping[str, JSON], answers: Mapping[str, JSON], schema: Mapping[str, Any] | None = None
+    reference: Mapping[IdValue, JSON],
+    answers: Mapping[IdValue, JSON],
+    schema: Mapping[str, Any] | None = None,
 ) -> Comparison:
     """Compare answers by record id. Both maps hold only the records answered successfully.
 

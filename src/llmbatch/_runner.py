@@ -21,7 +21,15 @@ from typing import Any
 from ._budget import Budget
 from ._cache import ResultCache
 from ._control import ConcurrencyControl, PackSizeControl
-from ._exceptions import BudgetReached, FatalError, ItemError, ProviderError, UsageError
+from ._exceptions import (
+    BudgetReached,
+    ConnectionFailed,
+    EndpointUnreachable,
+    FatalError,
+    ItemError,
+    ProviderError,
+    UsageError,
+)
 from ._limiter import RateLimiter, Reservation
 from ._metrics import Metrics
 from ._packing import PACKERS, PackFormat, shared_prefix_tokens
@@ -72,6 +80,8 @@ class RunOptions:
     """``sync``: requests now; ``batch``: the provider's batch API (half price, results within 24 h)."""
     poll_interval: float = 5.0
     """Batch mode: seconds before a batch is first polled (then ×1.5 per poll, up to a minute)."""
+    retry_failed: bool = True
+    """A re-run asks again the records that failed for reasons that may pass (``_policy.MAY_PASS``)."""
 
 
 # -- running -------------------------------------------------------------------
@@ -135,6 +145,7 @@ class Runner:
             rng=random.Random(options.seed),
         )
         self.stop_reason: str | None = None
+        self._stop_error: type[FatalError] = FatalError
         self.budget_reached = False
         self._unsent = 0
         """Packs made but not yet sent (waiting for the budget or the rate limiter)."""
@@ -151,6 +162,8 @@ class Runner:
             else Budget(options.max_cost, spent=lambda: self.metrics.spent_before + self.metrics.cost)
         )
         self.in_flight = 0
+        self._unreachable_since: float | None = None
+        """When the connection failures began that no answer from the endpoint has followed."""
 
     def _choose_packer(self) -> PackFormat:
         name = self.options.pack or self.provider.default_pack
@@ -223,7 +236,7 @@ class Runner:
         if self.stop_reason is not None:
             if self.budget_reached:
                 raise BudgetReached(self.stop_reason)
-            raise FatalError(self.stop_reason)
+            raise self._stop_error(self.stop_reason)
         return self.metrics
 
     async def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
@@ -412,6 +425,7 @@ class Runner:
         return None if self.price is None else self.price.cost(completion.usage)
 
     def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
+        self._unreachable_since = None
         attempt = _attempt_of(pack)
         outcomes = self.packer.parse(self.task, pack.items, completion)
         truncated = completion.finish_reason == "length"
@@ -515,17 +529,36 @@ class Runner:
             updates.append(self._failed_update(state, decision.reason, decision.kind))
         return 0
 
+    def _unreachable_for(self, error: ProviderError) -> float:
+        """Seconds the endpoint has been unreachable (0 once anything answered, even an error)."""
+        if isinstance(error, ConnectionFailed):
+            now = self.clock()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            return now - self._unreachable_since
+        if error.status is not None:
+            self._unreachable_since = None
+        return 0.0
+
     def _on_error(self, pack: Pack, error: ProviderError, started: float) -> None:
         attempt = _attempt_of(pack)
         pack.failures += 1
-        decision = self.policy.on_error(error, size=pack.size, failures=pack.failures, rng=self.rng)
+        decision = self.policy.on_error(
+            error,
+            size=pack.size,
+            failures=pack.failures,
+            rng=self.rng,
+            unreachable_for=self._unreachable_for(error),
+        )
         self.metrics.observe_error(error.kind, size=pack.size, first_tries=_first_tries(pack))
         if error.kind in ("rate_limited", "timeout"):
             self.flow.on_pressure(self.best_latency.get(pack.size, 1.0))
         updates: list[ItemUpdate] = []
         now = self.clock()
         if isinstance(decision, Stop):
-            self.stop_reason = decision.reason
+            if self.stop_reason is None:
+                self.stop_reason = decision.reason
+                self._stop_error = EndpointUnreachable if isinstance(error, ConnectionFailed) else FatalError
             self.planner.resend(pack)
         elif isinstance(decision, Wait):
             self.limiter.pause(decision.delay)
@@ -557,6 +590,9 @@ class Runner:
         self, pack: Pack, error: ProviderError, updates: list[ItemUpdate]
     ) -> list[ItemState]:
         survivors: list[ItemState] = []
+        if isinstance(error, ConnectionFailed):
+            # Not the items' fault and not theirs to fail for: an outage that lasts stops the job.
+            return list(pack.states)
         for state in pack.states:
             state.transient += 1
             if state.transient >= self.policy.max_transient:

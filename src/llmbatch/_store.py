@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ._types import Result
 
@@ -99,7 +99,24 @@ def _m002_batches(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial, _m002_batches)
+def _m003_id_values(db: sqlite3.Connection) -> None:
+    """Ids keep their JSON value (the number 1 is not the string "1"); line-number ids are marked."""
+    # id_json: the JSON of a non-string id (NULL for strings); id_fallback: 1 when the id is the
+    # line number. (No SQL comments inside ADD COLUMN: SQLite copies them into the table's schema.)
+    _run_script(
+        db,
+        """
+        ALTER TABLE items ADD COLUMN id_json TEXT;
+        ALTER TABLE items ADD COLUMN id_fallback INTEGER NOT NULL DEFAULT 0
+        """,
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial, _m002_batches, _m003_id_values)
+
+ItemRow = tuple[int, str, str | None, int, str | None, str | None, str, str, str]
+"""(idx, id, id_json, id_fallback, text, input_hash, status, error, error_kind): one ingested record."""
+_ITEM_COLUMNS = "idx, id, id_json, id_fallback, text, input_hash, status, error, error_kind"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,20 +290,52 @@ class JobStore(_BatchTable):
 
     # -- items -----------------------------------------------------------------
 
-    def add_items(self, rows: Iterable[tuple[int, str, str | None, str | None, str, str, str]]) -> None:
-        """Insert (idx, id, text, input_hash, status, error, error_kind) rows, skipping known ones."""
+    def add_items(self, rows: Iterable[ItemRow], *, staging: bool = False) -> None:
+        """Insert ``ItemRow`` rows, skipping known positions (into the staging table if ``staging``)."""
+        table = "staged" if staging else "items"
         with self.transaction():
             self.db.executemany(
-                "INSERT OR IGNORE INTO items (idx, id, text, input_hash, status, error, error_kind)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                f"INSERT OR IGNORE INTO {table} ({_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
 
+    # A resumed job reads its input into a private table first: only once the whole input
+    # is read is it known whether it is the job's (drop it) or another (it becomes the job).
+
+    def begin_staging(self) -> None:
+        self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS staged ({_ITEM_COLUMNS}, PRIMARY KEY (idx))")
+        self.db.execute("DELETE FROM staged")
+
+    def end_staging(self) -> None:
+        self.db.execute("DROP TABLE IF EXISTS temp.staged")
+
+    def adopt_staged(self) -> None:
+        """The staged records become the job's items (after ``start_over``)."""
+        with self.transaction():
+            self.db.execute(f"INSERT INTO items ({_ITEM_COLUMNS}) SELECT {_ITEM_COLUMNS} FROM staged")
+        self.end_staging()
+
+    def rename_colliding_fallback_ids(self) -> int:
+        """A line-number id that equals a record's own id becomes ``line-N``; returns how many.
+
+        A record without an id must never take (and so fail) the id of a record that has one.
+        """
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE items SET id = 'line-' || id, id_json = NULL WHERE id_fallback = 1 AND EXISTS"
+                " (SELECT 1 FROM items AS own WHERE own.id_fallback = 0 AND own.id = items.id"
+                " AND own.id_json IS items.id_json)"
+            )
+        return cursor.rowcount
+
     def fail_duplicate_ids(self) -> list[tuple[str, int, int]]:
-        """Fail every later record that repeats an earlier id; returns (id, first, again) lines."""
+        """Fail every later record that repeats an earlier id; returns (id, first, again) lines.
+
+        Ids are equal when their JSON values are: the number 1 and the string "1" are two ids.
+        """
         dupes = self.db.execute(
             "SELECT later.id, MIN(first.idx), later.idx FROM items AS later"
-            " JOIN items AS first ON first.id = later.id AND first.idx < later.idx"
+            " JOIN items AS first ON first.id = later.id AND first.id_json IS later.id_json"
+            " AND first.idx < later.idx"
             " WHERE later.error_kind != 'duplicate_id' GROUP BY later.idx ORDER BY later.idx"
         ).fetchall()
         with self.transaction():
@@ -319,6 +368,32 @@ class JobStore(_BatchTable):
                 changed += cursor.rowcount
         return changed
 
+    def retry_failed(self, kinds: Iterable[str]) -> dict[str, int]:
+        """Make failed items of these kinds pending again (a fresh set of attempts); counts by kind."""
+        kinds = tuple(kinds)
+        marks = ",".join("?" * len(kinds))
+        with self.transaction():
+            counts = dict(
+                self.db.execute(
+                    f"SELECT error_kind, COUNT(*) FROM items WHERE status = ? AND error_kind IN ({marks})"
+                    " GROUP BY error_kind",
+                    (FAILED, *kinds),
+                ).fetchall()
+            )
+            if counts:
+                self.db.execute(
+                    f"UPDATE items SET status = ?, attempts = 0, answer = NULL, error = '', error_kind = ''"
+                    f" WHERE status = ? AND error_kind IN ({marks})",
+                    (PENDING, FAILED, *kinds),
+                )
+        return counts
+
+    def start_over(self) -> None:
+        """Forget every record, request, batch and meta key (the job's lock file stays)."""
+        with self.transaction():
+            for table in ("items", "requests", "batches", "meta"):
+                self.db.execute(f"DELETE FROM {table}")
+
     def pending(self, after: int = -1, limit: int = 1000) -> list[tuple[int, str, str, int]]:
         """The next pending items after position ``after``: (idx, id, text, attempts)."""
         return self.db.execute(
@@ -336,19 +411,31 @@ class JobStore(_BatchTable):
         ).fetchall()
         return {kind or "unknown": n for kind, n in rows}
 
-    def results(self) -> Iterator[Result]:
-        """Every item's final state, in input order, streamed."""
+    def results(self, stopped: str = "") -> Iterator[Result]:
+        """Every item's final state, in input order, streamed.
+
+        An item still pending (the job stopped before it was answered) is a ``stopped`` row
+        whose error is ``stopped`` (why the job stopped and how to go on) — never a gap.
+        """
         cursor = self.db.execute(
-            "SELECT idx, id, status, answer, error, error_kind, attempts FROM items ORDER BY idx"
+            "SELECT idx, id, id_json, status, answer, error, error_kind, attempts FROM items ORDER BY idx"
         )
-        for idx, item_id, status, answer, error, kind, attempts in cursor:
+        unanswered = stopped or "not answered: the job stopped first; run the same command to resume"
+        state: Literal["ok", "failed", "stopped"]
+        for idx, item_id, id_json, status, answer, error, kind, attempts in cursor:
+            if status == DONE:
+                state, error, kind = "ok", "", ""
+            elif status == PENDING:
+                state, error, kind = "stopped", unanswered, "stopped"
+            else:
+                state = "failed"
             yield Result(
                 index=idx,
-                id=item_id,
-                status="ok" if status == DONE else "failed",
-                answer=None if answer is None else json.loads(answer),
-                error=error if status != DONE else "",
-                error_kind=kind if status != DONE else "",
+                id=item_id if id_json is None else json.loads(id_json),
+                status=state,
+                answer=None if answer is None or status != DONE else json.loads(answer),
+                error=error,
+                error_kind=kind,
                 attempts=attempts,
             )
 

@@ -36,7 +36,7 @@ from ._quality import Comparison, SizeScore, compare, recommend
 from ._runner import RunOptions
 from ._store import JobStore
 from ._task import Task
-from ._types import JSON, Item
+from ._types import JSON, IdValue, Item
 from .providers.base import Provider
 
 __all__ = [
@@ -224,7 +224,7 @@ async def tune(
         _write_jsonl(input_path, chosen)
         results: list[SizeResult] = []
         skipped: list[int] = []
-        reference: dict[str, JSON] = {}
+        reference: dict[IdValue, JSON] = {}
         spent = 0.0
         for position, size in enumerate(ordered):
             budget = None if max_cost is None else max_cost - spent
@@ -293,7 +293,7 @@ def _size_result(
     )
 
 
-def _answers(job_dir: Path) -> dict[str, JSON]:
+def _answers(job_dir: Path) -> dict[IdValue, JSON]:
     """The successful answers of a finished job, by record id."""
     store = JobStore.open(job_dir, readonly=True)
     try:

@@ -98,13 +98,19 @@ class Outcome:
         return cls("invalid", None, reason)
 
 
+IdValue = str | int | float | bool
+"""A record's id: the JSON value it had in the input (a number stays a number)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """The final state of one record, as written to the output."""
 
     index: int
-    id: str
-    status: Literal["ok", "failed"]
+    id: IdValue
+    """The record's id as its JSON value (a string, or the number it was), or its line number."""
+    status: Literal["ok", "failed", "stopped"]
+    """``stopped``: the job stopped (budget, auth, interrupt) before the record was answered."""
     answer: JSON = None
     error: str = ""
     error_kind: str = ""

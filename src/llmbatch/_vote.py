@@ -43,7 +43,7 @@ from ._quality import vote_key
 from ._runner import RunOptions
 from ._store import JobStore
 from ._task import Task
-from ._types import JSON, Result
+from ._types import JSON, IdValue, Result
 from .providers.base import Provider
 
 __all__ = ["PassResult", "VoteReport", "vote"]
@@ -58,7 +58,7 @@ _HOPELESS = frozenset({"input", "duplicate_id"})
 class _Ballot:
     """The votes one record received, in pass order."""
 
-    id: str
+    id: IdValue
     votes: list[tuple[str, JSON]] = field(default_factory=list)
     sent: int = 0
     """Passes that included this record."""

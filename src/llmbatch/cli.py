@@ -1,7 +1,8 @@
 """The command line: a thin layer over the facade. The one place that calls ``asyncio.run``.
 
 Exit codes: 0 every record ok · 2 usage error · 3 some records failed ·
-4 the job stopped (auth, quota; state saved, resumable) · 130 interrupted.
+4 the job stopped (auth, quota, budget, outage, disk; state saved, resumable) ·
+130 interrupted (Ctrl-C) · 143 terminated (SIGTERM); both save state too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,9 +27,9 @@ from . import __version__
 from ._cache import default_cache_dir
 from ._cli_options import local_model_options, provider_config
 from ._estimate import estimate_job
-from ._exceptions import BudgetReached, FatalError, LLMBatchError, UsageError
+from ._exceptions import BudgetReached, FatalError, JobStopped, LLMBatchError, UsageError
 from ._io import open_reader
-from ._job import JobResult, JobSpec, default_job_dir, run_job
+from ._job import JobResult, JobSpec, check_paths, default_job_dir, run_job
 from ._metrics import Metrics
 from ._packing import PACKERS
 from ._policy import RetryPolicy
@@ -43,7 +45,7 @@ from .report.table import estimate_table, metrics_table
 from .tune_commands import COMMANDS as QUALITY_COMMANDS
 from .tune_commands import vote_table
 
-EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 4, 130, 143
 
 # soft_wrap: a message is one line even when stderr is a pipe or a log file, where
 # rich would otherwise wrap it at 80 columns.
@@ -128,8 +130,10 @@ def _default_provider(opts: dict[str, Any]) -> str:
         raise UsageError(f"no API key or base URL is set, and {INSTALL_HINT}")
     if not opts["quiet"]:
         err.print(
-            "no API key or base URL set: using the bundled local model (SmolLM2-135M, offline); "
-            "for a hosted API set OPENAI_API_KEY (and --model), or --base-url",
+            "no API key or base URL set: using the bundled local model (SmolLM2-135M, offline). It is "
+            "small, meant for trying llmbatch without a key, and its answers are often wrong. For real "
+            "answers run the same command with OPENAI_API_KEY set (and --model gpt-4o-mini), "
+            "ANTHROPIC_API_KEY, or --base-url http://HOST:PORT/v1 for any OpenAI-compatible server",
             highlight=False,
         )
     return "local"
@@ -147,7 +151,7 @@ def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
             max_batch_size=opts["max_batch_size"],
             concurrency=opts["concurrency"],
             pack=opts["pack"],
-            policy=RetryPolicy(max_attempts=opts["max_attempts"]),
+            policy=RetryPolicy(max_attempts=opts["max_attempts"], outage_after=opts["outage_timeout"]),
             timeout=opts["timeout"],
             rpm=opts["rpm"],
             tpm=opts["tpm"],
@@ -156,6 +160,7 @@ def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
             max_cost=opts["max_cost"],
             mode=opts["mode"],
             poll_interval=opts["poll_interval"],
+            retry_failed=opts["retry_failed"],
         ),
         prices=PriceTable.load(opts["prices"]),
         restart=opts["restart"],
@@ -331,12 +336,27 @@ Examples:
 @click.option(
     "--timeout", type=click.FloatRange(0.1), default=120.0, show_default=True, help="Per request, s."
 )
+@click.option(
+    "--outage-timeout",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Stop the job (exit 4, resumable) once the endpoint has been unreachable this many seconds; "
+    "records are never failed for it.",
+)
 @click.option("--rpm", type=click.FloatRange(1), help="Requests per minute (else learnt from headers).")
 @click.option("--tpm", type=click.FloatRange(1), help="Tokens per minute (else learnt from headers).")
 @click.option(
     "--job-dir", type=click.Path(file_okay=False, path_type=Path), help="Default .llmbatch/<input>-<task>"
 )
 @click.option("--restart", is_flag=True, help="Forget the job's state and start over.")
+@click.option(
+    "--retry-failed/--no-retry-failed",
+    default=True,
+    show_default=True,
+    help="On a re-run, ask again the records that failed for reasons that may pass (timeouts, "
+    "server errors, missing or invalid answers); unreadable or too-large records stay failed.",
+)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Shared result cache.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="JSON price table over the shipped one.")
@@ -396,6 +416,7 @@ def run(**opts: Any) -> None:
     )
     _apply_tuned_ceiling(opts, task, backend.model)
     spec = _spec(opts, task, output)
+    check_paths(spec)  # before a local model loads or a Ray cluster starts
     to_stdout = output == "-"
     out = Console(stderr=to_stdout)
     if opts["engine"] == "ray":
@@ -403,26 +424,30 @@ def run(**opts: Any) -> None:
     notify = None if opts["quiet"] else lambda notice: err.print(notice, highlight=False, markup=False)
     metrics = Metrics()
     title = escape(f"llmbatch · {task.name} · {backend.model}")
+    terminated = _terminate_like_interrupt()
     try:
         with _logging(spec.job_dir, opts["verbose"]):
             if opts["votes"] > 1:
                 _run_votes(spec, lambda: create_provider(provider_name, config), notify, opts, out)
             result = asyncio.run(_run_with_progress(spec, backend, notify, opts, metrics))
-    except BudgetReached as exc:
+    except (BudgetReached, FatalError, JobStopped) as exc:
         # What this run did, spend against the budget included, then how to go on.
         summary = metrics.summary()
         _write_metrics(opts, summary)
-        if not opts["quiet"]:
+        if not opts["quiet"] and metrics.started:
             out.print(metrics_table(summary, title=title))
+        _print_written(exc.rows_written, output, out, opts)
         err.print(f"[red]stopped:[/] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_STOPPED)
     except KeyboardInterrupt:
+        what = "terminated" if terminated() else "interrupted"
+        written = "" if to_stdout else f"; the answers so far are in {output}"
         err.print(
-            f"interrupted: state saved; run the same command again to resume (job dir {spec.job_dir})",
+            f"{what}: state saved{written}; run the same command again to resume (job dir {spec.job_dir})",
             highlight=False,
             markup=False,
         )
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED)
     summary = result.metrics.summary()
     _write_metrics(opts, summary)
     if not opts["quiet"]:
@@ -430,6 +455,29 @@ def run(**opts: Any) -> None:
         if not to_stdout:
             out.print(f"wrote {result.rows_written:,} rows to {output}", highlight=False, markup=False)
     sys.exit(EXIT_OK if result.all_ok else EXIT_FAILED)
+
+
+def _terminate_like_interrupt() -> Callable[[], bool]:
+    """SIGTERM (docker stop, Kubernetes, systemd, Slurm) stops the job as Ctrl-C does: state
+    saved, output written. Returns whether it was SIGTERM, for the message and exit 143."""
+    received: list[int] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        received.append(signum)
+        # Ctrl-C's path: asyncio.run cancels the job and raises KeyboardInterrupt here.
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, on_term)
+    return lambda: bool(received)
+
+
+def _print_written(rows: int | None, output: str, out: Console, opts: dict[str, Any]) -> None:
+    if rows is not None and output != "-" and not opts["quiet"]:
+        out.print(
+            f"wrote {rows:,} rows to {output} (answers so far; the rest are stopped rows)",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _write_metrics(opts: dict[str, Any], summary: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ from ._ray_worker import INSTALL_HINT, POSITION, BlockWorker, WorkerSpec, import
 from ._runner import Runner, RunOptions
 from ._store import JobStore
 from ._task import Task
-from ._types import Result
+from ._types import IdValue, Result
 from .providers import ProviderConfig, create_provider
 
 if TYPE_CHECKING:
@@ -362,7 +362,7 @@ def _fail_later_duplicates(results: list[Result], metrics: Metrics) -> None:
     A worker sees only its block, so a repeat across blocks is caught here
     (and the metrics moved along with it).
     """
-    first: dict[str, int] = {}
+    first: dict[IdValue, int] = {}
     for n, result in enumerate(results):
         seen = first.setdefault(result.id, result.index)
         if seen == result.index or result.error_kind == "duplicate_id":
