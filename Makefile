@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
 
-.PHONY: demo test install install-test lint typecheck bench clean
+.PHONY: demo test install install-test check lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local]'
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local,test,ray]'
+	$(BIN)/pip install --quiet -e '.[local,test,ray,dev]'
 	# The HTML report is checked in headless Chromium (Debian's package).
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the report's browser test will be skipped"
@@ -28,17 +28,21 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/llmbatch run examples/reviews.jsonl --task examples/sentiment.toml --out reviews-sentiment.jsonl
 
-## Install the test needs and run the whole suite (what CI runs).
+## Install the test needs, then the linter, the strict type check and the whole suite (what CI runs).
 test: install-test
+	$(MAKE) --no-print-directory check
 	$(BIN)/python -m pytest -q
 
-lint: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+check:
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+lint: install-test
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 
-typecheck: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+typecheck: install-test
 	$(BIN)/mypy
 
 clean:

@@ -85,7 +85,7 @@ def test_an_id_less_input_says_once_that_ids_are_line_numbers(store: JobStore) -
 
 def test_a_template_field_none_of_the_first_records_has_is_a_usage_error(store: JobStore) -> None:
     task = Task(instructions="Classify.", input="{title}: {text}", output="text")
-    with pytest.raises(UsageError, match="'title'.*none of the first 2 records"):
+    with pytest.raises(UsageError, match=r"'title'.*none of the first 2 records"):
         ingest(store, task, records({"id": "a", "text": "x"}, {"id": "b", "text": "y"}))
     assert store.counts() == {}  # nothing stored, nothing sent
 

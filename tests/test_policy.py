@@ -9,7 +9,6 @@ import pytest
 from llmbatch import (
     AuthenticationError,
     BadRequest,
-    ConnectionFailed,
     FatalError,
     ProviderError,
     QuotaExhausted,

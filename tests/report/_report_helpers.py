@@ -106,7 +106,8 @@ def make_store(
     """A job store holding exactly these items, requests and meta keys."""
     store = JobStore.open(job_dir)
     store.add_items(
-        (i, item.id, None, 0, "text", None, item.status, item.error, item.kind) for i, item in enumerate(items)
+        (i, item.id, None, 0, "text", None, item.status, item.error, item.kind)
+        for i, item in enumerate(items)
     )
     for request in requests:
         store.record_request(request, [])
