@@ -9,6 +9,7 @@ import pytest
 from llmbatch import (
     AuthenticationError,
     BadRequest,
+    ConnectionFailed,
     FatalError,
     ProviderError,
     QuotaExhausted,
@@ -212,3 +213,27 @@ def test_backoff_after_very_many_failures_stays_capped() -> None:
     backoff = Backoff(base=1.0, cap=60.0)
     generator = rng()
     assert all(0.0 <= backoff.delay(n, generator) <= 60.0 for n in (64, 1100, 10**6))
+
+
+# -- connection failures: never the items' fault; a lasting outage stops the job -------------------
+
+
+@pytest.mark.parametrize("failures", [1, 2, 5])
+def test_a_connection_failure_retries_the_same_pack_unsplit(failures: int) -> None:
+    decision = POLICY.on_error(ConnectionFailed("refused"), size=10, failures=failures, rng=rng())
+    assert isinstance(decision, Retry)
+
+
+def test_a_connection_failure_stops_the_job_once_the_outage_lasts() -> None:
+    policy = RetryPolicy(outage_after=30.0)
+    short = policy.on_error(ConnectionFailed("refused"), size=4, failures=3, rng=rng(), unreachable_for=29.9)
+    assert isinstance(short, Retry)
+    long = policy.on_error(ConnectionFailed("refused"), size=4, failures=3, rng=rng(), unreachable_for=30.0)
+    assert isinstance(long, Stop) and "run the same command to resume" in long.reason
+    # A server that answers (even with errors) is no outage.
+    assert not isinstance(
+        policy.on_error(
+            ServerError("bad gateway", status=502), size=1, failures=1, rng=rng(), unreachable_for=99
+        ),
+        Stop,
+    )
