@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -57,3 +58,22 @@ def test_run_and_tune_both_offer_the_options() -> None:
     for command in ("run", "tune"):
         text = CliRunner().invoke(main, [command, "--help"]).output
         assert "--threads" in text and "--n-ctx" in text, command
+
+
+def test_the_no_key_default_says_the_local_model_is_small_and_how_to_use_a_real_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmbatch.providers.local as local
+    from _e2e_helpers import EXAMPLES, invoke
+
+    monkeypatch.setattr(local, "local_available", lambda: True)
+    unset = {name: None for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY")}
+    # A missing input stops the run right after the provider is chosen: nothing loads.
+    result = invoke(
+        ["run", str(tmp_path / "none.jsonl"), "--task", str(EXAMPLES / "sentiment.toml")],
+        env=unset,  # type: ignore[arg-type]
+    )
+    assert result.exit_code == 2
+    notice = result.stderr
+    assert "bundled local model" in notice and "small" in notice and "trying" in notice
+    assert "OPENAI_API_KEY" in notice and "--base-url" in notice and "run the same command" in notice
