@@ -146,3 +146,40 @@ def test_the_cli_shows_spend_against_the_budget_and_the_budget_covers_the_whole_
     code, _, _ = run("0.01")
     assert code == 0
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 66
+
+
+class Hanging(KeyedFake):
+    """Takes the request and never answers (the run is killed or interrupted meanwhile)."""
+
+    async def answer(self, items: dict[str, str], request: Request) -> Completion:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+def test_requests_in_flight_when_a_run_is_cut_short_count_against_the_next_runs_budget(
+    tmp_path: Path,
+) -> None:
+    job = tmp_path / "job"
+    store = JobStore.open(job)
+    ingest(store, TASK, [Record(i, i, {"id": str(i), "text": f"text {i}"}) for i in range(40)])
+    options = RunOptions(batch_size=5, concurrency=4, max_cost=1.0)
+
+    async def cut_short() -> None:
+        runner = Runner(TASK, Hanging(), store, options, price=PRICE)
+        task = asyncio.ensure_future(runner.run())
+        while runner.in_flight < 4:
+            await asyncio.sleep(0.01)
+        task.cancel()  # Ctrl-C, SIGTERM: four requests were sent and may be charged
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cut_short())
+    in_flight = store.get_meta("budget_in_flight")
+    assert in_flight > 0  # the journal kept their worst case
+
+    runner = Runner(TASK, Answering(), store, options, price=PRICE)
+    metrics = asyncio.run(runner.run())
+    assert metrics.spent_before == pytest.approx(in_flight)  # counted as spent, once
+    assert store.get_meta("budget_in_flight") == 0.0
+    assert runner.budget is not None and runner.budget.spent() <= options.max_cost  # type: ignore[operator]
+    store.close()

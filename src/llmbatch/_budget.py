@@ -9,7 +9,10 @@ is in flight and it still does not fit: it ends within one request of the budget
 rather than a concurrency's worth of worst cases below it.
 
 The spend comes from a callable (the job's earlier runs plus this one), so the
-budget covers the job over all its runs.
+budget covers the job over all its runs. The reservations are journalled into
+the job's store: a run killed with requests in flight leaves their worst case
+there, and the next run counts it as spent — the provider may have charged for
+answers that never arrived — so no way of ending a run lets the job pass its budget.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ __all__ = ["Budget"]
 class Budget:
     """Reservations against ``limit`` USD; ``spent()`` is what the job has paid so far."""
 
-    __slots__ = ("_freed", "_holders", "committed", "limit", "spent")
+    __slots__ = ("_freed", "_holders", "_journal", "committed", "limit", "spent")
 
-    def __init__(self, limit: float, spent: Callable[[], float]) -> None:
+    def __init__(
+        self, limit: float, spent: Callable[[], float], journal: Callable[[float], None] | None = None
+    ) -> None:
         self.limit = limit
         self.spent = spent
+        self._journal = journal
+        """Hears the reserved total after each change (the runner keeps it in the job's store)."""
         self.committed = 0.0
         """Worst cases reserved by requests not yet settled (USD)."""
         self._holders = 0
@@ -45,6 +52,8 @@ class Budget:
             return False
         self.committed += projected
         self._holders += 1
+        if self._journal is not None:
+            self._journal(self.committed)
         return True
 
     async def reserve(self, projected: float, *, stopped: Callable[[], bool]) -> bool:
@@ -64,6 +73,8 @@ class Budget:
         # Reset rather than subtract the last one: float sums leave a residue (1e-18)
         # that would look like a reservation still held, and waiters would wait forever.
         self.committed = self.committed - projected if self._holders > 0 else 0.0
+        if self._journal is not None:
+            self._journal(self.committed)
         self._freed.set()
         self._freed = asyncio.Event()
 

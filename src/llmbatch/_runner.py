@@ -156,14 +156,35 @@ class Runner:
                 f"--max-cost needs the price of model {provider.model!r}; add it with --prices FILE"
             )
         self.metrics.budget = options.max_cost
+        # Sync requests journal their reservations in the store (batch mode has its batches table).
+        journal = self._journal_reserved if options.mode == "sync" else None
         self.budget = (
             None
             if options.max_cost is None
-            else Budget(options.max_cost, spent=lambda: self.metrics.spent_before + self.metrics.cost)
+            else Budget(
+                options.max_cost, spent=lambda: self.metrics.spent_before + self.metrics.cost, journal=journal
+            )
         )
         self.in_flight = 0
         self._unreachable_since: float | None = None
         """When the connection failures began that no answer from the endpoint has followed."""
+
+    def _journal_reserved(self, amount: float) -> None:
+        self.store.set_meta("budget_in_flight", amount)
+
+    def _unsettled_before(self) -> float:
+        """Worst cases of requests earlier runs sent but never settled (killed or interrupted
+        while they were in flight): counted as spent, since the provider may have charged them."""
+        left = float(self.store.get_meta("budget_in_flight") or 0.0)
+        total = float(self.store.get_meta("budget_unsettled") or 0.0) + left
+        if left:
+            with self.store.transaction():
+                self.store.set_meta("budget_unsettled", total)
+                self.store.set_meta("budget_in_flight", 0.0)
+            log.warning(
+                "the last run ended with requests in flight: their worst case ($%.4f) counts as spent", left
+            )
+        return total
 
     def _choose_packer(self) -> PackFormat:
         name = self.options.pack or self.provider.default_pack
@@ -222,7 +243,7 @@ class Runner:
         self.metrics.items_failed = Counter(self.store.failures_by_kind())
         if first_stage:
             self.metrics.items_skipped = counts.get(DONE, 0)
-            self.metrics.spent_before = self.store.request_totals()["cost"]
+            self.metrics.spent_before = self.store.request_totals()["cost"] + self._unsettled_before()
             self.metrics.start()
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -318,10 +339,14 @@ class Runner:
         if prepared is None:
             return
         request, reservation, projected = prepared
+        settled = False
         try:
             await self._call(pack, request, reservation)
+            settled = True
         finally:
-            if self.budget is not None and projected is not None:
+            # A request cancelled in flight was sent and may be charged: its reservation stays
+            # in the journal, and the next run counts it as spent.
+            if self.budget is not None and projected is not None and settled:
                 self.budget.release(projected)
 
     async def _prepare(self, pack: Pack) -> tuple[Request, Reservation, float | None] | None:
