@@ -80,9 +80,7 @@ def test_every_bad_record_fails_alone_with_a_reason(
     cases = [(row_id, word) for line, row_id, word in JSONL_CASES if line]
     assert [row["id"] for row in rows] == [row_id for row_id, _ in cases]
     task = load_task("translate")
-    texts = {
-        json.loads(line)["id"]: json.loads(line) for line, _, word in JSONL_CASES if line and not word
-    }
+    texts = {json.loads(line)["id"]: json.loads(line) for line, _, word in JSONL_CASES if line and not word}
     assert len(texts) == sum(1 for line, _, word in JSONL_CASES if line and not word)
     for row, (row_id, word) in zip(rows, cases, strict=True):
         if word is None:
