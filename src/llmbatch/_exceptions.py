@@ -13,6 +13,7 @@ edge (``providers/``), so the policy and the runner reason about one tree::
         │   ├── RateLimited        429 with a retry-after: pause every sender
         │   ├── RequestTimeout     no answer within --timeout
         │   ├── ConnectionFailed   could not reach the endpoint
+        │   │   └── NotAnAPI       it answered, but not as the API does (an HTML page, a proxy)
         │   ├── ServerError        5xx, 529 overloaded
         │   └── BatchLineLost      a batch-API line the provider never ran (expired, canceled)
         ├── BadRequest             400: something in the pack is rejected; split it
@@ -37,6 +38,7 @@ __all__ = [
     "ItemError",
     "JobStopped",
     "LLMBatchError",
+    "NotAnAPI",
     "ProviderError",
     "QuotaExhausted",
     "RateLimited",
@@ -128,6 +130,13 @@ class RequestTimeout(RetryableError):
 
 class ConnectionFailed(RetryableError):
     kind = "connection"
+
+
+class NotAnAPI(ConnectionFailed):
+    """A 200 that is not the API's answer (an HTML login page, a wrong --base-url): as good as
+    unreachable — retried, never failing records, and stopping the job if it lasts."""
+
+    kind = "not_api"
 
 
 class ServerError(RetryableError):

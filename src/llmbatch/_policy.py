@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ._exceptions import BadRequest, ConnectionFailed, FatalError, ProviderError, RateLimited
+from ._exceptions import BadRequest, ConnectionFailed, FatalError, NotAnAPI, ProviderError, RateLimited
 
 __all__ = [
     "MAY_PASS",
@@ -40,6 +40,7 @@ MAY_PASS = frozenset(
     {
         "timeout",
         "connection",
+        "not_api",
         "server_error",
         "rate_limited",
         "retryable",
@@ -147,8 +148,9 @@ class RetryPolicy:
         if isinstance(error, FatalError):
             return Stop(str(error))
         if isinstance(error, ConnectionFailed) and unreachable_for >= self.outage_after:
+            what = "not answering as the API" if isinstance(error, NotAnAPI) else "unreachable"
             return Stop(
-                f"{error} — unreachable for {unreachable_for:.0f} s: stopped with every record kept; "
+                f"{error} — {what} for {unreachable_for:.0f} s: stopped with every record kept; "
                 "check the endpoint (--base-url, network, proxy), then run the same command to resume"
             )
         if isinstance(error, RateLimited):
