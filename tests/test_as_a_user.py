@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,14 +48,23 @@ TASK = load_task("sentiment")
 
 
 @pytest.fixture
-def gate(sim_thread: Callable[..., ThreadedServer]) -> Iterator[Gate]:
-    """A gate passing requests to a simulator with a little latency."""
-    sim = sim_thread(seed=5, base_latency=0.05)
-    gate = Gate(sim.base_url).start()
-    try:
-        yield gate
-    finally:
+def gate_to(sim_thread: Callable[..., ThreadedServer]) -> Iterator[Callable[..., Gate]]:
+    """``gate_to(**knobs)``: a gate before a simulator with ``SimConfig(**knobs)``, stopped after the test."""
+    gates: list[Gate] = []
+
+    def start(**knobs: Any) -> Gate:
+        gates.append(Gate(sim_thread(**knobs).base_url).start())
+        return gates[-1]
+
+    yield start
+    for gate in gates:
         gate.stop()
+
+
+@pytest.fixture
+def gate(gate_to: Callable[..., Gate]) -> Gate:
+    """A gate passing requests to a simulator with a little latency."""
+    return gate_to(seed=5, base_latency=0.05)
 
 
 def args_for(gate: Gate, source: Path | str, out: Path | str, job_dir: Path, *extra: str) -> list[str]:
@@ -65,6 +75,13 @@ def args_for(gate: Gate, source: Path | str, out: Path | str, job_dir: Path, *ex
         "--no-cache",
         *extra,
     ]
+
+
+def the_same_command_finishes_it(args: list[str], records: list[dict[str, object]], out: Path) -> None:
+    """Run ``args`` again: exit 0, and every row is the oracle's answer for its own record."""
+    result = run_cli(args)
+    assert result.returncode == 0, result.stderr
+    assert_rows_match_oracle(TASK, "json", records, read_jsonl(out))
 
 
 def one_line_error(stderr: str) -> str:
@@ -167,70 +184,60 @@ def test_an_outage_stops_the_job_and_the_same_command_finishes_it(tmp_path: Path
     assert [row["status"] for row in read_jsonl(out)] == ["stopped"] * 40
 
     gate.up()
-    result = run_cli(args)
-    assert result.returncode == 0, result.stderr
-    assert_rows_match_oracle(TASK, "json", records, read_jsonl(out))
+    the_same_command_finishes_it(args, records, out)
 
 
 def test_a_rerun_asks_again_what_may_pass_and_keeps_what_cannot(
-    tmp_path: Path, sim_thread: Callable[..., ThreadedServer]
+    tmp_path: Path, gate_to: Callable[..., Gate], sim_thread: Callable[..., ThreadedServer]
 ) -> None:
     records = review_records(20, seed=7)
     source = tmp_path / "in.jsonl"
     write_jsonl(source, records)
     with source.open("a") as handle:
         handle.write('{"id": "broken", "text": \n')  # unreadable: fails now and on every run
-    cutting = sim_thread(seed=1, truncate_rate=1.0)  # every answer cut off: truncated, may pass
-    gate = Gate(cutting.base_url).start()
-    try:
-        args = args_for(gate, source, tmp_path / "out.jsonl", tmp_path / "job", "--max-attempts", "1")
-        result = run_cli(args)
-        assert result.returncode == 3, result.stderr
-        first = read_jsonl(tmp_path / "out.jsonl")
-        assert {row["status"] for row in first} == {"failed"}
+    gate = gate_to(seed=1, truncate_rate=1.0)  # every answer cut off: truncated, may pass
+    args = args_for(gate, source, tmp_path / "out.jsonl", tmp_path / "job", "--max-attempts", "1")
+    result = run_cli(args)
+    assert result.returncode == 3, result.stderr
+    first = read_jsonl(tmp_path / "out.jsonl")
+    assert {row["status"] for row in first} == {"failed"}
 
-        gate.upstream = sim_thread(seed=1).base_url  # the model behaves now; same endpoint for the job
-        result = run_cli(args)
-        assert result.returncode == 3, result.stderr
-        assert "asking again 20 records" in result.stderr
-        rows = read_jsonl(tmp_path / "out.jsonl")
-        assert_rows_match_oracle(TASK, "json", records, rows[:-1])
-        assert rows[-1]["status"] == "failed" and "not valid JSON" in str(rows[-1]["error"])
+    gate.upstream = sim_thread(seed=1).base_url  # the model behaves now; same endpoint for the job
+    result = run_cli(args)
+    assert result.returncode == 3, result.stderr
+    assert "asking again 20 records" in result.stderr
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert_rows_match_oracle(TASK, "json", records, rows[:-1])
+    assert rows[-1]["status"] == "failed" and "not valid JSON" in str(rows[-1]["error"])
 
-        sent = gate.passed
-        result = run_cli([*args, "--no-retry-failed"])  # nothing left that may pass: nothing sent
-        assert result.returncode == 3 and gate.passed == sent
-    finally:
-        gate.stop()
+    sent = gate.passed
+    result = run_cli([*args, "--no-retry-failed"])  # nothing left that may pass: nothing sent
+    assert result.returncode == 3 and gate.passed == sent
 
 
 # -- 3. one process per job --------------------------------------------------------------------
 
 
 def test_a_second_run_on_a_running_job_is_refused_and_a_killed_ones_lock_is_taken_over(
-    tmp_path: Path, sim_thread: Callable[..., ThreadedServer]
+    tmp_path: Path, gate_to: Callable[..., Gate]
 ) -> None:
     records = review_records(40, seed=8)
     source = write_jsonl(tmp_path / "in.jsonl", records)
-    sim = sim_thread(seed=2, base_latency=0.4)
-    gate = Gate(sim.base_url).start()
+    gate = gate_to(seed=2, base_latency=0.4)
     job_dir = tmp_path / "job"
+    args = [*args_for(gate, source, tmp_path / "out.jsonl", job_dir), "--batch-size", "2"]
+    first = start_cli(args)
     try:
-        args = [*args_for(gate, source, tmp_path / "out.jsonl", job_dir), "--batch-size", "2"]
-        first = start_cli(args)
-        try:
-            wait_until(lambda: gate.passed >= 2 or first.poll() is not None)
-            second = run_cli(args)
-            assert second.returncode == 2, second.stderr
-            assert f"process {first.pid}" in one_line_error(second.stderr)
-            first.send_signal(signal.SIGKILL)  # dies holding the lock
-        finally:
-            finish(first)
-        result = run_cli(args)  # the kernel dropped the dead run's lock: this one takes over
-        assert result.returncode == 0, result.stderr
-        assert_rows_match_oracle(TASK, "json", records, read_jsonl(tmp_path / "out.jsonl"))
+        wait_until(lambda: gate.passed >= 2 or first.poll() is not None)
+        second = run_cli(args)
+        assert second.returncode == 2, second.stderr
+        assert f"process {first.pid}" in one_line_error(second.stderr)
+        first.send_signal(signal.SIGKILL)  # dies holding the lock
     finally:
-        gate.stop()
+        finish(first)
+    result = run_cli(args)  # the kernel dropped the dead run's lock: this one takes over
+    assert result.returncode == 0, result.stderr
+    assert_rows_match_oracle(TASK, "json", records, read_jsonl(tmp_path / "out.jsonl"))
 
 
 # -- 4. the output never overwrites the input ----------------------------------------------------
@@ -266,9 +273,7 @@ def test_a_job_stopped_by_a_401_writes_its_answers_and_stopped_rows(tmp_path: Pa
     assert all("401" in str(row["error"]) for row in rows if row["status"] == "stopped")
 
     gate.mode = "pass"
-    result = run_cli(args)
-    assert result.returncode == 0, result.stderr
-    assert_rows_match_oracle(TASK, "json", records, read_jsonl(out))
+    the_same_command_finishes_it(args, records, out)
 
 
 def test_sigterm_stops_like_ctrl_c_and_the_job_resumes(
@@ -293,9 +298,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_job_resumes(
     rows = read_jsonl(out)
     assert len(rows) == 60 and {row["status"] for row in rows} == {"ok", "stopped"}
 
-    result = run_cli(args)
-    assert result.returncode == 0, result.stderr
-    assert_rows_match_oracle(TASK, "json", records, read_jsonl(out))
+    the_same_command_finishes_it(args, records, out)
 
 
 # -- 6 and 7. a hostile endpoint never crashes or hangs the job ----------------------------------
@@ -316,9 +319,7 @@ def test_an_html_page_from_the_endpoint_is_a_clear_error_and_the_job_recovers(
     assert [row["status"] for row in read_jsonl(out)] == ["stopped"] * 20
 
     gate.mode = "pass"
-    result = run_cli(args)
-    assert result.returncode == 0, result.stderr
-    assert_rows_match_oracle(TASK, "json", records, read_jsonl(out))
+    the_same_command_finishes_it(args, records, out)
 
 
 def test_a_stalled_body_is_cut_at_the_timeout_and_retried(tmp_path: Path, gate: Gate) -> None:
@@ -354,33 +355,29 @@ def test_a_missing_input_or_unwritable_output_is_one_line_before_any_request(
 
 
 def test_an_output_folder_that_turns_read_only_keeps_the_answers_for_another_out(
-    tmp_path: Path, sim_thread: Callable[..., ThreadedServer]
+    tmp_path: Path, gate_to: Callable[..., Gate]
 ) -> None:
     records = review_records(30, seed=15)
     source = write_jsonl(tmp_path / "in.jsonl", records)
-    sim = sim_thread(seed=4, base_latency=0.3)
-    gate = Gate(sim.base_url).start()
-    try:
-        with tmpfs(tmp_path / "outdir") as folder:
-            args = args_for(gate, source, folder / "out.jsonl", tmp_path / "job")
-            process = start_cli(args)
-            try:
-                wait_until(lambda: gate.passed >= 1 or process.poll() is not None)
-                remount(folder, "ro")  # the folder was fine at the start; not at the end
-            finally:
-                code, _, err = finish(process)
-            assert code == 4, err
-            line = one_line_error(err)
-            assert "cannot write" in line and "another --out" in line
-            assert list(folder.iterdir()) == []  # no truncated .tmp left behind
-        sent = gate.passed
-        elsewhere = tmp_path / "elsewhere.jsonl"
-        result = run_cli([*args[: args.index("--out") + 1], str(elsewhere), *args[args.index("--out") + 2 :]])
-        assert result.returncode == 0, result.stderr
-        assert gate.passed == sent  # nothing paid twice
-        assert_rows_match_oracle(TASK, "json", records, read_jsonl(elsewhere))
-    finally:
-        gate.stop()
+    gate = gate_to(seed=4, base_latency=0.3)
+    with tmpfs(tmp_path / "outdir") as folder:
+        args = args_for(gate, source, folder / "out.jsonl", tmp_path / "job")
+        process = start_cli(args)
+        try:
+            wait_until(lambda: gate.passed >= 1 or process.poll() is not None)
+            remount(folder, "ro")  # the folder was fine at the start; not at the end
+        finally:
+            code, _, err = finish(process)
+        assert code == 4, err
+        line = one_line_error(err)
+        assert "cannot write" in line and "another --out" in line
+        assert list(folder.iterdir()) == []  # no truncated .tmp left behind
+    sent = gate.passed
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    result = run_cli([*args[: args.index("--out") + 1], str(elsewhere), *args[args.index("--out") + 2 :]])
+    assert result.returncode == 0, result.stderr
+    assert gate.passed == sent  # nothing paid twice
+    assert_rows_match_oracle(TASK, "json", records, read_jsonl(elsewhere))
 
 
 def test_a_full_job_dir_disk_stops_resumable_and_the_job_finishes_once_there_is_room(
