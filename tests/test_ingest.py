@@ -137,3 +137,11 @@ def test_an_unchanged_file_skips_the_rescan(store: JobStore) -> None:
         yield  # pragma: no cover
 
     assert not ingest(store, TASK, explode(), unchanged=True).started_over
+
+
+def test_an_ingest_cut_short_is_redone_from_this_input(store: JobStore) -> None:
+    # A first run died while reading input A: some of A's rows, no digest.
+    store.add_items([(0, "a", None, 0, "from A", "h", "pending", "", "")])
+    report = ingest(store, TASK, records({"id": "b", "text": "from B"}, {"id": "c", "text": "also B"}))
+    assert not report.resumed
+    assert [r.id for r in store.results()] == ["b", "c"]

@@ -73,6 +73,9 @@ class IngestReport:
 
     notices: list[str] = field(default_factory=list)
     started_over: bool = False
+    """The job had another input: its records and answers were dropped for these."""
+    resumed: bool = False
+    """The job had this very input: it goes on where it stopped."""
 
 
 def _row(task: Task, record: Record) -> tuple[ItemRow, bool]:
@@ -155,10 +158,14 @@ def ingest(
     """
     stored = store.get_meta("input_digest")
     if stored is not None and unchanged:
-        return IngestReport()
+        return IngestReport(resumed=True)
     hasher = hashlib.sha256(DIGEST_VERSION)
     fallbacks = 0
     staging = stored is not None or store.get_meta("ingested") is not None
+    if not staging and store.counts():
+        # An ingest cut short (the process died while reading the input): its rows may
+        # come from another input than this one, so read this one from the start.
+        store.start_over()
 
     def rows() -> Iterator[ItemRow]:
         nonlocal fallbacks
@@ -178,6 +185,7 @@ def ingest(
     if staging:
         if digest == stored:
             store.end_staging()
+            report.resumed = True
             return report
         # Another input than the job's: what it answered belongs to that one.
         store.start_over()

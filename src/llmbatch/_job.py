@@ -126,8 +126,6 @@ def open_job_store(spec: JobSpec, provider: Provider, notices: list[str]) -> Job
         store.close()
         _remove_store(spec.job_dir)
         store = JobStore.open(spec.job_dir)
-    elif stored is not None:
-        notices.append(f"resuming the job in {spec.job_dir}")
     store.set_meta("identity", identity)
     return store
 
@@ -144,9 +142,10 @@ def _ingest_input(spec: JobSpec, store: JobStore, notices: list[str]) -> None:
     identity = store.get_meta("identity")
     report = ingest(store, spec.task, reader, unchanged=unchanged)
     if report.started_over:
-        notices[:] = [n for n in notices if not n.startswith("resuming")]
         notices.append(f"the input is not the one the job in {spec.job_dir} started with: starting over")
         store.set_meta("identity", identity)
+    elif report.resumed:
+        notices.append(f"resuming the job in {spec.job_dir}")
     notices.extend(report.notices)
     store.set_meta("input_stat", stat)
 
