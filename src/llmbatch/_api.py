@@ -7,7 +7,9 @@
     'ok'
 
 ``run`` works in a notebook that already runs an event loop (it then runs the
-job on a private loop in a worker thread).
+job on a private loop in a worker thread). The four functions take the same
+keyword options (``_api_options.RunKwargs``), checked when the function is
+called: a misspelt option is a ``TypeError``, not an option silently ignored.
 """
 
 from __future__ import annotations
@@ -20,18 +22,18 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
-from ._cache import default_cache_dir
+from ._api_options import Plan, RunKwargs, check_options, with_options_doc
+from ._exceptions import UsageError
 from ._ingest import record_id
 from ._io import Record
 from ._job import JobSpec, run_job
-from ._pricing import PriceTable
-from ._runner import RunOptions
 from ._store import DONE, ItemUpdate, JobStore
 from ._task import Task
 from ._types import Result
-from .providers import ProviderConfig, create_provider
+from .providers import create_provider
+from .providers.base import Provider
 
 __all__ = ["RunResult", "aiter_results", "arun", "iter_results", "run"]
 
@@ -52,51 +54,55 @@ class RunResult:
 
 
 def _spec(
-    task: Task,
-    records: Iterable[Mapping[str, Any]],
-    job_dir: str | Path | None,
-    cache_dir: str | Path | bool | None,
-    options: RunOptions,
+    task: Task, records: Iterable[Mapping[str, Any]], plan: Plan
 ) -> tuple[JobSpec, tempfile.TemporaryDirectory[str] | None]:
     scratch = None
+    job_dir = plan.job_dir
     if job_dir is None:
         scratch = tempfile.TemporaryDirectory(prefix="llmbatch-")
-        job_dir = scratch.name
-    if cache_dir is True or cache_dir is None:
-        cache: Path | None = default_cache_dir()
-    elif cache_dir is False:
-        cache = None
-    else:
-        cache = Path(cache_dir)
+        job_dir = Path(scratch.name)
     spec = JobSpec(
         task=task,
         input="<records>",
         output=None,
-        job_dir=Path(job_dir),
-        options=options,
-        prices=PriceTable.load(),
-        cache_dir=cache,
+        job_dir=job_dir,
+        options=plan.options,
+        prices=plan.prices,
+        restart=plan.restart,
+        cache_dir=plan.cache_dir,
         records=records,
     )
     return spec, scratch
 
 
-def _provider(provider: str | None, provider_options: dict[str, Any]) -> Any:
-    config = ProviderConfig(
-        model=provider_options.pop("model", None),
-        base_url=provider_options.pop("base_url", None),
-        api_key=provider_options.pop("api_key", None),
-        timeout=provider_options.pop("timeout", 120.0),
-        extra=provider_options,
-    )
-    return create_provider(provider or "openai", config)
+def _provider(plan: Plan) -> Provider:
+    # Made before the job's folder: a missing API key (the provider's own message) leaves nothing behind.
+    return create_provider(plan.provider, plan.config)
 
 
-def _options(options: dict[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
-    """Split keyword options into RunOptions fields and provider options."""
-    fields = set(RunOptions.__dataclass_fields__)
-    run_options = RunOptions(**{k: v for k, v in options.items() if k in fields})
-    return run_options, {k: v for k, v in options.items() if k not in fields}
+def _inputs(caller: str, task: Any, records: Any) -> Iterable[Mapping[str, Any]]:
+    """The records, checked to be dicts (lazily: they may be a stream) for a real Task."""
+    if not isinstance(task, Task):
+        raise UsageError(
+            f"{caller}(): task must be a llmbatch.Task, not {type(task).__name__} "
+            "(Task.from_file(path) loads a task file)"
+        )
+    if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
+        # A dict or a string is iterable too, but over keys or characters: never what was meant.
+        raise UsageError(
+            f"{caller}(): records must be an iterable of dicts (a list of records), "
+            f"not {type(records).__name__}"
+        )
+
+    def checked() -> Iterator[Mapping[str, Any]]:
+        for number, record in enumerate(records, 1):
+            if not isinstance(record, Mapping):
+                raise UsageError(
+                    f"{caller}(): record {number} is {type(record).__name__}, not a dict of fields"
+                )
+            yield record
+
+    return checked()
 
 
 def _results(job_dir: Path) -> list[Result]:
@@ -107,56 +113,59 @@ def _results(job_dir: Path) -> list[Result]:
         store.close()
 
 
-async def arun(
-    task: Task,
-    records: Iterable[Mapping[str, Any]],
-    *,
-    provider: str | None = "openai",
-    job_dir: str | Path | None = None,
-    cache_dir: str | Path | bool | None = None,
-    **options: Any,
-) -> RunResult:
-    """Run ``task`` over ``records`` (dicts); results in input order.
+@with_options_doc
+async def arun(task: Task, records: Iterable[Mapping[str, Any]], **options: Unpack[RunKwargs]) -> RunResult:
+    """Run ``task`` over ``records`` (dicts); every record's result, in input order.
 
-    ``options`` are ``RunOptions`` fields (``batch_size``, ``concurrency``,
-    ``max_cost``...) and provider options (``model``, ``base_url``, ``api_key``,
-    ``timeout``; the rest goes to the provider as ``extra``). Without a
-    ``job_dir`` the job lives in a temporary folder; ``cache_dir=False``
-    disables the shared result cache.
+    >>> result = await llmbatch.arun(task, records, provider="sim", batch_size=10)  # doctest: +SKIP
     """
-    run_options, provider_options = _options(options)
-    spec, scratch = _spec(task, records, job_dir, cache_dir, run_options)
+    plan = check_options("arun", options)
+    return await _arun(task, _inputs("arun", task, records), plan)
+
+
+async def _arun(task: Task, records: Iterable[Mapping[str, Any]], plan: Plan) -> RunResult:
+    provider = _provider(plan)
+    spec, scratch = _spec(task, records, plan)
     try:
-        job = await run_job(spec, _provider(provider, provider_options))
+        job = await run_job(spec, provider)
         return RunResult(_results(spec.job_dir), job.metrics.summary())
     finally:
         if scratch is not None:
             scratch.cleanup()
 
 
-def run(task: Task, records: Iterable[Mapping[str, Any]], **options: Any) -> RunResult:
-    """The synchronous form of ``arun`` (safe inside a running event loop, e.g. Jupyter)."""
-    return _run_sync(arun(task, records, **options))
+@with_options_doc
+def run(task: Task, records: Iterable[Mapping[str, Any]], **options: Unpack[RunKwargs]) -> RunResult:
+    """The synchronous form of ``arun`` (safe inside a running event loop, e.g. Jupyter).
+
+    >>> result = llmbatch.run(task, records, provider="sim", max_cost=0.50)  # doctest: +SKIP
+    """
+    plan = check_options("run", options)
+    return _run_sync(_arun(task, _inputs("run", task, records), plan))
 
 
-async def aiter_results(
-    task: Task,
-    records: Iterable[Mapping[str, Any]],
-    *,
-    provider: str | None = "openai",
-    job_dir: str | Path | None = None,
-    cache_dir: str | Path | bool | None = None,
-    **options: Any,
+@with_options_doc
+def aiter_results(
+    task: Task, records: Iterable[Mapping[str, Any]], **options: Unpack[RunKwargs]
 ) -> AsyncIterator[Result]:
-    """Yield each record's result as soon as it is final (completion order, not input order)."""
-    run_options, provider_options = _options(options)
+    """Yield each record's result as soon as it is final (completion order, not input order).
+
+    >>> async for result in llmbatch.aiter_results(task, records, provider="sim"):  # doctest: +SKIP
+    ...     print(result.id, result.answer)
+
+    The options are checked here, when it is called, not at the first ``async for`` step.
+    """
+    plan = check_options("aiter_results", options)
+    return _aiter(task, _inputs("aiter_results", task, records), plan)
+
+
+async def _aiter(task: Task, records: Iterable[Mapping[str, Any]], plan: Plan) -> AsyncIterator[Result]:
     records = list(records)
-    spec, scratch = _spec(task, records, job_dir, cache_dir, run_options)
+    provider = _provider(plan)
+    spec, scratch = _spec(task, records, plan)
     ids = [record_id(task, Record(i, i, dict(fields)))[0] for i, fields in enumerate(records)]
     settled: asyncio.Queue[Sequence[ItemUpdate]] = asyncio.Queue()
-    job = asyncio.create_task(
-        run_job(spec, _provider(provider, provider_options), on_settled=settled.put_nowait)
-    )
+    job = asyncio.create_task(run_job(spec, provider, on_settled=settled.put_nowait))
     seen: set[int] = set()
     try:
         while not (job.done() and settled.empty()):
@@ -182,12 +191,26 @@ async def aiter_results(
             scratch.cleanup()
 
 
-def iter_results(task: Task, records: Iterable[Mapping[str, Any]], **options: Any) -> Iterator[Result]:
-    """The synchronous form of ``aiter_results``: a generator fed by a worker thread."""
+@with_options_doc
+def iter_results(
+    task: Task, records: Iterable[Mapping[str, Any]], **options: Unpack[RunKwargs]
+) -> Iterator[Result]:
+    """The synchronous form of ``aiter_results``: a generator fed by a worker thread.
+
+    >>> for result in llmbatch.iter_results(task, records, provider="sim"):  # doctest: +SKIP
+    ...     print(result.id, result.answer)
+
+    The options are checked here, when it is called, not at the first ``next``.
+    """
+    plan = check_options("iter_results", options)
+    return _iter(task, _inputs("iter_results", task, records), plan)
+
+
+def _iter(task: Task, records: Iterable[Mapping[str, Any]], plan: Plan) -> Iterator[Result]:
     out: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1024)
 
     async def pump() -> None:
-        async for result in aiter_results(task, records, **options):
+        async for result in _aiter(task, records, plan):
             out.put(("result", result))
 
     def worker() -> None:
@@ -210,7 +233,7 @@ def iter_results(task: Task, records: Iterable[Mapping[str, Any]], **options: An
     thread.join()
 
 
-def _result(update: ItemUpdate, item_id: str) -> Result:
+def _result(update: ItemUpdate, item_id: str | int | float | bool) -> Result:
     ok = update.status == DONE
     return Result(
         index=update.index,
