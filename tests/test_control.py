@@ -159,3 +159,57 @@ def test_fixed_pack_size_never_moves() -> None:
     control = PackSizeControl(start=10, max_batch=10, clock=clock, adaptive=False)
     _window(control, clock, seconds=1.0, ok_share=0.1)
     assert control.size == 10
+
+
+# -- concurrency found from the limits (Little's law), not capped by a guess --------------------
+
+
+def round_trip(control: ConcurrencyControl, need: int | None, latency: float = 1.0) -> None:
+    """Every request in flight comes back once."""
+    for _ in range(control.limit):
+        control.on_success(latency, latency, need)
+
+
+def test_no_cap_by_default_and_slow_start_doubles_each_round_trip_up_to_the_need() -> None:
+    control = ConcurrencyControl(None, FakeClock())
+    assert control.cap >= 1000
+    seen = []
+    for _ in range(6):
+        round_trip(control, need=400)
+        seen.append(control.limit)
+    assert seen == [8, 16, 32, 64, 128, 256]
+    for _ in range(3):
+        round_trip(control, need=400)
+    assert 400 <= control.limit <= 600  # reached the need, then at most the margin above it
+
+
+def test_the_limit_never_probes_far_past_what_the_limits_call_for() -> None:
+    control = ConcurrencyControl(None, FakeClock())
+    for _ in range(50):
+        round_trip(control, need=40)
+    assert control.limit == 60
+
+
+def test_after_a_decrease_it_closes_half_the_gap_to_the_need_per_window() -> None:
+    clock = FakeClock()
+    control = ConcurrencyControl(None, clock, start=100)
+    control.on_pressure()
+    assert control.limit == 50
+    round_trip(control, need=100)
+    assert control.limit == 75  # not 51: +1 per window would take 50 windows
+    round_trip(control, need=100)
+    assert control.limit == 88
+
+
+def test_a_users_cap_still_binds() -> None:
+    control = ConcurrencyControl(8, FakeClock())
+    for _ in range(10):
+        round_trip(control, need=400)
+    assert control.limit == 8
+
+
+def test_without_known_limits_it_probes_one_per_window_after_pressure() -> None:
+    control = ConcurrencyControl(None, FakeClock(), start=20)
+    control.on_pressure()
+    round_trip(control, need=None)
+    assert control.limit == 11

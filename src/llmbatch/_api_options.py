@@ -66,7 +66,8 @@ class RunKwargs(TypedDict, total=False):
 
     - ``batch_size``: records per request, 1 to 1000; ``"auto"`` or None (the default)
       sizes packs adaptively, up to ``max_batch_size`` (1 to 1000, default 50).
-    - ``concurrency``: most requests in flight, 1 to 1000 (it adapts below). Default: 8.
+    - ``concurrency``: a cap on requests in flight, 1 to 1000. Default: none — concurrency is
+      ramped to what the provider's limits and its latency call for.
     - ``pack``: the pack format, a key of ``llmbatch.PACKERS``. Default: json where
       the provider has structured output.
     - ``max_attempts``: answer attempts per record, 1 to 20. Default: 3.
@@ -107,7 +108,7 @@ class RunKwargs(TypedDict, total=False):
     sim: SimConfig | None
     batch_size: int | Literal["auto"] | None
     max_batch_size: int
-    concurrency: int
+    concurrency: int | None
     pack: str | None
     max_attempts: int
     rpm: float | None
@@ -206,7 +207,7 @@ _CHECKS: dict[str, Check] = {
     "sim": (lambda v: v is None or _is_sim_config(v), "a llmbatch.sim.SimConfig, or None"),
     "batch_size": (_batch_size, "a whole number from 1 to 1000, 'auto' or None (adaptive)"),
     "max_batch_size": _whole(1, 1000),
-    "concurrency": _whole(1, 1000),
+    "concurrency": _or_none(_whole(1, 1000)),
     "pack": _or_none(_text("the name of a pack format")),  # which names: checked in check_options()
     "max_attempts": _whole(1, 20),
     "rpm": _or_none(_real(1)),

@@ -1,10 +1,20 @@
 """Adaptive concurrency and pack size.
 
-Concurrency is AIMD, as in TCP congestion control: it starts low (providers
-punish sudden bursts), grows by one per successful request until the first
-sign of pressure (slow start), then by one per window of ``concurrency``
-successes while latency holds; a 429 or a timeout halves it, at most once per
-window, so one burst of errors is one decrease.
+Concurrency is found, not guessed. The number of requests in flight that the
+provider's limits call for is Little's law: the requests per second the limits
+allow (the request bucket's rate, or the token bucket's rate over the tokens a
+request is charged) times the latency a request takes. The runner works that
+``need`` out from the limiter and the latencies it sees; the controller ramps
+towards it. It starts low (providers punish sudden bursts) and slow-starts: +1
+per success, so it doubles every round trip, until the need is met or the first
+sign of pressure. Below the need it then closes half the gap per window of
+``limit`` successes; at the need it probes +1 per window, no further than a
+margin above the need (more in flight only queues in the limiter). Without
+known limits (no headers, no --rpm/--tpm) it probes +1 per window while
+latency holds — a local server's latency grows with load, and that stops it. A
+429 or a timeout halves it, at most once per window, so one burst of errors is
+one decrease. ``cap`` is the user's --concurrency; by default none binds
+before the provider's limits do.
 
 Pack size ("progressive batching") starts small and is judged a window at a
 time: if the share of items answered validly on their first try falls below
@@ -28,30 +38,52 @@ from dataclasses import dataclass
 __all__ = ["ConcurrencyControl", "PackSizeControl"]
 
 
+MAX_CONCURRENCY = 1000
+"""The most requests in flight without a --concurrency: far above what any tier's limits call
+for with packed requests, below what the HTTP client's connection pool holds."""
+
+NEED_MARGIN = 1.5
+"""How far above the Little's-law need the limit may probe: latency estimates lag, and a
+little more in flight costs nothing when the limiter holds the excess."""
+
+
 class ConcurrencyControl:
-    """AIMD on the number of requests in flight, within [1, cap]."""
+    """Requests in flight within [1, cap], ramped towards what the limits call for.
+
+    >>> control = ConcurrencyControl(None, time.monotonic)   # doctest: +SKIP
+    >>> control.on_success(latency=2.0, baseline=1.8, need=40)  # doctest: +SKIP
+    """
 
     __slots__ = ("_cooldown_until", "_credit", "_slow_start", "cap", "clock", "limit")
 
-    def __init__(self, cap: int, clock: Callable[[], float], *, start: int | None = None) -> None:
-        self.cap = cap
+    def __init__(self, cap: int | None, clock: Callable[[], float], *, start: int | None = None) -> None:
+        self.cap = cap or MAX_CONCURRENCY
         self.clock = clock
-        self.limit = max(1, min(cap, start if start is not None else 4))
+        self.limit = max(1, min(self.cap, start if start is not None else 4))
         self._slow_start = True
-        self._credit = 0.0
+        self._credit = 0
         self._cooldown_until = 0.0
 
-    def on_success(self, latency: float, baseline: float | None) -> None:
-        """A request succeeded; ``baseline`` is the best latency seen for similar requests."""
+    def on_success(self, latency: float, baseline: float | None, need: int | None = None) -> None:
+        """A request succeeded; ``baseline`` is the best latency seen for similar requests and
+        ``need`` the concurrency the provider's limits call for (None: no limit known)."""
         if baseline is not None and latency > 2.0 * baseline:
             return  # latency is not holding: the endpoint is saturating
-        if self._slow_start:
-            self.limit = min(self.cap, self.limit + 1)
+        ceiling = self.cap if need is None else min(self.cap, max(need + 2, math.ceil(need * NEED_MARGIN)))
+        if self.limit >= ceiling:
+            self._slow_start = False
             return
-        self._credit += 1.0 / self.limit
-        if self._credit >= 1.0:
-            self._credit = 0.0
-            self.limit = min(self.cap, self.limit + 1)
+        if self._slow_start:
+            self.limit = min(ceiling, self.limit + 1)
+            return
+        # Successes since the last step, counted whole: 1/limit summed limit times can fall
+        # short of 1.0 in floating point and skip a window.
+        self._credit += 1
+        if self._credit < self.limit:
+            return
+        self._credit = 0
+        step = 1 if need is None or self.limit >= need else math.ceil((need - self.limit) / 2)
+        self.limit = min(ceiling, self.limit + step)
 
     def on_pressure(self, latency_hint: float = 1.0) -> None:
         """A 429 or a timeout: halve, once per window (about one request latency)."""
@@ -60,7 +92,7 @@ class ConcurrencyControl:
         if now < self._cooldown_until:
             return
         self.limit = max(1, self.limit // 2)
-        self._credit = 0.0
+        self._credit = 0
         self._cooldown_until = now + max(0.1, latency_hint)
 
 

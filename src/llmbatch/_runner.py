@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -63,8 +64,8 @@ class RunOptions:
     batch_size: int | None = None
     """Records per request; None sizes packs adaptively (start 5, up to max_batch_size)."""
     max_batch_size: int = 50
-    concurrency: int = 8
-    """The cap; actual concurrency adapts below it (AIMD)."""
+    concurrency: int | None = None
+    """A cap on requests in flight; None: as many as the provider's limits and latency call for."""
     pack: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 120.0
@@ -132,8 +133,14 @@ class Runner:
             clock=clock,
         )
         self.flow = ConcurrencyControl(
-            options.concurrency, clock, start=options.concurrency if options.batch_size else None
+            options.concurrency,
+            clock,
+            start=options.concurrency if options.batch_size and options.concurrency else None,
         )
+        self._latency = 0.0
+        """Moving average of request latency (s), for the concurrency the limits call for."""
+        self._charged = 0.0
+        """Moving average of the tokens a request is charged against the token limit."""
         self.best_latency: dict[int, float] = {}
         self._prefix_tokens: int | None = None
         self.warm_up = provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
@@ -422,6 +429,10 @@ class Runner:
             usage.completion_tokens,
             refund_output=self.provider.refunds_unused_output,
         )
+        charged = charged_prompt + (
+            usage.completion_tokens if self.provider.refunds_unused_output else request.max_tokens
+        )
+        self._charged = charged if not self._charged else 0.8 * self._charged + 0.2 * charged
         self.limiter.observe_headers(completion.headers)
         self._on_completion(pack, completion, started)
 
@@ -517,10 +528,25 @@ class Runner:
         best = self.best_latency.get(size)
         if best is None or latency < best:
             self.best_latency[size] = latency
-        self.flow.on_success(latency, best)
+        self._latency = latency if not self._latency else 0.8 * self._latency + 0.2 * latency
+        self.flow.on_success(latency, best, self._need())
         self.sizer.observe(
             size=size, ok_first=ok_first, ok=ok, latency=latency, limited=self.limiter.in_debt()
         )
+
+    def _need(self) -> int | None:
+        """Little's law: the requests in flight the provider's limits call for at this latency
+        (requests per second the binding limit allows × seconds a request takes)."""
+        rates = []
+        requests = self.limiter.buckets.get("requests")
+        if requests is not None:
+            rates.append(requests.rate)
+        tokens = self.limiter.buckets.get("tokens")
+        if tokens is not None and self._charged > 0:
+            rates.append(tokens.rate / self._charged)
+        if not rates or not self._latency:
+            return None
+        return max(1, math.ceil(min(rates) * self._latency))
 
     def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
         """A missing or invalid answer: retry smaller, or fail when attempts are used up."""

@@ -315,7 +315,9 @@ Examples:
 )
 @click.option("--max-batch-size", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option(
-    "--concurrency", type=click.IntRange(1, 1000), default=8, show_default=True, help="Most in flight."
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    help="A cap on requests in flight. Default: none; it ramps to what the limits and latency call for.",
 )
 @click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option(
