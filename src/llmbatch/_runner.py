@@ -13,12 +13,14 @@ import asyncio
 import logging
 import math
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._answer_budget import AnswerBudget, schema_bound
 from ._budget import Budget
 from ._cache import ResultCache
 from ._control import ConcurrencyControl, PackSizeControl
@@ -33,7 +35,7 @@ from ._exceptions import (
 )
 from ._limiter import RateLimiter, Reservation
 from ._metrics import Metrics
-from ._packing import PACKERS, PackFormat, shared_prefix_tokens
+from ._packing import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
 from ._planner import ItemState, Pack, Planner
 from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
 from ._pricing import Price
@@ -126,6 +128,8 @@ class Runner:
         self.on_settled = on_settled
         """Hears every committed item update (after its transaction), e.g. to stream results."""
         self.calibration = Calibration()
+        self.answers = _answer_budget(task)
+        """Tokens per item's answer: the schema's bound at first, then what answers use."""
         self.sizer = PackSizeControl(
             start=options.batch_size or 5,
             max_batch=options.batch_size or options.max_batch_size,
@@ -358,7 +362,10 @@ class Runner:
 
     async def _prepare(self, pack: Pack) -> tuple[Request, Reservation, float | None] | None:
         """Render ``pack`` and clear it with the budget and the limiter; None when it is not sent."""
-        budget = self.task.answer_budget * (self.policy.budget_boost if pack.boosted else 1)
+        if pack.boosted:
+            budget = self.task.answer_budget * self.policy.budget_boost
+        else:
+            budget = max(1, self.answers.per_item() - PER_ITEM_OVERHEAD)
         request = self.packer.render(self.task, pack.items, answer_tokens=budget)
         try:
             self._check_fits(self.calibration.correct(request.est_prompt_tokens), request.max_tokens)
@@ -434,6 +441,7 @@ class Runner:
         )
         self._charged = charged if not self._charged else 0.8 * self._charged + 0.2 * charged
         self.limiter.observe_headers(completion.headers)
+        self._learn_answer_size(pack, completion, request.max_tokens)
         self._on_completion(pack, completion, started)
 
     def _fit(self, system: str, prompt_tokens: int, max_tokens: int, size: int) -> None:
@@ -459,6 +467,15 @@ class Runner:
 
     def _cost(self, completion: Completion) -> float | None:
         return None if self.price is None else self.price.cost(completion.usage)
+
+    def _learn_answer_size(self, pack: Pack, completion: Completion, max_tokens: int) -> None:
+        """What a pack's answers used sizes the next packs' ``max_tokens`` (charged against TPM)."""
+        if pack.boosted:
+            return  # a lone retry with a boosted budget says nothing of the usual answer
+        if completion.finish_reason == "length":
+            self.answers.on_truncated(max_tokens, pack.size)
+        elif completion.finish_reason == "stop":
+            self.answers.observe(completion.usage.completion_tokens, pack.size)
 
     def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
         self._unreachable_since = None
@@ -679,6 +696,20 @@ class Runner:
             self._settled(batch)
         else:
             updates.extend(batch)
+
+
+def _answer_budget(task: Task) -> AnswerBudget:
+    """The job's answer budget: the user's ``answer_tokens`` as set, else learnt under the
+    default and the schema's bound (with a margin: the estimate is not the provider's tokenizer)."""
+    default = task.answer_budget + PER_ITEM_OVERHEAD
+    if task.answer_tokens is not None or task.is_text:
+        # Free text grows with its input (a translation): a budget learnt per item, blind to
+        # the input's length, would cut long ones. It keeps the default.
+        return AnswerBudget(default=default, warm_up=sys.maxsize)
+    bound = schema_bound(task.item_schema)
+    if bound is not None:
+        bound = math.ceil(1.5 * bound) + 2 + PER_ITEM_OVERHEAD
+    return AnswerBudget(default=default, bound=bound)
 
 
 def _attempt_of(pack: Pack) -> int:
