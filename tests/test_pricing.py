@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from llmbatch import Price, PriceTable, Usage, UsageError
+from llmbatch._pricing import ModelTraits, model_traits
 
 
 def test_cost_arithmetic() -> None:
@@ -159,3 +161,40 @@ def test_non_utf8_user_file_is_usage_error(tmp_path: Path) -> None:
     path.write_bytes(b'{"caf\xe9": {"input": 1, "output": 1}}')
     with pytest.raises(UsageError, match="cannot read prices file"):
         PriceTable.load(path)
+
+
+# -- the model table: sources and traits ------------------------------------------------------
+
+
+def test_every_entry_added_with_a_source_says_when_it_was_checked() -> None:
+    raw = json.loads(resources.files("llmbatch").joinpath("data/prices.json").read_text())
+    sourced = {
+        model: entry for model, entry in raw.items() if not model.startswith("_") and "_source" in entry
+    }
+    assert {"gpt-5", "gpt-5-mini", "gpt-5-nano", "o3", "o4-mini", "claude-opus-4-5"} <= set(sourced)
+    for model, entry in sourced.items():
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry.get("_checked", "")), model
+    # A reasoning model's traits come with a source: they change what is sent, not only the cost.
+    for model, entry in raw.items():
+        if isinstance(entry, dict) and ("reasoning" in entry or "sampling" in entry):
+            assert "_source" in entry, model
+
+
+def test_notes_and_traits_in_an_entry_are_not_read_as_prices(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    entry = {"input": 1, "output": 2, "_source": "my invoice", "_checked": "2026-12-01", "reasoning": True}
+    path.write_text(json.dumps({"_why": "mine", "my-model": entry}), encoding="utf-8")
+    assert PriceTable.load(path).get("my-model") == Price(input=1.0, output=2.0)
+    assert PriceTable.load().get("gpt-5") == Price(input=1.25, output=10.0, cached_input=0.125, batch=0.5)
+
+
+def test_traits_fall_back_from_a_dated_snapshot_and_default_for_unknown_models() -> None:
+    assert model_traits("o3-2025-04-16") == model_traits("o3") == ModelTraits(reasoning=True, sampling=False)
+    assert model_traits("gpt-4o") == ModelTraits() and model_traits("vllm/llama-3") == ModelTraits()
+    gated = model_traits("gpt-5.4")
+    assert (
+        gated.reasoning
+        and not gated.takes_sampling({})
+        and gated.takes_sampling({"reasoning_effort": "none"})
+    )
+    assert not model_traits("claude-opus-4-7").takes_sampling({})

@@ -15,8 +15,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from anthropic.types.messages import MessageBatchIndividualResponse
 
 from _e2e_helpers import read_jsonl, review_records, run_args, run_cli, subprocess_env, write_jsonl
+from llmbatch._exceptions import ProviderError
+from llmbatch._packing import PACKERS
+from llmbatch._task import Task
+from llmbatch._types import Item, Request
+from llmbatch.providers import ProviderConfig, create_provider
+from llmbatch.providers.anthropic import read_batch_result
+from llmbatch.providers.base import scrub
+from llmbatch.providers.openai import read_batch_line
 from llmbatch.sim.server import ThreadedServer
 
 KEY = "sk-test-SECRET-1234567890"
@@ -114,3 +123,109 @@ def test_the_api_key_is_nowhere(
         assert SECRET_PART.encode() not in data, f"the API key is in {path.relative_to(tmp_path)}"
     for text in printed:
         assert SECRET_PART not in text, text
+
+
+# -- a server that echoes the key without its prefix ---------------------------------------
+
+LONG_KEY = "sk-proj-Zx81Qm4TtRw0pLs9VbN2cYh7KdJe5GfA3uMiXo6"
+LONG_MIDDLE = LONG_KEY[len(LONG_KEY) // 2 - 6 : len(LONG_KEY) // 2 + 6]
+
+
+class _BareEcho(BaseHTTPRequestHandler):
+    """Fails every request with ``status``, quoting the key as careless servers do: without
+    its ``sk-`` prefix, its last 20 characters alone, and split in two by a line break."""
+
+    server: _EchoingServer
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        token = self.headers.get("x-api-key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
+        half = len(token) // 2
+        text = (
+            f"key {token.removeprefix('sk-')} is not valid; ends in {token[-20:]}; "
+            f"as sent: {token[:half]}\n{token[half:]}"
+        )
+        if self.path.endswith("/messages"):
+            body = {"type": "error", "error": {"type": "invalid_request_error", "message": text}}
+        else:
+            body = {"error": {"message": text, "type": "invalid_request_error", "code": None}}
+        data = json.dumps(body).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def bare_echo() -> Iterator[Callable[[int], str]]:
+    """``start(status)`` → the root URL of a server that echoes the key without its prefix."""
+    servers: list[tuple[_EchoingServer, threading.Thread]] = []
+
+    def start(status: int) -> str:
+        server = _EchoingServer(("127.0.0.1", 0), _BareEcho)
+        server.status = status
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def _pack_request(pack: str) -> Request:
+    task = Task(instructions="Label it.", output={"type": "string"})
+    return PACKERS[pack].render(task, [Item(0, "r0", "fine")])
+
+
+@pytest.mark.parametrize("status", [400, 500])
+@pytest.mark.parametrize(("provider_name", "pack"), [("openai", "json"), ("anthropic", "tools")])
+async def test_a_key_echoed_without_its_prefix_is_masked(
+    bare_echo: Callable[[int], str], status: int, provider_name: str, pack: str
+) -> None:
+    config = ProviderConfig(base_url=f"{bare_echo(status)}/v1", api_key=LONG_KEY)
+    async with create_provider(provider_name, config) as provider:
+        with pytest.raises(ProviderError) as caught:
+            await provider.complete(_pack_request(pack))
+    message = str(caught.value)
+    assert f"HTTP {status}" in message and "is not valid" in message  # the reason is kept
+    assert LONG_MIDDLE not in message, message
+    assert LONG_KEY[-20:] not in message and LONG_KEY[-12:] not in message
+    assert LONG_KEY[:12] not in message  # the first half, before the line break
+
+
+def test_scrub_masks_every_long_run_of_the_key_and_cuts_the_message() -> None:
+    bare = LONG_KEY.removeprefix("sk-proj-")
+    text = f"bad key {bare}; tail {LONG_KEY[-9:]}, short {LONG_KEY[5:12]} " + "x" * 5000
+    scrubbed = scrub(text, LONG_KEY)
+    assert LONG_MIDDLE not in scrubbed and bare[:8] not in scrubbed and LONG_KEY[-9:] not in scrubbed
+    assert LONG_KEY[5:12] in scrubbed  # seven characters are not a secret: text stays readable
+    assert scrubbed.startswith(f"bad key ***; tail ***, short {LONG_KEY[5:12]} xxx")
+    assert len(scrubbed) <= 300
+    assert scrub("a\n  b", None) == "a b"
+
+
+def test_batch_line_errors_are_scrubbed() -> None:
+    echoed = f"key {LONG_KEY.removeprefix('sk-')} rejected"
+    line = {"custom_id": "p1", "response": {"status_code": 401, "body": {"error": {"message": echoed}}}}
+    _, error = read_batch_line(line, LONG_KEY)
+    assert isinstance(error, ProviderError) and LONG_MIDDLE not in str(error)
+    entry = MessageBatchIndividualResponse.model_validate(
+        {
+            "custom_id": "p2",
+            "result": {
+                "type": "errored",
+                "error": {"type": "error", "error": {"type": "authentication_error", "message": echoed}},
+            },
+        }
+    )
+    _, failed = read_batch_result(entry, LONG_KEY)
+    assert isinstance(failed, ProviderError) and LONG_MIDDLE not in str(failed)
+    assert "rejected" in str(failed)

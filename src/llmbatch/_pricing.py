@@ -1,22 +1,30 @@
-"""Prices as data and the cost model.
+"""Prices as data, the cost model, and what each model accepts.
 
 Prices live in ``data/prices.json`` (USD per million tokens), overridable by a
 user file. A model with no price has an *unknown* cost (``None``), never 0.
+
+The same file is the model table: an entry may also say what the model takes
+(``ModelTraits``: ``"reasoning"``, ``"sampling"``), so that providers choose
+parameters from data rather than from substrings of model names. Keys that
+start with ``_`` (``"_source"``, ``"_checked"`` in an entry, ``"_comment"`` at the
+top) are notes and are never read as prices.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from ._exceptions import UsageError
 from ._types import Usage
 
-__all__ = ["Price", "PriceTable"]
+__all__ = ["DEFAULT_TRAITS", "ModelTraits", "Price", "PriceTable", "model_traits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,7 @@ class PriceTable:
 
     @classmethod
     def load(cls, override: str | Path | None = None) -> PriceTable:
-        raw = json.loads(resources.files("llmbatch").joinpath("data/prices.json").read_text())
+        raw = dict(_shipped())
         if override is not None:
             try:
                 user = json.loads(Path(override).read_text(encoding="utf-8"))
@@ -70,18 +78,82 @@ class PriceTable:
         Only a date suffix is dropped: ``gpt-4o-audio-preview`` is not ``gpt-4o``,
         and an unknown price must stay unknown rather than become a wrong one.
         """
-        if model in self._prices:
-            return self._prices[model]
-        family = _SNAPSHOT.sub("", model)
-        if family != model:
-            for name in (family, f"{family}-latest"):
-                if name in self._prices:
-                    return self._prices[name]
-        return None
+        return _lookup(self._prices, model)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTraits:
+    """What a model accepts, from its entry in the model table; a model not in it gets the
+    defaults, which are what chat models have always taken.
+
+    ``reasoning``: a reasoning model (OpenAI's o-series and gpt-5 family). Its answer
+    budget is ``max_completion_tokens`` (it rejects ``max_tokens``) and no default
+    temperature is sent to it. ``sampling``: whether it takes the sampling parameters
+    ``temperature`` and ``top_p`` — always (True), never (False), or only when the
+    task's params hold these values (``{"reasoning_effort": "none"}`` for gpt-5.1 on).
+
+    >>> model_traits("o3").reasoning, model_traits("o3").sampling
+    (True, False)
+    """
+
+    reasoning: bool = False
+    sampling: bool | Mapping[str, Any] = True
+
+    def takes_sampling(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``temperature`` and ``top_p`` may be sent along with ``params``."""
+        if isinstance(self.sampling, bool):
+            return self.sampling
+        return all(params.get(name) == value for name, value in self.sampling.items())
+
+
+DEFAULT_TRAITS: Final = ModelTraits()
+"""A model the table says nothing about: a chat model that takes ``max_tokens`` and a temperature."""
+
+
+def model_traits(model: str) -> ModelTraits:
+    """The traits of ``model`` in the shipped table (a dated snapshot has its family's)."""
+    return _lookup(_traits(), model) or DEFAULT_TRAITS
+
+
+@functools.cache
+def _shipped() -> Mapping[str, Any]:
+    """The shipped table, read once per process (price tables and traits both come from it)."""
+    table: dict[str, Any] = json.loads(resources.files("llmbatch").joinpath("data/prices.json").read_text())
+    return table
+
+
+@functools.cache
+def _traits() -> dict[str, ModelTraits]:
+    traits: dict[str, ModelTraits] = {}
+    for model, entry in _shipped().items():
+        if model.startswith("_") or not isinstance(entry, dict):
+            continue
+        if "reasoning" in entry or "sampling" in entry:
+            traits[model] = ModelTraits(
+                reasoning=bool(entry.get("reasoning", False)), sampling=entry.get("sampling", True)
+            )
+    return traits
 
 
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 """A dated snapshot suffix: ``-2024-08-06`` (OpenAI) or ``-20241022`` (Anthropic)."""
+
+V = TypeVar("V")
+
+
+def _lookup(table: Mapping[str, V], model: str) -> V | None:
+    """``table[model]``, else its family's entry when ``model`` is a dated snapshot.
+
+    Only a date suffix is dropped: ``gpt-4o-audio-preview`` is not ``gpt-4o``.
+    """
+    if model in table:
+        return table[model]
+    family = _SNAPSHOT.sub("", model)
+    if family != model:
+        for name in (family, f"{family}-latest"):
+            if name in table:
+                return table[name]
+    return None
 
 
 def _price(model: str, entry: Any) -> Price:

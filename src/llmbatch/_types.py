@@ -42,7 +42,9 @@ class Request:
 
     ``system`` is the stable prefix (system prompt, instructions, format rules,
     answer schema): byte-identical across the requests of a job so that provider
-    prompt caching matches it. ``user`` carries the items.
+    prompt caching matches it. ``user`` carries the items. ``temperature`` is None
+    when the task sets none (the provider then picks, per model); ``params`` are the
+    task's provider parameters (``[params]``), checked and sent by the provider.
     """
 
     system: str
@@ -53,6 +55,7 @@ class Request:
     temperature: float | None
     est_prompt_tokens: int
     schema_name: str = "answers"
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

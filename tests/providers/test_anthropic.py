@@ -215,6 +215,7 @@ async def test_the_request_puts_a_cacheable_prefix_first(scripted: tuple[str, Sc
     # Tools come before system in Anthropic's cache prefix: both must be byte-identical.
     assert json.dumps(first["tools"]) == json.dumps(second["tools"])
     assert first["system"] == second["system"] and first["messages"] != second["messages"]
+    # The sentiment task sets no temperature, so none is sent (Claude samples at its default).
     assert "temperature" not in first and "stream" not in first
     assert completion.content == '{"k0": 1}'
 

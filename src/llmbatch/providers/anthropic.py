@@ -26,6 +26,11 @@ with the same ``messages_body``; results are read per line by ``result.type``
 The SDK's own retries are off (the policy retries); its errors are translated in
 ``map_anthropic_errors``. The SDK takes seconds to import, so it is imported on
 first use: ``--provider openai`` never pays for it.
+
+Sampling: the SDK (1.0 on) has no ``temperature``, ``top_p`` or ``top_k`` arguments,
+while the API still takes them on the models that sample (Opus 4.7 on rejects them:
+``ModelTraits.sampling`` in the model table). They are sent as extra body fields, and
+only when the task sets them; by default Claude samples at its own default.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import pydantic
 
 from .._exceptions import (
     AuthenticationError,
@@ -50,17 +57,27 @@ from .._exceptions import (
     UsageError,
 )
 from .._headers import parse_retry_after, rate_limit_headers
+from .._pricing import DEFAULT_TRAITS, ModelTraits, model_traits
 from .._types import Completion, Request, Usage
 from .base import (
+    NUMBER,
+    TABLE,
+    WHOLE,
     BatchLimits,
     BatchResult,
     BatchStatus,
+    Param,
     Provider,
     ProviderConfig,
     api_key_or_placeholder,
+    check_sampling,
+    deadline,
+    describe_json,
+    json_body,
     register,
     scrub,
     status_error,
+    transfer_time,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +96,8 @@ __all__ = [
 DEFAULT_MODEL = "claude-haiku-4-5"
 TOOL_DESCRIPTION = "Record the answer of every item, under the item's key."
 CACHE_CONTROL: dict[str, str] = {"type": "ephemeral"}
+EXTRA_BODY: Final = ("temperature", "top_p", "top_k")
+"""Body fields the API takes that the SDK has no argument for: sent as ``extra_body``."""
 
 
 # stop_reason → finish_reason as the packers read it ("length": the answer is cut).
@@ -111,20 +130,43 @@ def tool_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"$ref": "#/$defs/answer"}, "$defs": dict(defs)}
 
 
-def messages_body(request: Request, model: str) -> dict[str, Any]:
+def messages_body(request: Request, model: str, traits: ModelTraits = DEFAULT_TRAITS) -> dict[str, Any]:
     """The Messages API body for a request (also the ``params`` of a batch-API line).
 
-    The request's ``temperature`` is not sent: the Messages API of the SDK this
-    is built on has no sampling parameters.
+    The request's ``temperature`` and ``params`` are sent only when the task sets them,
+    checked against what the model takes (``traits``) and what the API allows together.
     """
     if request.mode == "json_schema":
         raise UsageError("the anthropic provider has no JSON-schema output; use --pack tools")
+    params = request.params
+    check_sampling(model, traits, request.temperature, params)
+    if request.temperature is not None and "top_p" in params:
+        raise UsageError("Claude takes temperature or params.top_p, not both: remove one of them")
+    max_tokens = request.max_tokens
+    thinking = params.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):
+        if request.mode == "tool":
+            raise UsageError(
+                "params.thinking cannot be used with the forced tool of --pack tools: "
+                "use --pack numbered, or remove params.thinking"
+            )
+        if request.temperature is not None or "top_k" in params:
+            raise UsageError(
+                "Claude's thinking takes no temperature or top_k: remove them, or params.thinking"
+            )
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, int) and not isinstance(budget, bool):
+            # The thinking budget is part of max_tokens: on top of the answer's, not out of it.
+            max_tokens += budget
     body: dict[str, Any] = {
         "model": model,
-        "max_tokens": request.max_tokens,
+        "max_tokens": max_tokens,
         "system": [{"type": "text", "text": request.system, "cache_control": dict(CACHE_CONTROL)}],
         "messages": [{"role": "user", "content": request.user}],
     }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    body.update(params)
     if request.mode == "tool" and request.schema is not None:
         body["tools"] = [
             {
@@ -140,43 +182,61 @@ def messages_body(request: Request, model: str) -> dict[str, Any]:
 def parse_message(
     data: Any, latency: float, headers: Mapping[str, str], *, tool_name: str | None = None
 ) -> Completion:
-    """A Completion from a Message (SDK model or plain dict, as in batch results).
+    """A Completion from a Message's JSON (or an SDK ``Message``, as in batch results).
 
     The content is the forced tool's input as JSON when the model called it
-    (``tool_name``, or any tool when None), else the text blocks joined.
+    (``tool_name``, or any tool when None), else the text blocks joined. A ServerError
+    (retried, then the items fail) when the JSON is not a message.
     """
-    from anthropic.types import Message
-
-    if isinstance(data, dict):
-        data = Message.model_validate(data)
+    if isinstance(data, pydantic.BaseModel):  # an SDK model (batch results)
+        data = data.model_dump()
+    content = data.get("content") if isinstance(data, dict) else None
+    if not isinstance(content, list):
+        raise ServerError(
+            f"the endpoint answered JSON that is not a Messages API message ({describe_json(data)}): "
+            "check --base-url"
+        )
+    blocks = [block for block in content if isinstance(block, dict)]
     call = next(
         (
             block
-            for block in data.content
-            if block.type == "tool_use" and (tool_name is None or block.name == tool_name)
+            for block in blocks
+            if block.get("type") == "tool_use" and (tool_name is None or block.get("name") == tool_name)
         ),
         None,
     )
     if call is not None:
-        content = json.dumps(call.input, ensure_ascii=False)
+        text = json.dumps(call.get("input"), ensure_ascii=False)
     else:
-        content = "".join(block.text for block in data.content if block.type == "text")
-    usage = data.usage
-    read = usage.cache_read_input_tokens or 0
-    written = usage.cache_creation_input_tokens or 0
+        text = "".join(
+            block["text"]
+            for block in blocks
+            if block.get("type") == "text" and isinstance(block.get("text"), str)
+        )
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    read = _count(usage.get("cache_read_input_tokens"))
+    written = _count(usage.get("cache_creation_input_tokens"))
+    stop = data.get("stop_reason")
+    model = data.get("model")
     return Completion(
-        content=content,
-        finish_reason=_FINISH.get(data.stop_reason or "end_turn", "stop"),
+        content=text,
+        finish_reason=_FINISH.get(stop if isinstance(stop, str) else "end_turn", "stop"),
         # Anthropic's input_tokens leaves out the cached part; ours is the whole prompt.
         usage=Usage(
-            prompt_tokens=usage.input_tokens + read + written,
-            completion_tokens=usage.output_tokens,
+            prompt_tokens=_count(usage.get("input_tokens")) + read + written,
+            completion_tokens=_count(usage.get("output_tokens")),
             cached_tokens=read,
         ),
         latency=latency,
         headers=dict(headers),
-        model=data.model or "",
+        model=model if isinstance(model, str) else "",
     )
+
+
+def _count(value: Any) -> int:
+    """A token count from JSON; 0 for anything that is not one (a server that sends null)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 @contextmanager
@@ -192,7 +252,7 @@ def map_anthropic_errors(secret: str | None = None) -> Iterator[None]:
     try:
         yield
     except anthropic.APITimeoutError as exc:
-        raise RequestTimeout("the request timed out") from exc
+        raise RequestTimeout("the request timed out: no answer within --timeout") from exc
     except anthropic.APIConnectionError as exc:
         raise ConnectionFailed(scrub(f"cannot reach the endpoint: {exc}", secret)) from exc
     except anthropic.APIStatusError as exc:
@@ -238,15 +298,18 @@ _LINE_ERRORS: dict[str, type[ProviderError]] = {
 }
 
 
-def read_batch_result(entry: MessageBatchIndividualResponse) -> BatchResult:
+def read_batch_result(entry: MessageBatchIndividualResponse, secret: str | None = None) -> BatchResult:
     """(custom_id, Completion or error) from one line of a batch's results."""
     result = entry.result
     if result.type == "succeeded":
-        return entry.custom_id, parse_message(result.message, 0.0, {})
+        try:
+            return entry.custom_id, parse_message(result.message, 0.0, {})
+        except ProviderError as exc:
+            return entry.custom_id, exc
     if result.type == "errored":
         error = result.error.error
         cls = _LINE_ERRORS.get(error.type, ProviderError)
-        return entry.custom_id, cls(f"batch line failed ({error.type}): {error.message}"[:500])
+        return entry.custom_id, cls(f"batch line failed ({error.type}): {scrub(error.message, secret)}")
     kind = "expired" if result.type == "expired" else "canceled"
     return entry.custom_id, BatchLineLost(f"batch line {kind} before it was run", kind=kind)
 
@@ -273,6 +336,7 @@ class AnthropicProvider(Provider):
     response creates the prompt-cache entry that the requests after it read."""
     cache_reads_count_toward_limit: ClassVar[bool] = False
     """Cached input (``cached_tokens``) is not charged against input tokens per minute."""
+    accepted_params: ClassVar[Mapping[str, Param]] = {"top_p": NUMBER, "top_k": WHOLE, "thinking": TABLE}
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -286,6 +350,7 @@ class AnthropicProvider(Provider):
             "no API key: set the ANTHROPIC_API_KEY environment variable or pass --api-key",
         )
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or DEFAULT_MODEL
+        self.traits = model_traits(self.model)
         self._client: anthropic.AsyncAnthropic | None = None
 
     @property
@@ -304,19 +369,26 @@ class AnthropicProvider(Provider):
                 timeout=self.config.timeout,
             )
 
+    def body(self, request: Request) -> dict[str, Any]:
+        """The request's body, its params checked: a UsageError here is raised before sending."""
+        self.check_params(request.params)
+        return messages_body(request, self.model, self.traits)
+
     async def complete(self, request: Request) -> Completion:
         if self._client is None:
             await self.start()
         assert self._client is not None
-        body = messages_body(request, self.model)
+        body = self.body(request)
+        extra = {name: body.pop(name) for name in EXTRA_BODY if name in body}
         started = time.monotonic()
-        with map_anthropic_errors(self.api_key):
-            raw = await self._client.messages.with_raw_response.create(**body)
-            message = await raw.parse()
+        async with deadline(self.config.timeout):
+            with map_anthropic_errors(self.api_key):
+                raw = await self._client.messages.with_raw_response.create(**body, extra_body=extra or None)
+                text = await raw.text()
         latency = time.monotonic() - started
+        data = json_body(text, raw.headers.get("content-type"), self.api_key)
         tool_name = request.schema_name if "tools" in body else None
-        with map_anthropic_errors(self.api_key):
-            return parse_message(message, latency, rate_limit_headers(raw.headers), tool_name=tool_name)
+        return parse_message(data, latency, rate_limit_headers(raw.headers), tool_name=tool_name)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -326,7 +398,7 @@ class AnthropicProvider(Provider):
     # -- the Message Batches API --------------------------------------------------------
 
     def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
-        return {"custom_id": custom_id, "params": messages_body(request, self.model)}
+        return {"custom_id": custom_id, "params": self.body(request)}
 
     async def _batch_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
@@ -337,14 +409,18 @@ class AnthropicProvider(Provider):
     async def submit_batch(self, lines: Sequence[tuple[str, Request]]) -> str:
         client = await self._batch_client()
         requests: Any = [self.batch_line(custom_id, request) for custom_id, request in lines]
-        with map_anthropic_errors(self.api_key):
-            batch = await client.messages.batches.create(requests=requests)
+        # The size is what the SDK will serialize; the texts are most of it.
+        size = sum(len(request.system) + len(request.user) for _, request in lines)
+        async with deadline(transfer_time(self.config.timeout, size)):
+            with map_anthropic_errors(self.api_key):
+                batch = await client.messages.batches.create(requests=requests)
         return batch.id
 
     async def poll_batch(self, batch_id: str) -> BatchStatus:
         client = await self._batch_client()
-        with map_anthropic_errors(self.api_key):
-            batch = await client.messages.batches.retrieve(batch_id)
+        async with deadline(self.config.timeout):
+            with map_anthropic_errors(self.api_key):
+                batch = await client.messages.batches.retrieve(batch_id)
         counts = batch.request_counts
         return BatchStatus(
             id=batch.id,
@@ -357,6 +433,8 @@ class AnthropicProvider(Provider):
 
     async def batch_results(self, batch_id: str) -> list[BatchResult]:
         client = await self._batch_client()
-        with map_anthropic_errors(self.api_key):
-            stream = await client.messages.batches.results(batch_id)
-            return [read_batch_result(entry) async for entry in stream]
+        # The results' size is not known before they come: allow for the largest batch.
+        async with deadline(transfer_time(self.config.timeout, self.batch_limits.max_bytes)):
+            with map_anthropic_errors(self.api_key):
+                stream = await client.messages.batches.results(batch_id)
+                return [read_batch_result(entry, self.api_key) async for entry in stream]

@@ -10,38 +10,70 @@ A provider with ``supports_batch`` also runs packs through its batch API
 ``submit_batch`` uploads lines and returns the provider's batch id,
 ``poll_batch`` reports its state, ``batch_results`` downloads what it
 answered, joined by the caller on ``custom_id`` (results come in any order).
+
+Shared here so that every provider does them the same way, once: ``deadline``
+(``--timeout`` bounds a whole request, not each read), ``scrub`` (provider text in
+an error is short and holds no part of the key), ``json_body`` (a 200 that is not
+JSON is a clear error), and the checks of a task's ``[params]`` and sampling
+parameters against what the provider (``accepted_params``) and the model
+(``ModelTraits`` from the model table) take.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from .._exceptions import (
     AuthenticationError,
     BadRequest,
     FatalError,
+    NotAnAPI,
     ProviderError,
+    RequestTimeout,
     ServerError,
     UsageError,
 )
+from .._pricing import ModelTraits
 from .._types import Completion, Request
 
 __all__ = [
+    "DEFAULT_TEMPERATURE",
+    "MAX_ERROR_CHARS",
+    "NUMBER",
     "PROVIDERS",
+    "TABLE",
+    "TEXT",
+    "WHOLE",
     "BatchLimits",
     "BatchResult",
     "BatchStatus",
+    "Param",
     "Provider",
     "ProviderConfig",
     "api_key_or_placeholder",
+    "check_sampling",
     "create_provider",
+    "deadline",
+    "describe_json",
+    "json_body",
     "register",
     "scrub",
     "status_error",
+    "transfer_time",
 ]
+
+DEFAULT_TEMPERATURE: Final = 0.0
+"""Sent when the task sets none, to a model that takes one: the same answer for the same
+item (classification, extraction) is what a batch job wants. Never sent to a reasoning model."""
+SAMPLING: Final = ("temperature", "top_p")
+"""The sampling parameters that some models reject (``ModelTraits.sampling``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +119,24 @@ BatchResult = tuple[str, Completion | ProviderError]
 """One line of a batch's results: its ``custom_id`` and the completion or the line's error."""
 
 
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One ``[params]`` entry a provider takes: the JSON types its value may have, and their name."""
+
+    types: tuple[type, ...]
+    kind: str
+
+    def accepts(self, value: Any) -> bool:
+        # TOML's true is an int to isinstance; a seed of true is a mistake, not 1.
+        return isinstance(value, self.types) and (bool in self.types or not isinstance(value, bool))
+
+
+NUMBER: Final = Param((int, float), "a number")
+WHOLE: Final = Param((int,), "a whole number")
+TEXT: Final = Param((str,), "a string")
+TABLE: Final = Param((dict,), "a table")
+
+
 class Provider(ABC):
     """One backend. Use as ``async with provider:`` or call ``aclose()``."""
 
@@ -107,6 +157,8 @@ class Provider(ABC):
     """True where the provider's token limit counts actual output, not ``max_tokens``."""
     billed: ClassVar[bool] = True
     """False for backends that cost nothing per token (a local model)."""
+    accepted_params: ClassVar[Mapping[str, Param]] = {}
+    """The task ``[params]`` this provider passes through to the request, by name."""
 
     model: str
 
@@ -126,6 +178,22 @@ class Provider(ABC):
 
     async def start(self) -> None:
         """Open connections or start servers; called once before the first request."""
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """UsageError for a ``[params]`` entry this provider does not take, or of the wrong type.
+
+        Called as each request is rendered, before anything is sent: a few dict lookups.
+        """
+        for name, value in params.items():
+            spec = self.accepted_params.get(name)
+            if spec is None:
+                accepted = ", ".join(sorted(self.accepted_params)) or "no params"
+                raise UsageError(
+                    f"provider {self.name} does not take params.{name}; it takes {accepted}: "
+                    "remove it from the task's [params]"
+                )
+            if not spec.accepts(value):
+                raise UsageError(f"params.{name} must be {spec.kind} for provider {self.name}")
 
     @abstractmethod
     async def complete(self, request: Request) -> Completion:
@@ -176,10 +244,137 @@ def api_key_or_placeholder(api_key: str | None, base_url: str | None, missing: s
     return "not-needed"
 
 
-def scrub(message: str, secret: str | None) -> str:
-    """An SDK's error message as one line of at most 500 characters, the API key masked."""
-    message = " ".join(message.split())[:500]
-    return message.replace(secret, "***") if secret else message
+MAX_ERROR_CHARS: Final = 300
+"""Provider text kept in an error: the reason fits, an HTML page or a stack trace does not."""
+SECRET_RUN: Final = 8
+"""Any run of this many characters of the key is masked: servers echo keys trimmed of their
+``sk-`` prefix, cut short or split across lines, never only whole. Shorter runs are not
+told apart from ordinary text (and reveal too little of a key to matter)."""
+
+
+def scrub(message: str, secret: str | None, limit: int = MAX_ERROR_CHARS) -> str:
+    """Provider text made fit for an error: one line of at most ``limit`` characters in
+    which every run of ``SECRET_RUN`` or more characters of ``secret`` is masked.
+
+    >>> scrub("key proj-4f9Qx81LmT0p is bad,\n  see docs", "sk-proj-4f9Qx81LmT0p")
+    'key *** is bad, see docs'
+    """
+    # Whitespace is collapsed before masking, so a key split by a line break is two runs,
+    # each masked; the slice first keeps an HTML page from costing a window per byte.
+    text = " ".join(message[: limit * 4].split())
+    if secret:
+        text = _mask(text, secret)
+    return text[:limit]
+
+
+def _mask(text: str, secret: str) -> str:
+    if len(secret) < SECRET_RUN:
+        return text.replace(secret, "***")
+    windows, n = _windows(secret), SECRET_RUN
+    spans: list[list[int]] = []  # [start, end) of masked runs, merged as they overlap
+    for i in range(len(text) - n + 1):
+        if text[i : i + n] in windows:
+            if spans and i <= spans[-1][1]:
+                spans[-1][1] = i + n
+            else:
+                spans.append([i, i + n])
+    if not spans:
+        return text
+    pieces, last = [], 0
+    for start, end in spans:
+        pieces += [text[last:start], "***"]
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+@functools.lru_cache(maxsize=8)
+def _windows(secret: str) -> frozenset[str]:
+    """Every ``SECRET_RUN``-character substring of the key (one set per key, made once)."""
+    return frozenset(secret[i : i + SECRET_RUN] for i in range(len(secret) - SECRET_RUN + 1))
+
+
+@asynccontextmanager
+async def deadline(seconds: float) -> AsyncIterator[None]:
+    """Bound a whole request by ``seconds``: connecting, the headers and every byte of the body.
+
+    The SDKs' own timeouts bound each read, so a server that sends its headers and then
+    one byte a second holds a request for as long as it likes; this does not.
+
+    >>> async with deadline(config.timeout):  # doctest: +SKIP
+    ...     raw = await client.chat.completions.with_raw_response.create(**body)
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise RequestTimeout(f"no complete answer within --timeout {seconds:g} s") from exc
+
+
+TRANSFER_RATE: Final = 1_000_000
+"""Bytes a second a batch file's upload or download is allowed, on top of ``--timeout``:
+those grow with the batch (up to 200 MB), a chat request does not."""
+
+
+def transfer_time(timeout: float, nbytes: int) -> float:
+    """The deadline of a transfer of ``nbytes``: ``--timeout`` plus a second a megabyte."""
+    return timeout + nbytes / TRANSFER_RATE
+
+
+def json_body(text: str, content_type: str | None, secret: str | None) -> Any:
+    """The JSON of a 200's body; a ServerError saying what came instead.
+
+    A wrong ``--base-url`` or a proxy's sign-in page answers 200 with HTML: the error
+    names the content type and quotes the start of the body (scrubbed). It is
+    ``NotAnAPI``: whatever answered is not the API, so, as when nothing answers, it
+    is retried without failing records and stops the job once it lasts
+    (``--outage-timeout``). JSON that is cut short is a ``ServerError`` (retried).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        # Said with what the body was instead: the decoder's position tells a user nothing.
+        kind = (content_type or "").split(";")[0].strip() or "no content type"
+        if not text.strip():
+            raise ServerError(
+                f"the endpoint answered 200 with an empty body ({kind}): check --base-url"
+            ) from None
+        start = scrub(text, secret, limit=80)
+        if kind.endswith("json"):
+            raise ServerError(
+                f"the endpoint returned JSON that is not valid (cut short?): the body starts {start!r}"
+            ) from None
+        raise NotAnAPI(
+            f"the endpoint returned {kind}, not JSON: check --base-url (the body starts {start!r})"
+        ) from None
+
+
+def describe_json(value: Any) -> str:
+    """A few words on what a JSON value is, for an error about it (never its content)."""
+    if isinstance(value, dict):
+        keys = ", ".join(list(value)[:5])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def check_sampling(
+    model: str, traits: ModelTraits, temperature: float | None, params: Mapping[str, Any]
+) -> bool:
+    """Whether ``model`` takes sampling parameters along with ``params``; a UsageError, before
+    anything is sent, when the task sets one (``temperature``, ``top_p``) that it rejects."""
+    if traits.takes_sampling(params):
+        return True
+    given = ["temperature"] if temperature is not None else []
+    given += [name for name in SAMPLING if name in params]
+    if given:
+        name = given[0]
+        if isinstance(traits.sampling, bool):
+            raise UsageError(f"model {model} takes no {name}: remove params.{name} from the task file")
+        needs = ", ".join(f"params.{key} = {json.dumps(value)}" for key, value in traits.sampling.items())
+        raise UsageError(f"model {model} takes {name} only with {needs}: set that, or remove params.{name}")
+    return False
 
 
 def status_error(status: int, message: str, *, headers: dict[str, str], key_env: str) -> ProviderError:

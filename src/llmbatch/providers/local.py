@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .._exceptions import BadRequest, UsageError
 from .._types import Completion, Request, Usage
-from .base import Provider, ProviderConfig, register
+from .base import DEFAULT_TEMPERATURE, NUMBER, WHOLE, Param, Provider, ProviderConfig, register
 
 __all__ = ["LocalProvider", "bundled_model_path", "default_threads"]
 
@@ -68,6 +69,8 @@ class LocalProvider(Provider):
 
     supports_json_schema = True
     billed = False
+    accepted_params: ClassVar[Mapping[str, Param]] = {"top_p": NUMBER, "top_k": WHOLE, "seed": WHOLE}
+    """What llama.cpp's ``create_chat_completion`` takes of the task's ``[params]``."""
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -106,6 +109,7 @@ class LocalProvider(Provider):
         )
 
     async def complete(self, request: Request) -> Completion:
+        self.check_params(request.params)
         await self.start()
         kwargs: dict[str, Any] = {
             "messages": [
@@ -113,7 +117,8 @@ class LocalProvider(Provider):
                 {"role": "user", "content": request.user},
             ],
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature if request.temperature is not None else 0.0,
+            "temperature": request.temperature if request.temperature is not None else DEFAULT_TEMPERATURE,
+            **request.params,
         }
         if request.mode == "json_schema" and request.schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": dict(request.schema)}

@@ -9,6 +9,17 @@ The Batch API (``--mode batch``): the lines are uploaded as one JSONL file
 in the ``24h`` window, polled, and its output and error files are read back;
 a line's failure (``response.status_code`` ≠ 200, or ``error`` such as
 ``batch_expired``) becomes that line's ``ProviderError`` (``batch_line_error``).
+
+Bodies are read as plain JSON (``json_body``, ``parse_chat_response``), not through
+the SDK's models: the SDK hands back a ``str`` for a body that is not JSON (a proxy's
+HTML page) and an attribute-less object for JSON of the wrong shape, and servers
+that speak the API loosely (no ``created``, an odd ``finish_reason``) must still work.
+
+What the body carries depends on the model, from the model table (``ModelTraits``):
+reasoning models get ``max_completion_tokens`` and no default temperature. The
+official endpoint gets ``max_completion_tokens`` for every model (it takes it on all
+current ones); a server of its own (``--base-url``: vLLM, llama.cpp, the simulator)
+keeps ``max_tokens``, which is what they read.
 """
 
 from __future__ import annotations
@@ -16,12 +27,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import openai
-import pydantic
 
 from .._exceptions import (
     BadRequest,
@@ -35,17 +45,28 @@ from .._exceptions import (
     UsageError,
 )
 from .._headers import parse_retry_after, rate_limit_headers
+from .._pricing import DEFAULT_TRAITS, ModelTraits, model_traits
 from .._types import Completion, Request, Usage
 from .base import (
+    DEFAULT_TEMPERATURE,
+    NUMBER,
+    TEXT,
+    WHOLE,
     BatchLimits,
     BatchResult,
     BatchStatus,
+    Param,
     Provider,
     ProviderConfig,
     api_key_or_placeholder,
+    check_sampling,
+    deadline,
+    describe_json,
+    json_body,
     register,
     scrub,
     status_error,
+    transfer_time,
 )
 
 __all__ = ["OpenAIProvider", "batch_line_error", "chat_body", "map_openai_errors", "read_batch_line"]
@@ -58,18 +79,36 @@ RESPONSE_FORMATS = ("json_schema", "json_object")
 which rejects the OpenAI form)."""
 
 
-def chat_body(request: Request, model: str, response_format: str = "json_schema") -> dict[str, Any]:
-    """The Chat Completions body for a request (also used for batch-API lines)."""
+def chat_body(
+    request: Request,
+    model: str,
+    response_format: str = "json_schema",
+    *,
+    token_param: str = "max_tokens",
+    traits: ModelTraits = DEFAULT_TRAITS,
+) -> dict[str, Any]:
+    """The Chat Completions body for a request (also used for batch-API lines).
+
+    ``token_param`` names the answer budget (``max_completion_tokens`` for reasoning
+    models and the official endpoint); ``traits`` say whether the model takes a
+    temperature. The request's ``params`` are sent as they are: the provider has
+    checked them (``Provider.check_params``).
+    """
     body: dict[str, Any] = {
         "model": model,
         "messages": [
             {"role": "system", "content": request.system},
             {"role": "user", "content": request.user},
         ],
-        "max_tokens": request.max_tokens,
+        token_param: request.max_tokens,
     }
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
+    temperature = request.temperature
+    takes_sampling = check_sampling(model, traits, temperature, request.params)
+    if temperature is None and takes_sampling and not traits.reasoning:
+        temperature = DEFAULT_TEMPERATURE
+    if temperature is not None:
+        body["temperature"] = temperature
+    body.update(request.params)
     if request.mode == "json_schema" and request.schema is not None and response_format == "json_object":
         body["response_format"] = {"type": "json_object", "schema": request.schema}
     elif request.mode == "json_schema" and request.schema is not None:
@@ -95,38 +134,63 @@ def chat_body(request: Request, model: str, response_format: str = "json_schema"
 
 
 def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> Completion:
-    """A Completion from a ChatCompletion object (SDK model or plain dict)."""
-    if isinstance(data, dict):
-        data = openai.types.chat.ChatCompletion.model_validate(data)
-    if not data.choices:
+    """A Completion from a chat completion's JSON (or an SDK ``ChatCompletion``).
+
+    A ServerError (retried, then the items fail) when the JSON is not a chat completion:
+    a wrong ``--base-url`` answers JSON of its own as readily as HTML.
+    """
+    if isinstance(data, openai.BaseModel):
+        data = data.model_dump()
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list):
+        raise ServerError(
+            f"the endpoint answered JSON that is not a chat completion ({describe_json(data)}): "
+            "check --base-url"
+        )
+    if not choices:
         raise ServerError("the provider returned no choices")
-    choice = data.choices[0]
-    message = choice.message
-    content = message.content or ""
-    if message.tool_calls:
-        call = message.tool_calls[0]
-        content = getattr(getattr(call, "function", None), "arguments", "") or ""
-    finish = choice.finish_reason or "stop"
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise ServerError(
+            "the endpoint answered JSON that is not a chat completion (its first choice has no "
+            "message): check --base-url"
+        )
+    content = message.get("content")
+    content = content if isinstance(content, str) else ""
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and calls and isinstance(calls[0], dict):
+        function = calls[0].get("function")
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        content = arguments if isinstance(arguments, str) else ""
+    finish = choice.get("finish_reason")
+    finish = finish if isinstance(finish, str) and finish else "stop"
     if finish == "tool_calls":
         finish = "stop"
-    if getattr(message, "refusal", None) and not content:
+    if message.get("refusal") and not content:
         finish = "refusal"
-    usage = data.usage
-    cached = 0
-    if usage is not None and usage.prompt_tokens_details is not None:
-        cached = usage.prompt_tokens_details.cached_tokens or 0
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    model = data.get("model")
     return Completion(
         content=content,
         finish_reason=finish,
         usage=Usage(
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            cached_tokens=cached,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            cached_tokens=_count(cached),
         ),
         latency=latency,
         headers=headers,
-        model=data.model or "",
+        model=model if isinstance(model, str) else "",
     )
+
+
+def _count(value: Any) -> int:
+    """A token count from JSON; 0 for anything that is not one (a server that sends null)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _error_code(exc: openai.APIStatusError) -> str:
@@ -142,7 +206,7 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
     try:
         yield
     except openai.APITimeoutError as exc:
-        raise RequestTimeout("the request timed out") from exc
+        raise RequestTimeout("the request timed out: no answer within --timeout") from exc
     except openai.APIConnectionError as exc:
         raise ConnectionFailed(scrub(f"cannot reach the endpoint: {exc}", secret)) from exc
     except openai.APIStatusError as exc:
@@ -169,9 +233,9 @@ BATCH_ENDPOINT: Final = "/v1/chat/completions"
 _ENDED = frozenset({"completed", "expired", "cancelled", "failed"})
 
 
-def batch_line_error(status: int | None, code: str, message: str) -> ProviderError:
+def batch_line_error(status: int | None, code: str, message: str, secret: str | None = None) -> ProviderError:
     """The error of one batch line, from its HTTP status or its ``error.code``."""
-    text = f"batch line failed ({code or status}): {message}"[:500]
+    text = f"batch line failed ({scrub(code, secret, 40) or status}): {scrub(message, secret)}"
     if code == "batch_expired":
         return BatchLineLost(text, kind="expired")
     if code == "batch_cancelled":
@@ -185,7 +249,7 @@ def batch_line_error(status: int | None, code: str, message: str) -> ProviderErr
     return ProviderError(text, status=status)
 
 
-def read_batch_line(line: dict[str, Any]) -> BatchResult:
+def read_batch_line(line: dict[str, Any], secret: str | None = None) -> BatchResult:
     """(custom_id, Completion or error) from one line of an output or error file."""
     custom_id = str(line.get("custom_id"))
     response = line.get("response") or {}
@@ -197,11 +261,9 @@ def read_batch_line(line: dict[str, Any]) -> BatchResult:
             error = body.get("error") or {}
         code = str(error.get("code") or error.get("type") or "") if isinstance(error, dict) else ""
         message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
-        return custom_id, batch_line_error(status, code, message or "no response")
+        return custom_id, batch_line_error(status, code, message or "no response", secret)
     try:
         return custom_id, parse_chat_response(body, 0.0, {})
-    except pydantic.ValidationError as exc:
-        return custom_id, ServerError(f"malformed batch result line: {exc.error_count()} errors")
     except ProviderError as exc:
         return custom_id, exc
 
@@ -218,6 +280,12 @@ class OpenAIProvider(Provider):
     supports_batch = True
     batch_limits = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
     cache_min_prefix = 1024
+    accepted_params: ClassVar[Mapping[str, Param]] = {
+        "top_p": NUMBER,
+        "seed": WHOLE,
+        "reasoning_effort": TEXT,
+        "verbosity": TEXT,
+    }
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -232,6 +300,12 @@ class OpenAIProvider(Provider):
         self.response_format = config.extra.get("response_format") or "json_schema"
         if self.response_format not in RESPONSE_FORMATS:
             raise UsageError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}")
+        self.traits = model_traits(self.model)
+        # OpenAI takes max_completion_tokens on every current model and reasoning models take
+        # nothing else; compatible servers read max_tokens, unless the table knows the model
+        # as a reasoning one (a proxy in front of OpenAI).
+        official = self.base_url is None
+        self.token_param = "max_completion_tokens" if official or self.traits.reasoning else "max_tokens"
         self._client: openai.AsyncOpenAI | None = None
 
     @property
@@ -247,18 +321,26 @@ class OpenAIProvider(Provider):
                 timeout=self.config.timeout,
             )
 
+    def body(self, request: Request) -> dict[str, Any]:
+        """The request's body, its params checked: a UsageError here is raised before sending."""
+        self.check_params(request.params)
+        return chat_body(
+            request, self.model, self.response_format, token_param=self.token_param, traits=self.traits
+        )
+
     async def complete(self, request: Request) -> Completion:
         if self._client is None:
             await self.start()
         assert self._client is not None
-        body = chat_body(request, self.model, self.response_format)
+        body = self.body(request)
         started = time.monotonic()
-        with map_openai_errors(self.api_key):
-            raw = await self._client.chat.completions.with_raw_response.create(**body)
-            data = raw.parse()
+        async with deadline(self.config.timeout):
+            with map_openai_errors(self.api_key):
+                raw = await self._client.chat.completions.with_raw_response.create(**body)
+                text = raw.text
         latency = time.monotonic() - started
-        with map_openai_errors(self.api_key):
-            return parse_chat_response(data, latency, rate_limit_headers(raw.headers))
+        data = json_body(text, raw.headers.get("content-type"), self.api_key)
+        return parse_chat_response(data, latency, rate_limit_headers(raw.headers))
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -268,12 +350,7 @@ class OpenAIProvider(Provider):
     # -- the Batch API -------------------------------------------------------------------
 
     def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
-        return {
-            "custom_id": custom_id,
-            "method": "POST",
-            "url": BATCH_ENDPOINT,
-            "body": chat_body(request, self.model, self.response_format),
-        }
+        return {"custom_id": custom_id, "method": "POST", "url": BATCH_ENDPOINT, "body": self.body(request)}
 
     async def _batch_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -287,22 +364,26 @@ class OpenAIProvider(Provider):
             json.dumps(self.batch_line(custom_id, request), ensure_ascii=False).encode() + b"\n"
             for custom_id, request in lines
         )
-        with map_openai_errors(self.api_key):
-            upload = await client.files.create(
-                file=("llmbatch.jsonl", data, "application/jsonl"), purpose="batch"
-            )
-            batch = await client.batches.create(
-                input_file_id=upload.id,
-                endpoint=BATCH_ENDPOINT,
-                completion_window="24h",
-                metadata={"created_by": "llmbatch"},
-            )
+        async with deadline(transfer_time(self.config.timeout, len(data))):
+            with map_openai_errors(self.api_key):
+                upload = await client.files.create(
+                    file=("llmbatch.jsonl", data, "application/jsonl"), purpose="batch"
+                )
+        async with deadline(self.config.timeout):
+            with map_openai_errors(self.api_key):
+                batch = await client.batches.create(
+                    input_file_id=upload.id,
+                    endpoint=BATCH_ENDPOINT,
+                    completion_window="24h",
+                    metadata={"created_by": "llmbatch"},
+                )
         return batch.id
 
     async def poll_batch(self, batch_id: str) -> BatchStatus:
         client = await self._batch_client()
-        with map_openai_errors(self.api_key):
-            batch = await client.batches.retrieve(batch_id)
+        async with deadline(self.config.timeout):
+            with map_openai_errors(self.api_key):
+                batch = await client.batches.retrieve(batch_id)
         counts = batch.request_counts
         errors = batch.errors.data if batch.errors is not None and batch.errors.data else []
         return BatchStatus(
@@ -312,23 +393,27 @@ class OpenAIProvider(Provider):
             total=counts.total if counts else 0,
             succeeded=counts.completed if counts else 0,
             failed=counts.failed if counts else 0,
-            message="; ".join(f"{e.code}: {e.message}" for e in errors[:3]),
+            message=scrub("; ".join(f"{e.code}: {e.message}" for e in errors[:3]), self.api_key),
         )
 
     async def batch_results(self, batch_id: str) -> list[BatchResult]:
         client = await self._batch_client()
         results: list[BatchResult] = []
-        with map_openai_errors(self.api_key):
-            batch = await client.batches.retrieve(batch_id)
-            for file_id in (batch.output_file_id, batch.error_file_id):
-                if not file_id:
-                    continue
-                content = await client.files.content(file_id)
-                for raw in content.text.splitlines():
-                    try:
-                        line = json.loads(raw)
-                    except json.JSONDecodeError:
-                        continue  # no custom_id to join on: its items count as unanswered
-                    if isinstance(line, dict):
-                        results.append(read_batch_line(line))
+        async with deadline(self.config.timeout):
+            with map_openai_errors(self.api_key):
+                batch = await client.batches.retrieve(batch_id)
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            # The file's size is not known before it comes: allow for the largest a batch makes.
+            async with deadline(transfer_time(self.config.timeout, self.batch_limits.max_bytes)):
+                with map_openai_errors(self.api_key):
+                    content = await client.files.content(file_id)
+            for raw in content.text.splitlines():
+                try:
+                    line = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue  # no custom_id to join on: its items count as unanswered
+                if isinstance(line, dict):
+                    results.append(read_batch_line(line, self.api_key))
         return results
