@@ -159,8 +159,8 @@ def test_a_task_field_given_to_run_says_where_it_belongs(nothing_built: None) ->
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"concurrency": 0}, "concurrency must be a whole number from 1 to 1000, not 0"),
-        ({"concurrency": "8"}, "concurrency must be a whole number from 1 to 1000, not '8'"),
+        ({"concurrency": 0}, "concurrency must be a whole number from 1 to 1000, or None, not 0"),
+        ({"concurrency": "8"}, "concurrency must be a whole number from 1 to 1000, or None, not '8'"),
         ({"max_cost": -1}, "max_cost must be a number above 0, or None, not -1"),
         ({"mode": "fast"}, "mode must be 'sync' or 'batch', not 'fast'"),
         ({"batch_size": "big"}, "batch_size must be a whole number from 1 to 1000, 'auto' or None"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,7 +76,7 @@ def test_sentiment_example_has_strict_schema_and_params() -> None:
     assert task.id == "id"
     assert task.template_fields == ("title", "text")
     assert task.answer_budget == 20
-    assert task.temperature == 0.0
+    assert task.temperature is None  # unset: 0 where the model takes one (the provider decides)
     schema = task.item_schema
     assert schema["required"] == ["label", "confidence"]
     assert schema["additionalProperties"] is False
@@ -111,7 +112,8 @@ def test_minimal_task_file_defaults(tmp_path: Path) -> None:
     assert task.is_text
     assert task.name == "mini"
     assert task.id is None
-    assert task.temperature == 0.0
+    assert task.temperature is None  # unset: the provider sends 0 where the model takes one
+    assert task.params == {}
     assert task.answer_budget == 200
 
 
@@ -127,7 +129,7 @@ def test_name_in_file_wins_over_stem(tmp_path: Path) -> None:
         ("instructions = \n", "not valid TOML"),
         ('name = "x"\n', "instructions"),
         ('instructions = "x"\ncolour = "blue"\n', "colour"),
-        ('instructions = "x"\n[params]\ntop_p = 0.5\n', "unknown params ['top_p']"),
+        ('instructions = "x"\n[params]\nseed = 1979-05-27\n', "params.seed must be a number"),
         ('instructions = "x"\n[params]\ntemperature = "hot"\n', "params.temperature"),
         ('instructions = "x"\n[params]\ntemperature = true\n', "params.temperature"),
         ('instructions = "x"\n[params]\nanswer_tokens = "20"\n', "params.answer_tokens"),
@@ -475,3 +477,216 @@ def test_validate_text_answer() -> None:
     assert task.validate_answer("hola") is None
     assert task.validate_answer(5) is not None
     assert task.validate_answer(None) is not None
+
+
+# -- every unknown key at once ---------------------------------------------------------
+
+
+def test_every_unknown_key_is_reported_at_once_with_its_close_match(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'instrucions = "x"\ncolour = "blue"\nsystm = "s"\n[escalate]\nfeild = "confidence"\nbelow = 0.5\n',
+    )
+    with pytest.raises(UsageError) as info:
+        Task.from_file(path)
+    message = str(info.value)
+    assert message.startswith(f"task file {path}: unknown keys ")
+    assert "\n" not in message
+    assert "'instrucions' (did you mean 'instructions'?)" in message
+    assert "'systm' (did you mean 'system'?)" in message
+    assert "'escalate.feild' (did you mean 'escalate.field'?)" in message
+    assert "'colour'" in message and "the keys are name, instructions" in message  # no close match: list them
+    # The misspelt key's "missing" twin would only repeat the same fix.
+    assert "required" not in message.lower()
+
+
+def test_unknown_keys_and_bad_values_share_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'instructions = "x"\nmodels = [1]\noutput = 5\nnam = "n"\n')
+    with pytest.raises(UsageError) as info:
+        Task.from_file(path)
+    message = str(info.value)
+    assert "'nam' (did you mean 'name'?)" in message
+    assert "models.0: " in message
+    assert 'output: must be "text" or an [output] table' in message
+
+
+# -- output schemas no answer can match ---------------------------------------------------
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+@pytest.mark.parametrize(
+    ("output", "problem"),
+    [
+        (_object(label={"type": "string", "enum": []}), "output.properties.label: enum is empty"),
+        (
+            _object(n={"type": "number", "minimum": 5, "maximum": 1}),
+            "output.properties.n: no number is >= 5 and <= 1",
+        ),
+        (_object(n={"type": "number", "minimum": 1, "exclusiveMaximum": 1}), "no number is >= 1 and < 1"),
+        (_object(n={"type": "number", "exclusiveMinimum": 3, "maximum": 2.5}), "no number is > 3 and <= 2.5"),
+        (
+            _object(n={"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 2}),
+            "no integer is > 1 and < 2",
+        ),
+        (_object(n={"type": "integer", "minimum": 1.2, "maximum": 1.8}), "no integer is >= 1.2 and <= 1.8"),
+        (
+            _object(s={"type": "string", "minLength": 5, "maxLength": 2}),
+            "output.properties.s: minLength 5 is above maxLength 2",
+        ),
+        (
+            _object(a={"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 1}),
+            "minItems 3 is above maxItems 1",
+        ),
+        (
+            {**_object(label={"type": "string"}), "required": ["lable"]},
+            "output: required lists 'lable' (did you mean 'label'?), which is not in properties",
+        ),
+        (_object(k={"type": "string", "const": 3}), "output.properties.k: const 3 is not a string"),
+        (
+            _object(e={"type": "integer", "enum": [1, "two"]}),
+            "output.properties.e: enum value 'two' is not an integer",
+        ),
+        (_object(e={"type": "boolean", "enum": [True, 0]}), "enum value 0 is not a boolean"),
+        (
+            {"type": "array", "items": _object(tag={"enum": []})},
+            "output.items.properties.tag: enum is empty",
+        ),
+        (
+            _object(u={"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 2, "maximum": 1}]}),
+            "output.properties.u.anyOf[1]: no integer",
+        ),
+        (
+            {**_object(p={"$ref": "#/$defs/Place"}), "$defs": {"Place": _object(kind={"enum": []})}},
+            "output.$defs.Place.properties.kind: enum is empty",
+        ),
+    ],
+    ids=[
+        "empty-enum",
+        "min>max",
+        "min=exclusive-max",
+        "exclusive-min>max",
+        "no-integer-between",
+        "no-integer-in-fraction",
+        "minLength>maxLength",
+        "minItems>maxItems",
+        "required-not-a-property",
+        "const-type",
+        "enum-type",
+        "enum-bool-is-not-0",
+        "items",
+        "anyOf",
+        "defs",
+    ],
+)
+def test_an_output_schema_no_answer_can_match_is_a_usage_error(output: dict[str, Any], problem: str) -> None:
+    # Every answer would fail validation and be asked again (and paid for) until the
+    # records fail: say where the schema is impossible before anything is sent.
+    with pytest.raises(UsageError) as info:
+        Task(instructions="x", output=output)
+    assert str(info.value).startswith("no answer can match the output schema: ")
+    assert problem in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        _object(n={"type": "number", "minimum": 1, "maximum": 1}),
+        _object(n={"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 3}),
+        _object(n={"type": "integer", "minimum": 1.5, "maximum": 2}),
+        _object(n={"type": "number", "minimum": float("-inf"), "maximum": 1}),
+        _object(e={"type": "integer", "enum": [1, 2.0]}),  # 2.0 is an integer in JSON Schema
+        _object(e={"type": ["string", "null"], "enum": ["a", None]}),
+        _object(e={"enum": ["a", 1, None]}),  # no type: any value may be listed
+        _object(k={"type": "string", "const": "k"}),
+        _object(s={"type": "string", "minLength": 2, "maxLength": 2}),
+        {**_object(a={"type": "string"}, b={"type": "string"}), "required": ["a"]},
+    ],
+    ids=[
+        "min=max",
+        "integer-between",
+        "integer-at-max",
+        "infinite-bound",
+        "integral-float",
+        "nullable-enum",
+        "untyped-enum",
+        "const",
+        "exact-length",
+        "some-required",
+    ],
+)
+def test_an_output_schema_some_answer_can_match_is_accepted(output: dict[str, Any]) -> None:
+    Task(instructions="x", output=output)
+
+
+def test_every_impossible_place_is_named_at_once() -> None:
+    output = {
+        **_object(a={"enum": []}, b={"type": "string", "minLength": 3, "maxLength": 1}),
+        "required": ["c"],
+    }
+    with pytest.raises(UsageError) as info:
+        Task(instructions="x", output=output)
+    message = str(info.value)
+    assert "output.properties.a:" in message and "output.properties.b:" in message and "'c'" in message
+    assert "\n" not in message
+
+
+class Impossible(pydantic.BaseModel):
+    score: int = pydantic.Field(ge=5, le=1)
+
+
+class Outer(pydantic.BaseModel):
+    tags: list[str] = pydantic.Field(min_length=3, max_length=1)
+    inner: Impossible
+
+
+def test_a_pydantic_model_no_answer_can_match_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as info:
+        Task(instructions="x", output=Outer)
+    message = str(info.value)
+    assert "output.properties.tags: minItems 3 is above maxItems 1" in message
+    assert "output.$defs.Impossible.properties.score: no integer is >= 5 and <= 1" in message
+
+
+def test_a_task_file_whose_schema_no_answer_can_match_names_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'instructions = "x"\n[output]\ntype = "object"\n'
+        '[output.properties.label]\ntype = "string"\nenum = []\n',
+    )
+    with pytest.raises(UsageError) as info:
+        Task.from_file(path)
+    assert str(info.value).startswith(f"task file {path}: no answer can match the output schema: ")
+    assert "output.properties.label: enum is empty" in str(info.value)
+
+
+def test_a_schema_error_in_a_task_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'instructions = "x"\n[output]\ntype = "bogus"\n')
+    with pytest.raises(
+        UsageError, match=f"^task file {re.escape(str(path))}: the task's output schema is not valid"
+    ):
+        Task.from_file(path)
+
+
+def test_a_malformed_required_is_not_fixed_silently() -> None:
+    # strict_schema rewrites required from the properties, which used to hide this.
+    with pytest.raises(UsageError, match="output schema is not valid"):
+        Task(instructions="x", output={**_object(label={"type": "string"}), "required": "label"})
+
+
+# -- the template's fields -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "fields"),
+    [
+        ("{title}: {text} ({title})", ("title", "text")),
+        ("{{literal}} {text}", ("text",)),
+        ("no fields at all", ()),
+    ],
+)
+def test_template_fields_names_each_field_once_in_order(template: str, fields: tuple[str, ...]) -> None:
+    # What the ingest step checks the first records against: a repeated field is one field.
+    assert Task(instructions="x", input=template).template_fields == fields

@@ -134,6 +134,7 @@ class PackFormat(ABC):
             max_tokens=len(items) * (budget + PER_ITEM_OVERHEAD) + 16,
             temperature=task.temperature,
             est_prompt_tokens=est,
+            params=task.params,
         )
 
     def _prefix(self, task: Task) -> tuple[str, int]:

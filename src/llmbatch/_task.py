@@ -12,6 +12,7 @@ A task comes from a TOML file (``Task.from_file``) or from Python::
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import string
@@ -25,6 +26,7 @@ import jsonschema
 import pydantic
 
 from ._exceptions import ItemError, UsageError
+from ._satisfiable import unsatisfiable
 from ._types import JSON
 
 __all__ = ["Task", "canonical_json", "strict_schema"]
@@ -122,7 +124,8 @@ class _Template:
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return tuple(name for _, name in self.parts if name is not None)
+        """The field names, each once, in order of first use."""
+        return tuple(dict.fromkeys(name for _, name in self.parts if name is not None))
 
     def render(self, record: Mapping[str, Any]) -> str:
         """The filled template; ItemError when a field is missing or all fields are blank."""
@@ -172,6 +175,65 @@ class _TaskFile(pydantic.BaseModel):
     escalate: _Escalate | None = None
 
 
+_TABLES: dict[tuple[str, ...], type[pydantic.BaseModel]] = {(): _TaskFile, ("escalate",): _Escalate}
+"""The task file's tables whose keys are fixed, by their path in the file (``[output]`` is a
+JSON Schema; ``[params]`` is handled in ``from_file``)."""
+
+_EXPECTED: dict[tuple[str, ...], str] = {("output",): 'must be "text" or an [output] table (a JSON Schema)'}
+"""Messages for keys that take several kinds of value, where pydantic's first one misleads."""
+
+
+def _file_problems(error: pydantic.ValidationError) -> str:
+    """Everything wrong in a task file's keys, as one line: every unknown key, each with its
+    close match, then the first problem of each other key.
+
+    A key reported as missing is left out when an unknown key is its misspelling
+    (``instrucions``): the fix of the one is the fix of the other.
+    """
+    unknown: list[str] = []
+    unmatched: set[tuple[str, ...]] = set()
+    meant: set[tuple[str, ...]] = set()
+    other: dict[tuple[str, ...], str] = {}
+    # Unknown keys first: pydantic lists them last, but they decide which "missing" to drop.
+    for item in sorted(error.errors(), key=lambda item: item["type"] != "extra_forbidden"):
+        loc = tuple(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            table, key = loc[:-1], loc[-1]
+            known = list(_TABLES[table].model_fields) if table in _TABLES else []
+            match = difflib.get_close_matches(key, known, n=1)
+            if match:
+                meant.add((*table, match[0]))
+                unknown.append(f"{'.'.join(loc)!r} (did you mean {'.'.join((*table, match[0]))!r}?)")
+            else:
+                unmatched.add(table)
+                unknown.append(repr(".".join(loc)))
+            continue
+        path = _key_path(loc)
+        if item["type"] == "missing" and path in meant:
+            continue
+        message = _EXPECTED.get(path, item["msg"])
+        other.setdefault(path, f"{'.'.join(loc if path not in _EXPECTED else path)}: {message}")
+    parts = []
+    if unknown:
+        parts.append(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    for table in sorted(unmatched):
+        where = f" of [{'.'.join(table)}]" if table else ""
+        parts.append(f"the keys{where} are {', '.join(_TABLES[table].model_fields)}")
+    parts.extend(other.values())
+    return "; ".join(parts)
+
+
+def _key_path(loc: tuple[str, ...]) -> tuple[str, ...]:
+    """The part of an error's location that names keys of the file, not pydantic's union tags."""
+    path: list[str] = []
+    for part in loc:
+        table = _TABLES.get(tuple(path))
+        if table is None or part not in table.model_fields:
+            break
+        path.append(part)
+    return tuple(path) or loc[:1]
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     """One LLM task to run over every record.
@@ -179,6 +241,9 @@ class Task:
     ``output`` is ``"text"`` for a free-text answer, a JSON Schema (dict) for
     one item's answer, or a pydantic model class. ``answer_tokens`` is the
     answer budget per item, used to size ``max_tokens`` to the pack.
+    ``temperature`` None (the default) leaves it to the provider: 0 for models that
+    take one, nothing for reasoning models. ``params`` are passed to the provider
+    (``top_p``, ``seed``, ``reasoning_effort``...), which checks them against its own list.
     """
 
     instructions: str
@@ -187,13 +252,15 @@ class Task:
     id: str | None = None
     system: str | None = None
     name: str = "task"
-    temperature: float | None = 0.0
+    temperature: float | None = None
     answer_tokens: int | None = None
     models: tuple[str, ...] = ()
     """A model cascade, cheapest first: records the first cannot answer go to the next."""
     escalate_field: str | None = None
     escalate_below: float | None = None
     """Also escalate valid answers whose ``escalate_field`` (a confidence) is below this."""
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """Provider parameters (the task file's ``[params]`` but temperature and answer_tokens)."""
     _template: _Template = field(init=False, repr=False, compare=False)
     _schema: dict[str, Any] = field(init=False, repr=False, compare=False)
     _validator: Any = field(init=False, repr=False, compare=False)
@@ -214,6 +281,15 @@ class Task:
         object.__setattr__(self, "_memo", {})
         if self.answer_tokens is not None and self.answer_tokens < 1:
             raise UsageError("answer_tokens must be at least 1")
+        reserved = sorted({"temperature", "answer_tokens"} & set(self.params))
+        if reserved:
+            raise UsageError(
+                f"{reserved[0]} is a field of the task, not one of its params: pass {reserved[0]}="
+            )
+        if not _is_json(dict(self.params)):
+            raise UsageError(
+                "the task's params must be JSON values: numbers, strings, booleans, lists, dicts"
+            )
         object.__setattr__(self, "_fingerprint", _hash(FINGERPRINT_VERSION, self.fingerprint_parts()))
 
     # -- loading ---------------------------------------------------------------
@@ -233,14 +309,23 @@ class Task:
         try:
             spec = _TaskFile.model_validate(raw)
         except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise UsageError(f"task file {path}: {where}: {first['msg']}") from None
+            raise UsageError(f"task file {path}: {_file_problems(exc)}") from None
+        try:
+            # Checked here as well as in __post_init__, so that the message names the file.
+            _Template.compile(spec.input)
+            _output_schema(spec.output)
+        except UsageError as exc:
+            raise UsageError(f"task file {path}: {exc}") from None
         params = dict(spec.params)
-        temperature = params.pop("temperature", 0.0)
+        temperature = params.pop("temperature", None)
         answer_tokens = params.pop("answer_tokens", None)
-        if params:
-            raise UsageError(f"task file {path}: unknown params {sorted(params)}")
+        # The rest go to the provider, which knows which it takes; here only that they are JSON
+        # (TOML has dates and times, which JSON, the request bodies and the fingerprint have not).
+        for name, value in params.items():
+            if not _is_json(value):
+                raise UsageError(
+                    f"task file {path}: params.{name} must be a number, string, boolean, array or table"
+                )
         # TOML gives these untyped; check them here so a bad value is a UsageError.
         if temperature is not None and not _is_number(temperature):
             raise UsageError(f"task file {path}: params.temperature must be a number")
@@ -258,6 +343,7 @@ class Task:
             models=tuple(spec.models),
             escalate_field=spec.escalate.field if spec.escalate else None,
             escalate_below=spec.escalate.below if spec.escalate else None,
+            params=params,
         )
 
     # -- derived ---------------------------------------------------------------
@@ -279,6 +365,11 @@ class Task:
 
     @property
     def template_fields(self) -> tuple[str, ...]:
+        """The record fields the ``input`` template uses, each once, in order of first use.
+
+        >>> Task(instructions="x", input="{title}: {text} ({title})").template_fields
+        ('title', 'text')
+        """
         return self._template.fields
 
     @property
@@ -289,14 +380,22 @@ class Task:
         return 200 if self.is_text else 60
 
     def fingerprint_parts(self) -> dict[str, Any]:
-        return {
+        parts: dict[str, Any] = {
             "instructions": self.instructions,
             "system": self.system,
             "input": self.input,
             "schema": self._schema,
-            "temperature": self.temperature,
+            # Unset hashes as the 0.0 that was the default before a temperature could be
+            # unset, so earlier jobs and cache entries still match; a set one is marked,
+            # because some providers send a temperature only when the task sets one.
+            "temperature": 0.0 if self.temperature is None else self.temperature,
             "answer_tokens": self.answer_budget,
         }
+        if self.temperature is not None:
+            parts["temperature_set"] = True
+        if self.params:  # absent when empty: a task without params hashes as it always did
+            parts["params"] = dict(self.params)
+        return parts
 
     def render_input(self, record: Mapping[str, Any]) -> str:
         """The item text for one record; raises ItemError when it cannot be made."""
@@ -337,14 +436,30 @@ def _output_schema(output: Any) -> dict[str, Any]:
             raise UsageError('output must be "text" or a JSON Schema table')
         return dict(TEXT_SCHEMA)
     if isinstance(output, type) and issubclass(output, pydantic.BaseModel):
-        return strict_schema(_inline_refs(output.model_json_schema()))
+        return _strict_form(output.model_json_schema())
     if isinstance(output, Mapping):
         if not output:
             raise UsageError("the output schema is empty")
-        # Inline refs here too: the pack schema nests the item schema under its
-        # own ``$defs``, where the item's ``#/$defs/...`` refs would not resolve.
-        return strict_schema(_inline_refs(copy.deepcopy(dict(output))))
+        return _strict_form(copy.deepcopy(dict(output)))
     raise UsageError(f"output must be 'text', a JSON Schema or a pydantic model, not {output!r}")
+
+
+def _strict_form(schema: dict[str, Any]) -> dict[str, Any]:
+    """The strict form of the user's schema, once it is valid and some answer can match it.
+
+    Both are checked on the schema as written: ``strict_schema`` rewrites ``required``
+    and nullability, which would hide a mistake rather than report it.
+    """
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise UsageError(f"the task's output schema is not valid: {exc.message}") from exc
+    problems = unsatisfiable(schema)
+    if problems:
+        raise UsageError(f"no answer can match the output schema: {'; '.join(problems)}")
+    # Inline refs: the pack schema nests the item schema under its own ``$defs``,
+    # where the item's ``#/$defs/...`` refs would not resolve.
+    return strict_schema(_inline_refs(schema))
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -370,6 +485,15 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return walk(schema, ())  # type: ignore[no-any-return]
+
+
+def _is_json(value: Any) -> bool:
+    """Whether a TOML value is also a JSON value (TOML's dates and times are not)."""
+    if isinstance(value, dict):
+        return all(_is_json(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    return isinstance(value, str | int | float | bool)
 
 
 def _is_number(value: Any) -> bool:
