@@ -170,17 +170,26 @@ def round_trip(control: ConcurrencyControl, need: int | None, latency: float = 1
         control.on_success(latency, latency, need)
 
 
-def test_no_cap_by_default_and_slow_start_doubles_each_round_trip_up_to_the_need() -> None:
+def test_no_cap_by_default_and_slow_start_doubles_each_round_trip_without_known_limits() -> None:
     control = ConcurrencyControl(None, FakeClock())
     assert control.cap >= 1000
     seen = []
     for _ in range(6):
-        round_trip(control, need=400)
+        round_trip(control, need=None)
         seen.append(control.limit)
     assert seen == [8, 16, 32, 64, 128, 256]
+
+
+def test_with_the_need_known_slow_start_reaches_it_in_a_few_round_trips() -> None:
+    control = ConcurrencyControl(None, FakeClock())
+    trips = 0
+    while control.limit < 400:
+        round_trip(control, need=400)
+        trips += 1
+    assert trips <= 3  # long packs (5 s round trips) must not take half a minute to ramp
     for _ in range(3):
         round_trip(control, need=400)
-    assert 400 <= control.limit <= 600  # reached the need, then at most the margin above it
+    assert 400 <= control.limit <= 600  # at the need, at most the margin above it
 
 
 def test_the_limit_never_probes_far_past_what_the_limits_call_for() -> None:
