@@ -164,7 +164,7 @@ def test_process_returns_one_row_per_record_and_a_rerun_comes_from_the_cache(
         second = run(server)
         again = server.stats()["requests"] - paid
     assert [row[POSITION] for row in first] == list(range(57))
-    assert [row["id"] for row in first] == [str(i) for i in range(57)]
+    assert [row["id"] for row in first] == list(range(1, 58))  # line numbers, from 1, as numbers
     failed = {row[POSITION]: row["error"] for row in first if row["status"] == "failed"}
     assert sorted(failed) == [13, 40]
     assert "'text'" in failed[40]  # Arrow has no missing field, only a null one

@@ -212,7 +212,9 @@ def _result_row(result: Result) -> dict[str, Any]:
     answer = None if result.answer is None else json.dumps(result.answer, ensure_ascii=False)
     return {
         POSITION: result.index,
-        "id": result.id,
+        # Blocks carry ids as Arrow strings: a number id comes back as its digits here
+        # (the local engine keeps its JSON value).
+        "id": result.id if isinstance(result.id, str) else json.dumps(result.id),
         "status": result.status,
         "answer": answer,
         "error": result.error,
