@@ -8,6 +8,8 @@ puts ``bench/`` first on ``sys.path``).
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
 import re
 import signal
@@ -17,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +323,98 @@ def _cell(value: Any) -> str:
 
 def verdict(name: str, ok: bool, detail: str) -> str:
     return f"{'PASS' if ok else 'FAIL'}  {name}: {detail}"
+
+
+# -- added for bench/tiers.py: process CPU and the bound for one run ------------------------
+
+__all__ += ["RunBound", "process_cpu_seconds", "run_bound", "simulator_cpu_seconds"]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (``/proc/PID/stat``; None elsewhere)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    fields = raw.rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def simulator_cpu_seconds(sim: Simulator) -> float | None:
+    """CPU seconds the simulator's process has used so far (None once stopped)."""
+    process = sim._process
+    return None if process is None else process_cpu_seconds(process.pid)
+
+
+@dataclass(frozen=True, slots=True)
+class RunBound:
+    """What ``run_bound`` finds: items/min for the steady formula and for this run."""
+
+    b: float
+    """Mean items per request."""
+    charged_per_request: float
+    steady: float
+    """items/min <= min(RPM*b, TPM*b/charged per request, C*b*60/L): the issue's formula."""
+    steady_term: str
+    run: float
+    """items/min for a run of ``items`` from full buckets (inf when nothing limits it)."""
+    run_term: str
+    t_min: float
+    """The least seconds ``items`` can take from full buckets."""
+
+
+def run_bound(
+    items: float,
+    requests: float,
+    charged: float,
+    *,
+    rpm: float | None,
+    tpm: float | None,
+    latency: float,
+    concurrency: int | None = None,
+) -> RunBound:
+    """The analytic bound of ``bench/throughput.py``, for any limits and counts.
+
+    ``requests`` requests carrying ``items`` items were charged ``charged`` tokens in
+    all (prompt + max_tokens, as OpenAI and the simulator count them); ``latency`` is
+    the mean of a request; ``concurrency`` a cap on requests in flight (None: none).
+    A bucket starts full (a minute's allowance), so a run takes at least
+
+        T >= max(ceil(n/C)*L,  60*(n - RPM)/RPM + L,  60*(U - TPM)/TPM + L)
+
+    (n requests, U tokens), which tends to the steady formula for long runs. Without
+    a cap the latency term is one round trip, L.
+
+    >>> run_bound(3000, 60, 120_000, rpm=500, tpm=200_000, latency=1.0).run_term
+    'latency'
+    """
+    n = max(1.0, requests)
+    b = items / n
+    tpr = charged / n
+    steady_terms: dict[str, float] = {}
+    # The latency (or concurrency) term first: a limit named as binding must cost time beyond it.
+    t_terms: dict[str, float] = {}
+    if concurrency:
+        steady_terms["concurrency"] = concurrency * b * 60 / latency if latency else math.inf
+        t_terms["concurrency"] = math.ceil(n / concurrency) * latency
+    else:
+        steady_terms["latency"] = math.inf
+        t_terms["latency"] = latency
+    if rpm:
+        steady_terms["RPM"] = rpm * b
+        t_terms["RPM"] = 60 * max(0.0, n - rpm) / rpm + latency
+    if tpm:
+        steady_terms["TPM"] = tpm * b / tpr if tpr else math.inf
+        t_terms["TPM"] = 60 * max(0.0, n * tpr - tpm) / tpm + latency
+    t_min = max(t_terms.values())
+    return RunBound(
+        b=b,
+        charged_per_request=tpr,
+        steady=min(steady_terms.values()),
+        steady_term=min(steady_terms, key=steady_terms.__getitem__),
+        run=items * 60 / t_min if t_min > 0 else math.inf,
+        run_term=max(t_terms, key=t_terms.__getitem__),
+        t_min=t_min,
+    )
