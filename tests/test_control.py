@@ -222,3 +222,14 @@ def test_without_known_limits_it_probes_one_per_window_after_pressure() -> None:
     control.on_pressure()
     round_trip(control, need=None)
     assert control.limit == 11
+
+
+def test_the_need_is_the_binding_limits_rate_times_the_latency() -> None:
+    from llmbatch._control import LittleNeed
+
+    need = LittleNeed()
+    assert need.of(request_rate=50.0, token_rate=20_000.0) is None  # no latency seen yet
+    need.observe(latency=2.0, charged=1000)
+    assert need.of(request_rate=50.0, token_rate=20_000.0) == 40  # tokens bind: 20/s × 2 s
+    assert need.of(request_rate=5.0, token_rate=20_000.0) == 10  # requests bind: 5/s × 2 s
+    assert need.of(request_rate=None, token_rate=None) is None  # no limit known

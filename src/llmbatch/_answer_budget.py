@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
+from ._packing import PER_ITEM_OVERHEAD
+from ._task import Task
 from ._tokens import count_tokens
 
 __all__ = ["AnswerBudget", "schema_bound"]
@@ -133,6 +136,20 @@ class AnswerBudget:
         self._keep = keep
         self._cached: int | None = None
         self._since = 0
+
+    @classmethod
+    def for_task(cls, task: Task) -> AnswerBudget:
+        """The job's budget: the task's ``answer_tokens`` as set, else learnt under the default
+        and the schema's bound (with a margin: the estimate is not the provider's tokenizer)."""
+        default = task.answer_budget + PER_ITEM_OVERHEAD
+        if task.answer_tokens is not None or task.is_text:
+            # Free text grows with its input (a translation): a budget learnt per item, blind
+            # to the input's length, would cut long ones. It keeps the default.
+            return cls(default=default, warm_up=sys.maxsize)
+        bound = schema_bound(task.item_schema)
+        if bound is not None:
+            bound = math.ceil(1.5 * bound) + 2 + PER_ITEM_OVERHEAD
+        return cls(default=default, bound=bound)
 
     def observe(self, completion_tokens: int, answered: int) -> None:
         """A completion of ``completion_tokens`` answered all its ``answered`` items."""

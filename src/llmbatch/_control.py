@@ -36,7 +36,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ConcurrencyControl", "PackSizeControl"]
+__all__ = ["ConcurrencyControl", "LittleNeed", "PackSizeControl"]
 
 
 MAX_CONCURRENCY = 1000
@@ -46,6 +46,38 @@ for with packed requests, below what the HTTP client's connection pool holds."""
 NEED_MARGIN = 1.5
 """How far above the Little's-law need the limit may probe: latency estimates lag, and a
 little more in flight costs nothing when the limiter holds the excess."""
+
+
+class LittleNeed:
+    """The requests in flight the provider's limits call for: Little's law, from moving
+    averages of a request's latency and of the tokens it is charged against the token limit.
+
+    >>> need = LittleNeed()
+    >>> need.observe(latency=2.0, charged=1000)
+    >>> need.of(request_rate=50.0, token_rate=20_000.0)  # tokens bind: 20 requests/s × 2 s
+    40
+    """
+
+    __slots__ = ("charged", "latency")
+
+    def __init__(self) -> None:
+        self.latency = 0.0
+        self.charged = 0.0
+
+    def observe(self, *, latency: float, charged: float) -> None:
+        """One answered request: ``latency`` seconds, ``charged`` tokens against the limit."""
+        self.latency = latency if not self.latency else 0.8 * self.latency + 0.2 * latency
+        self.charged = charged if not self.charged else 0.8 * self.charged + 0.2 * charged
+
+    def of(self, *, request_rate: float | None, token_rate: float | None) -> int | None:
+        """Requests per second the binding limit allows (rates per second; None: no such
+        limit) times the seconds a request takes; None while no limit or latency is known."""
+        rates = [] if request_rate is None else [request_rate]
+        if token_rate is not None and self.charged > 0:
+            rates.append(token_rate / self.charged)
+        if not rates or not self.latency:
+            return None
+        return max(1, math.ceil(min(rates) * self.latency))
 
 
 class ConcurrencyControl:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._answer_budget import AnswerBudget, schema_bound
+from ._answer_budget import AnswerBudget
 from ._budget import Budget
 from ._cache import ResultCache
-from ._control import ConcurrencyControl, PackSizeControl
+from ._control import ConcurrencyControl, LittleNeed, PackSizeControl
 from ._exceptions import (
     BudgetReached,
     ConnectionFailed,
@@ -128,7 +126,7 @@ class Runner:
         self.on_settled = on_settled
         """Hears every committed item update (after its transaction), e.g. to stream results."""
         self.calibration = Calibration()
-        self.answers = _answer_budget(task)
+        self.answers = AnswerBudget.for_task(task)
         """Tokens per item's answer: the schema's bound at first, then what answers use."""
         self.sizer = PackSizeControl(
             start=options.batch_size or 5,
@@ -141,10 +139,8 @@ class Runner:
             clock,
             start=options.concurrency if options.batch_size and options.concurrency else None,
         )
-        self._latency = 0.0
-        """Moving average of request latency (s), for the concurrency the limits call for."""
-        self._charged = 0.0
-        """Moving average of the tokens a request is charged against the token limit."""
+        self.need = LittleNeed()
+        """What the limits call for at the latency seen: where the concurrency ramps to."""
         self.best_latency: dict[int, float] = {}
         self._prefix_tokens: int | None = None
         self.warm_up = provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
@@ -439,7 +435,7 @@ class Runner:
         charged = charged_prompt + (
             usage.completion_tokens if self.provider.refunds_unused_output else request.max_tokens
         )
-        self._charged = charged if not self._charged else 0.8 * self._charged + 0.2 * charged
+        self.need.observe(latency=completion.latency, charged=charged)
         self.limiter.observe_headers(completion.headers)
         self._learn_answer_size(pack, completion, request.max_tokens)
         self._on_completion(pack, completion, started)
@@ -545,25 +541,15 @@ class Runner:
         best = self.best_latency.get(size)
         if best is None or latency < best:
             self.best_latency[size] = latency
-        self._latency = latency if not self._latency else 0.8 * self._latency + 0.2 * latency
-        self.flow.on_success(latency, best, self._need())
+        requests, tokens = self.limiter.buckets.get("requests"), self.limiter.buckets.get("tokens")
+        need = self.need.of(
+            request_rate=None if requests is None else requests.rate,
+            token_rate=None if tokens is None else tokens.rate,
+        )
+        self.flow.on_success(latency, best, need)
         self.sizer.observe(
             size=size, ok_first=ok_first, ok=ok, latency=latency, limited=self.limiter.in_debt()
         )
-
-    def _need(self) -> int | None:
-        """Little's law: the requests in flight the provider's limits call for at this latency
-        (requests per second the binding limit allows × seconds a request takes)."""
-        rates = []
-        requests = self.limiter.buckets.get("requests")
-        if requests is not None:
-            rates.append(requests.rate)
-        tokens = self.limiter.buckets.get("tokens")
-        if tokens is not None and self._charged > 0:
-            rates.append(tokens.rate / self._charged)
-        if not rates or not self._latency:
-            return None
-        return max(1, math.ceil(min(rates) * self._latency))
 
     def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
         """A missing or invalid answer: retry smaller, or fail when attempts are used up."""
@@ -696,20 +682,6 @@ class Runner:
             self._settled(batch)
         else:
             updates.extend(batch)
-
-
-def _answer_budget(task: Task) -> AnswerBudget:
-    """The job's answer budget: the user's ``answer_tokens`` as set, else learnt under the
-    default and the schema's bound (with a margin: the estimate is not the provider's tokenizer)."""
-    default = task.answer_budget + PER_ITEM_OVERHEAD
-    if task.answer_tokens is not None or task.is_text:
-        # Free text grows with its input (a translation): a budget learnt per item, blind to
-        # the input's length, would cut long ones. It keeps the default.
-        return AnswerBudget(default=default, warm_up=sys.maxsize)
-    bound = schema_bound(task.item_schema)
-    if bound is not None:
-        bound = math.ceil(1.5 * bound) + 2 + PER_ITEM_OVERHEAD
-    return AnswerBudget(default=default, bound=bound)
 
 
 def _attempt_of(pack: Pack) -> int:
