@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 
 from llmbatch import Completion, Request
@@ -32,3 +33,18 @@ class KeyedFake(Provider):
 
     async def answer(self, items: dict[str, str], request: Request) -> Completion:
         raise NotImplementedError
+
+
+class QuietJSONHandler(http.server.BaseHTTPRequestHandler):
+    """A test server's handler base: answers JSON in one call, logs nothing."""
+
+    def reply_json(self, status: int, payload: object) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

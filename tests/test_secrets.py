@@ -8,16 +8,16 @@ jobs wrote or printed is searched for it.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from anthropic.types.messages import MessageBatchIndividualResponse
 
 from _e2e_helpers import read_jsonl, review_records, run_args, run_cli, subprocess_env, write_jsonl
+from _fakes import QuietJSONHandler
 from llmbatch._exceptions import ProviderError
 from llmbatch._packing import PACKERS
 from llmbatch._task import Task
@@ -36,7 +36,7 @@ class _EchoingServer(ThreadingHTTPServer):
     status = 401
 
 
-class _Echo(BaseHTTPRequestHandler):
+class _Echo(QuietJSONHandler):
     """Fails every request with ``status``, quoting the bearer token in the message."""
 
     server: _EchoingServer
@@ -50,15 +50,7 @@ class _Echo(BaseHTTPRequestHandler):
             "param": None,
             "code": "invalid_api_key",
         }
-        body = json.dumps({"error": error}).encode()
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.reply_json(self.server.status, {"error": error})
 
 
 @pytest.fixture
@@ -131,7 +123,7 @@ LONG_KEY = "sk-proj-Zx81Qm4TtRw0pLs9VbN2cYh7KdJe5GfA3uMiXo6"
 LONG_MIDDLE = LONG_KEY[len(LONG_KEY) // 2 - 6 : len(LONG_KEY) // 2 + 6]
 
 
-class _BareEcho(BaseHTTPRequestHandler):
+class _BareEcho(QuietJSONHandler):
     """Fails every request with ``status``, quoting the key as careless servers do: without
     its ``sk-`` prefix, its last 20 characters alone, and split in two by a line break."""
 
@@ -149,15 +141,7 @@ class _BareEcho(BaseHTTPRequestHandler):
             body = {"type": "error", "error": {"type": "invalid_request_error", "message": text}}
         else:
             body = {"error": {"message": text, "type": "invalid_request_error", "code": None}}
-        data = json.dumps(body).encode()
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.reply_json(self.server.status, body)
 
 
 @pytest.fixture

@@ -11,13 +11,14 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from _e2e_helpers import invoke, read_jsonl, review_records, run_args, write_jsonl
+from _fakes import QuietJSONHandler
 from llmbatch._exceptions import UsageError
 from llmbatch._packing import PACKERS
 from llmbatch._pricing import ModelTraits, PriceTable, model_traits
@@ -241,7 +242,7 @@ class _Recorder(ThreadingHTTPServer):
     bodies: list[dict[str, Any]]
 
 
-class _Record(BaseHTTPRequestHandler):
+class _Record(QuietJSONHandler):
     """Records each body and answers a chat completion whose answers are all 'good'."""
 
     server: _Recorder
@@ -264,15 +265,7 @@ class _Record(BaseHTTPRequestHandler):
             ],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }
-        data = json.dumps(completion).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.reply_json(200, completion)
 
 
 @pytest.fixture
