@@ -123,9 +123,7 @@ def open_job_store(spec: JobSpec, provider: Provider, notices: list[str]) -> Job
     if stored is not None and any(stored.get(k) != v for k, v in identity.items()):
         changed = ", ".join(k for k in identity if stored.get(k) != identity[k])
         notices.append(f"{changed} changed since the job in {spec.job_dir} started: starting over")
-        store.close()
-        _remove_store(spec.job_dir)
-        store = JobStore.open(spec.job_dir)
+        store.start_over()  # as for another input: the rows go, the file and its schema stay
     store.set_meta("identity", identity)
     return store
 
