@@ -6,8 +6,12 @@ BIN    := $(VENV)/bin
 # llama-cpp-python builds from source: skip what llmbatch never uses (examples,
 # tests, tools, the C++ server, llava, OpenMP) — about half the build time.
 # pip caches the built wheel, so later installs on the same machine take seconds.
+# Not -march=native: a virtual machine can report AVX-512 it then traps on
+# (SIGILL in libggml-cpu at the first completion), and a cached wheel may move to
+# another machine. AVX2 + FMA + F16C runs on every x86-64 server of the last decade.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF \
+	-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: demo test install install-test check lint typecheck bench clean
 
