@@ -4,15 +4,52 @@ from __future__ import annotations
 
 import http.server
 import json
+from typing import Any
 
 from llmbatch import Completion, Request
+from llmbatch._packing import ITEMS_HEADER
 from llmbatch.providers.base import Provider
+
+PLAIN = ""
+"""The key ``request_texts`` gives the one record of a plain request (a pack of one)."""
+
+
+def is_packed(request: Request) -> bool:
+    return request.user.startswith(ITEMS_HEADER.partition("{")[0])
+
+
+def request_texts(request: Request) -> dict[str, str]:
+    """{key in the request: item text}, in the order sent; a plain request is {PLAIN: its text}."""
+    if not is_packed(request):
+        return {PLAIN: request.user}
+    # A header line, then one ``key: "JSON-quoted text"`` line per item.
+    lines = request.user.split("\n")[1:]
+    return {line.partition(": ")[0]: json.loads(line.partition(": ")[2]) for line in lines}
+
+
+def reply_content(request: Request, answers: dict[str, Any]) -> str:
+    """What a model writes for ``answers`` (each a whole answer of the task, by key): a plain
+    request's one answer as it is (nothing when it has none); a pack's by key, a lone field's
+    value alone (as packed)."""
+    if not is_packed(request):
+        if PLAIN not in answers:
+            return ""
+        answer = answers[PLAIN]
+        return answer if request.schema is None and isinstance(answer, str) else json.dumps(answer)
+    item = (request.schema or {}).get("$defs", {}).get("answer", {})
+    lone = item.get("type") != "object"
+    return json.dumps({k: _unwrap(a) if lone else a for k, a in answers.items()})
+
+
+def _unwrap(answer: Any) -> Any:
+    return next(iter(answer.values())) if isinstance(answer, dict) and len(answer) == 1 else answer
 
 
 class KeyedFake(Provider):
     """A json-pack provider that remembers the item texts of every request; subclasses answer.
 
-    ``answer`` gets the pack's items as {key in the request: item text}, in the order sent.
+    ``answer`` gets the pack's items as {key in the request: item text}, in the order sent
+    (a plain request, a pack of one, as {PLAIN: text}); ``reply_content`` writes the answer.
     """
 
     supports_json_schema = True
@@ -22,14 +59,12 @@ class KeyedFake(Provider):
         self.sent: list[list[str]] = []
 
     async def complete(self, request: Request) -> Completion:
-        assert request.schema is not None
-        keys = list(request.schema["required"])
-        # The user message: a header line, then one ``key: "JSON-quoted text"`` line per item.
-        lines = request.user.splitlines()[1:]
-        assert [line.partition(": ")[0] for line in lines] == keys
-        texts = [json.loads(line.partition(": ")[2]) for line in lines]
-        self.sent.append(texts)
-        return await self.answer(dict(zip(keys, texts, strict=True)), request)
+        items = request_texts(request)
+        if is_packed(request):
+            assert request.schema is not None
+            assert list(items) == list(request.schema["required"])
+        self.sent.append(list(items.values()))
+        return await self.answer(items, request)
 
     async def answer(self, items: dict[str, str], request: Request) -> Completion:
         raise NotImplementedError

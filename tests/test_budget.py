@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _fakes import KeyedFake
+from _fakes import KeyedFake, reply_content
 from llmbatch import Completion, Request, RunOptions, Task, Usage
 from llmbatch._budget import Budget
 from llmbatch._exceptions import BudgetReached
@@ -33,7 +33,7 @@ class Answering(KeyedFake):
     async def answer(self, items: dict[str, str], request: Request) -> Completion:
         await asyncio.sleep(0.001 * len(items))
         used = 4 * len(items)  # a label is far below its worst case, whatever the budget
-        answer = json.dumps({key: {"label": "a"} for key in items})
+        answer = reply_content(request, {key: {"label": "a"} for key in items})
         return Completion(answer, "stop", Usage(request.est_prompt_tokens, used), latency=0.01)
 
 

@@ -13,6 +13,7 @@ from llmbatch._packing import (
     ITEMS_HEADER,
     PER_ITEM_OVERHEAD,
     SEPARATOR,
+    SINGLE_MARGIN,
     TEXTS_HEADER,
     PackFormat,
     SeparatorPack,
@@ -141,7 +142,7 @@ def test_separator_answers_never_satisfy_a_json_schema() -> None:
 def test_system_prompt_is_identical_across_packs(fmt: str) -> None:
     task = task_for(fmt)
     packer = PACKERS[fmt]
-    a = packer.render(task, items_of(["first pack text alpha"], start=3))
+    a = packer.render(task, items_of(["first pack text alpha", "beta"], start=3))
     b = packer.render(task, items_of(["zulu", "yankee", "xray"], start=900))
     c = packer.render(task, items_of(HOSTILE, start=40), answer_tokens=500)
     assert a.system == b.system == c.system
@@ -158,7 +159,11 @@ def test_system_prompt_layout(fmt: str) -> None:
     if task.system:
         assert system.startswith(task.system)
     assert task.instructions in system
-    assert system.endswith("Answer schema: " + canonical_json(task.item_schema))
+    if fmt == "numbered":  # nothing else carries the schema: it is the prompt's last line
+        assert system.endswith("Answer schema: " + canonical_json(task.item_schema))
+    else:  # the response format (or the tool) carries it, or the answers are free text
+        assert "Answer schema" not in system
+        assert '"enum"' not in system
 
 
 @pytest.mark.parametrize("fmt", list(PACKERS))
@@ -246,13 +251,16 @@ def test_pack_schema_validates_a_packed_answer() -> None:
 def test_max_tokens_scales_with_pack_size(fmt: str) -> None:
     task = task_for(fmt)
     budget = task.answer_budget
-    sizes = [1, 2, 5, 20]
+    sizes = [2, 5, 20]
     requests = [PACKERS[fmt].render(task, items_of(["x"] * n)) for n in sizes]
     for n, request in zip(sizes, requests, strict=True):
         assert request.max_tokens == n * (budget + PER_ITEM_OVERHEAD) + 16
     assert [r.max_tokens for r in requests] == sorted({r.max_tokens for r in requests})
+    # A pack of one is a plain request: its answer budget and the end of the message only.
+    lone = PACKERS[fmt].render(task, items_of(["x"]))
+    assert lone.max_tokens == budget + SINGLE_MARGIN
     boosted = PACKERS[fmt].render(task, items_of(["x"]), answer_tokens=4 * budget)
-    assert boosted.max_tokens == 4 * budget + PER_ITEM_OVERHEAD + 16
+    assert boosted.max_tokens == 4 * budget + SINGLE_MARGIN
 
 
 @pytest.mark.parametrize("fmt", list(PACKERS))
@@ -312,9 +320,10 @@ def test_parsed_answers_are_plain_dicts() -> None:
             "required": ["tags"],
         },
     )
-    items = items_of(["a"])
+    items = items_of(["a", "b"])
     for fmt in KEYED:
-        outcome = parse(fmt, task, items, ideal_content(fmt, items, [{"tags": [{}, {}]}]))["k17"]
+        content = ideal_content(fmt, items, [[{}, {}], []])  # a lone field: packed as its value
+        outcome = parse(fmt, task, items, content)["k17"]
         assert outcome.status == "ok"
         assert type(outcome.answer) is dict
         assert all(type(tag) is dict for tag in outcome.answer["tags"])
@@ -415,9 +424,9 @@ def test_value_against_schema_is_invalid_with_reason(fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt", KEYED)
 def test_nan_is_not_a_number(fmt: str) -> None:
-    items = items_of(["a"])
+    items = items_of(["a", "b"])
     content = (
-        '{"k1": {"label": "positive", "confidence": NaN}}'
+        '{"k1": {"label": "positive", "confidence": NaN}, "k2": {"label": "positive", "confidence": 1}}'
         if fmt in STRUCTURED
         else ('k17: {"label": "positive", "confidence": NaN}')
     )
@@ -449,8 +458,8 @@ def test_malformed_json_makes_every_item_invalid(fmt: str, content: str, reason:
 @pytest.mark.parametrize("fmt", STRUCTURED)
 @pytest.mark.parametrize("fence", ["```json\n{}\n```", "```\n{}\n```", "  ```JSON\n{}\n```  \n"])
 def test_markdown_fences_are_tolerated(fmt: str, fence: str) -> None:
-    items = items_of(["a"])
-    inner = json.dumps({"k1": sentiment(0)}, indent=2)
+    items = items_of(["a", "b"])
+    inner = json.dumps({"k1": sentiment(0), "k2": sentiment(1)}, indent=2)
     outcomes = parse(fmt, JSON_TASK, items, fence.replace("{}", inner))
     assert outcomes["k17"] == outcomes["k17"].ok(sentiment(0))
 

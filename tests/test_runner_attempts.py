@@ -7,7 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from _fakes import KeyedFake
+from _fakes import KeyedFake, reply_content
 from llmbatch import Completion, Request, RunOptions, Task, Usage
 from llmbatch._ingest import ingest
 from llmbatch._io import Record
@@ -27,7 +27,7 @@ class Stubborn(KeyedFake):
         finish = "stop"
         if list(items.values()) == [STUBBORN] and seen >= 3:
             answer, finish = {key: "answer" for key in items}, "length"
-        return Completion(json.dumps(answer), finish, Usage(50, 10), latency=0.0)
+        return Completion(reply_content(request, answer), finish, Usage(50, 10), latency=0.0)
 
 
 def test_a_lone_item_cut_off_on_its_last_attempt_fails_instead_of_a_fourth_try(tmp_path: Path) -> None:

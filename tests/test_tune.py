@@ -97,11 +97,12 @@ async def test_the_estimate_counts_what_tune_sends(task: Task) -> None:
 async def test_max_cost_skips_the_sizes_it_cannot_afford(task: Task) -> None:
     data = records(40)
     report = await tune(
-        task, data, sim_factory(), sizes=[5, 10], sample=40, prices=PriceTable.load(), max_cost=0.005
+        task, data, sim_factory(), sizes=[5, 10], sample=40, prices=PriceTable.load(), max_cost=0.003
     )
+    # The one-record answers take ~$0.002 of the $0.003; the packs would take ~$0.0023 more.
     assert [s.size for s in report.sizes] == [1]
     assert report.skipped == [5, 10]
-    assert report.cost is not None and report.cost <= 0.005
+    assert report.cost is not None and report.cost <= 0.003
 
 
 async def test_recommendation_with_decay_stays_above_the_floor(task: Task) -> None:

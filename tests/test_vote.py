@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from _fakes import reply_content, request_texts
 from llmbatch._exceptions import BudgetReached
 from llmbatch._pricing import Price, PriceTable
 from llmbatch._runner import RunOptions
@@ -29,7 +29,6 @@ TASK = Task(
         "required": ["label"],
     },
 )
-_LINE = re.compile(r'^(k\d+): (".*")$')
 
 
 class Script:
@@ -56,16 +55,12 @@ class FakeProvider(Provider):
         self.script = script
 
     async def complete(self, request: Request) -> Completion:
-        texts = {}
-        for line in request.user.splitlines():
-            match = _LINE.match(line)
-            if match:
-                texts[match.group(1)] = json.loads(match.group(2))
+        texts = request_texts(request)
         self.script.requests.append(list(texts.values()))
         content = {key: {"label": self.script.next(text)} for key, text in texts.items()}
         # Charged what the runner reserved: the budget tests can then count exactly.
         usage = Usage(request.est_prompt_tokens, request.max_tokens)
-        return Completion(json.dumps(content), "stop", usage, latency=0.0)
+        return Completion(reply_content(request, content), "stop", usage, latency=0.0)
 
 
 PRICES = PriceTable({"fake-1": Price(input=1.0, output=2.0)})

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ._packing import PER_ITEM_OVERHEAD
+from ._packing import PER_ITEM_OVERHEAD, answer_schema
 from ._task import Task
 from ._tokens import count_tokens
 
@@ -146,7 +146,7 @@ class AnswerBudget:
             # Free text grows with its input (a translation): a budget learnt per item, blind
             # to the input's length, would cut long ones. It keeps the default.
             return cls(default=default, warm_up=sys.maxsize)
-        bound = schema_bound(task.item_schema)
+        bound = schema_bound(answer_schema(task))  # as packed: a lone field's value alone
         if bound is not None:
             bound = math.ceil(1.5 * bound) + 2 + PER_ITEM_OVERHEAD
         return cls(default=default, bound=bound)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._exceptions import ItemError
 from ._io import Record
-from ._packing import PackFormat, shared_prefix_tokens
+from ._packing import PackFormat, answer_schema, shared_prefix_tokens
 from ._pricing import Price
 from ._task import Task, canonical_json
 from ._tokens import count_tokens
@@ -99,6 +99,20 @@ def _answer_tokens(task: Task, text: str, typical: int) -> int:
     return typical
 
 
+def _answers(task: Task, items: list[Item], *, packed: bool) -> list[int]:
+    """Answer tokens per item: in a pack (the packed answer, ``answer_schema``, JSON-quoted
+    when text, with its key and a separator ``"k17": … ,``) or alone (the task's own answer,
+    as it is: a pack of one is a plain request)."""
+    if not packed:
+        typical = count_tokens(canonical_json(typical_answer(task.item_schema)))
+        return [_answer_tokens(task, item.text, typical) for item in items]
+    typical = count_tokens(canonical_json(typical_answer(answer_schema(task))))
+    quotes = 2 if task.is_text else 0
+    return [
+        _answer_tokens(task, item.text, typical) + quotes + count_tokens(f'"{item.key}":,') for item in items
+    ]
+
+
 def estimate_job(
     task: Task,
     records: Iterable[Record],
@@ -109,7 +123,6 @@ def estimate_job(
     sample: int | None = None,
 ) -> Estimate:
     """Estimate one request per record, packed, packed + prompt caching, packed + batch API."""
-    typical = count_tokens(canonical_json(typical_answer(task.item_schema)))
     items: list[Item] = []
     total = skipped = 0
     for record in records:
@@ -123,12 +136,11 @@ def estimate_job(
             items.append(Item(record.index, str(record.index), task.render_input(record.fields)))
         except ItemError:  # it would fail in a run too, costing nothing
             skipped += 1
-    # Each answer also carries its key and a separator ("k17": … ,).
-    answers = [_answer_tokens(task, item.text, typical) + count_tokens(f'"{item.key}":,') for item in items]
     n = total - skipped if sample is not None else len(items)
-    common = (task, packer, items, answers, price, n)
+    alone = (task, packer, items, _answers(task, items, packed=False), price, n)
+    common = (task, packer, items, _answers(task, items, packed=batch_size > 1), price, n)
     strategies = [
-        _strategy("1 per request", *common, size=1),
+        _strategy("1 per request", *alone, size=1),
         _strategy(f"packed {batch_size}", *common, size=batch_size),
         _strategy(f"packed {batch_size} + caching", *common, size=batch_size, caching=True),
         _strategy(f"packed {batch_size} + batch API", *common, size=batch_size, batch_api=True),

@@ -1,13 +1,26 @@
 """Pack formats: render a pack of items into one request, parse one completion
 back into one outcome per item. Pure functions, no I/O.
 
-Layout of every request (the stable prefix first, for provider prompt caching)::
+Layout of every packed request (the stable prefix first, for provider prompt caching)::
 
     [schema:  the pack's answer schema, json and tools formats]
-    system:  [task system prompt] / instructions / format rules / answer schema
+    system:  [task system prompt] / instructions / format rules
+             [/ answer schema, numbered format only: nothing else carries it]
     user:    Items (3):
              k1: "text of the pack's first item, JSON-quoted"
              k2: "..."
+
+Each thing is said once. The answer schema travels in the response format (or
+the tool) where one enforces it, and in the prompt only where none does. A task
+whose answer is an object of one field (``{"category": ...}``) is answered in a
+pack by the field's value alone (``"k1": "audio"``) and wrapped back on parsing:
+the wrapper would cost every item its field name in the answer.
+
+A pack of one is a plain request, the one a script sending one record per
+request would make: the instructions, the record's text as it is, the task's own
+schema in the response format (``Single``). It pays no packing rules, no keys
+and no per-key schema, so ``--batch-size 1``, every last attempt sent alone and
+every single-record check cost what a plain request costs.
 
 Item text is always JSON-quoted, so quotes, newlines, keys, separators or
 instructions inside a record stay inside its string and cannot move answers.
@@ -35,14 +48,14 @@ import functools
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ._task import Task, canonical_json
 from ._tokens import MESSAGE_OVERHEAD, count_tokens
 from ._types import Completion, Item, Outcome, Request, StructuredMode
 
-__all__ = ["PACKERS", "SEPARATOR", "PackFormat", "pack_schema", "shared_prefix_tokens"]
+__all__ = ["PACKERS", "SEPARATOR", "PackFormat", "answer_schema", "pack_schema", "shared_prefix_tokens"]
 
 SEPARATOR = "---NEXT-TEXT---"
 ITEMS_HEADER = "Items ({n}):"
@@ -60,11 +73,46 @@ PER_ITEM_OVERHEAD = 8
 """Answer tokens a pack spends per item beyond the answer itself (key, quotes, commas)."""
 
 
+def lone_field(schema: Mapping[str, Any]) -> str | None:
+    """The one field of an object schema that has exactly one required field and nothing
+    else, or None: such an answer is packed as the field's value alone."""
+    props = schema.get("properties")
+    if (
+        schema.get("type") != "object"
+        or not isinstance(props, Mapping)
+        or len(props) != 1
+        or schema.get("required") != list(props)
+        or schema.get("additionalProperties") is not False
+        or not set(schema) <= _LONE_FIELD_KEYWORDS
+    ):
+        return None
+    field = next(iter(props))
+    return field if isinstance(props[field], Mapping) else None
+
+
+_LONE_FIELD_KEYWORDS = frozenset(
+    {"type", "properties", "required", "additionalProperties", "title", "description"}
+)
+
+
+def answer_schema(task: Task) -> dict[str, Any]:
+    """What one item's answer looks like inside a pack: the task's schema, or the schema of
+    its lone field (``lone_field``)."""
+    schema = task.item_schema
+    field = lone_field(schema)
+    if field is None:
+        return schema
+    value: dict[str, Any] = schema["properties"][field]
+    return value
+
+
 def pack_schema(task: Task, keys: Sequence[str]) -> dict[str, Any]:
     """The strict schema of a whole packed answer: exactly these keys, each an item answer.
 
     The item schema is defined once under ``$defs`` and referenced per key, so
     the schema grows by a few tokens per item rather than by a whole schema.
+    The per-key entries are what holds a constrained decoder to exactly these
+    keys, none skipped, none renumbered (they cost ~24 tokens an item).
     """
     ref = {"$ref": "#/$defs/answer"}
     return {
@@ -72,8 +120,25 @@ def pack_schema(task: Task, keys: Sequence[str]) -> dict[str, Any]:
         "properties": {key: ref for key in keys},
         "required": list(keys),
         "additionalProperties": False,
-        "$defs": {"answer": task.item_schema},
+        "$defs": {"answer": answer_schema(task)},
     }
+
+
+def single_schema(task: Task) -> dict[str, Any]:
+    """The response schema of a plain one-record request: the task's own schema, wrapped in
+    an ``answer`` field when its root is not an object (strict modes need an object root)."""
+    schema = task.item_schema
+    if schema.get("type") == "object":
+        return schema
+    return {
+        "type": "object",
+        "properties": {SINGLE_FIELD: schema},
+        "required": [SINGLE_FIELD],
+        "additionalProperties": False,
+    }
+
+
+SINGLE_FIELD = "answer"
 
 
 @functools.cache
@@ -93,13 +158,16 @@ class PackFormat(ABC):
     name: ClassVar[str]
     mode: ClassVar[StructuredMode]
     text_only: ClassVar[bool] = False
+    schema_in_prompt: ClassVar[bool] = False
+    """True where nothing but the prompt carries the answer schema (no structured output)."""
 
     def system_prompt(self, task: Task) -> str:
-        """The stable prefix: identical for every request of a job."""
+        """The stable prefix: identical for every packed request of a job."""
         parts = [task.system.strip()] if task.system else []
         parts.append(task.instructions.strip())
         parts.append(self.rules(task))
-        parts.append(SCHEMA_LINE + canonical_json(task.item_schema))
+        if self.schema_in_prompt and not task.is_text:
+            parts.append(SCHEMA_LINE + canonical_json(answer_schema(task)))
         return "\n\n".join(parts)
 
     @abstractmethod
@@ -118,11 +186,14 @@ class PackFormat(ABC):
         return None
 
     def render(self, task: Task, items: Sequence[Item], *, answer_tokens: int | None = None) -> Request:
-        """One request for ``items``; ``answer_tokens`` overrides the per-item answer budget."""
+        """One request for ``items``; ``answer_tokens`` overrides the per-item answer budget
+        (the tokens of one item's answer inside a pack)."""
+        budget = answer_tokens or task.answer_budget
+        if len(items) == 1:
+            return SINGLE.render(task, self.mode, items[0].text, budget)
         system, system_tokens = self._prefix(task)
         user = self.user_prompt(items)
         schema = self.schema(task, items)
-        budget = answer_tokens or task.answer_budget
         est = system_tokens + count_tokens(user) + 2 * MESSAGE_OVERHEAD
         if schema is not None:
             est += self.schema_tokens(task, schema, items)
@@ -149,9 +220,87 @@ class PackFormat(ABC):
     def schema_tokens(self, task: Task, schema: dict[str, Any], items: Sequence[Item]) -> int:
         return count_tokens(canonical_json(schema))
 
-    @abstractmethod
     def parse(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
-        """One outcome per item key."""
+        """One outcome per item key (a pack of one was a plain request: ``Single``)."""
+        if len(items) == 1:
+            return {items[0].key: SINGLE.parse(task, self.mode, completion)}
+        return self.parse_pack(task, items, completion)
+
+    @abstractmethod
+    def parse_pack(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
+        """One outcome per item key of a pack of two or more."""
+
+
+class Single:
+    """A plain one-record request and its answer: what a pack of one is sent as.
+
+    The system message holds the task's system prompt and instructions (plus the
+    answer schema where no response format carries it), the user message the
+    record's text as it is, the response format (or tool) the task's own schema.
+    Nothing else: this is the request a script sending one record per request makes.
+    """
+
+    def render(self, task: Task, mode: StructuredMode, text: str, answer_tokens: int) -> Request:
+        structured = mode != "text" and not task.is_text
+        system, system_tokens = self._prefix(task, structured)
+        schema = single_schema(task) if structured else None
+        est = system_tokens + count_tokens(text) + 2 * MESSAGE_OVERHEAD
+        if schema is not None:
+            est += self._schema_tokens(task)
+        return Request(
+            system=system,
+            user=text,
+            mode=mode if structured else "text",
+            schema=schema,
+            max_tokens=answer_tokens + self._wrapper_tokens(task) + SINGLE_MARGIN,
+            temperature=task.temperature,
+            est_prompt_tokens=est,
+            schema_name="answer",
+            params=task.params,
+        )
+
+    def parse(self, task: Task, mode: StructuredMode, completion: Completion) -> Outcome:
+        if completion.finish_reason == "length":
+            return Outcome.invalid("answer truncated (finish_reason length)")
+        content = completion.content.strip()
+        if task.is_text:
+            return _judged(task, content)
+        if mode == "text":
+            return _judged(task, _plain(_loads_answer(task, _strip_fences(content))))
+        try:
+            answer = _plain(_loads(_strip_fences(content)))
+        except json.JSONDecodeError as exc:
+            return Outcome.invalid(f"answer is not valid JSON: {exc.msg}")
+        if task.item_schema.get("type") != "object":
+            if not isinstance(answer, dict) or set(answer) != {SINGLE_FIELD}:
+                return Outcome.invalid(f"answer is not an object with one field {SINGLE_FIELD!r}")
+            answer = answer[SINGLE_FIELD]
+        return _judged(task, answer)
+
+    def _prefix(self, task: Task, structured: bool) -> tuple[str, int]:
+        cache: dict[tuple[str, bool], tuple[str, int]] = self.__dict__.setdefault("_prefixes", {})
+        found = cache.get((task.fingerprint, structured))
+        if found is None:
+            parts = [task.system.strip()] if task.system else []
+            parts.append(task.instructions.strip())
+            if not structured and not task.is_text:
+                parts.append(SINGLE_SCHEMA_RULE + "\n" + SCHEMA_LINE + canonical_json(task.item_schema))
+            system = "\n\n".join(parts)
+            found = cache[(task.fingerprint, structured)] = (system, count_tokens(system))
+        return found
+
+    def _schema_tokens(self, task: Task) -> int:
+        cache: dict[str, int] = self.__dict__.setdefault("_schema", {})
+        found = cache.get(task.fingerprint)
+        if found is None:
+            found = cache[task.fingerprint] = count_tokens(canonical_json(single_schema(task)))
+        return found
+
+    def _wrapper_tokens(self, task: Task) -> int:
+        """Answer tokens of the object around a lone field (absent from a packed answer,
+        whose per-item budget ``answer_tokens`` is)."""
+        field = lone_field(task.item_schema)
+        return 0 if field is None else count_tokens(json.dumps({field: 0})) - 1
 
 
 class JsonPack(PackFormat):
@@ -162,7 +311,7 @@ class JsonPack(PackFormat):
         return (
             f"{_KEYED_INPUT} {_DATA_RULE}\n"
             "Answer with one JSON object that has exactly one property per item key, "
-            "whose value is that item's answer matching the answer schema below."
+            "whose value is that item's answer."
         )
 
     def keys(self, items: Sequence[Item]) -> list[str]:
@@ -194,7 +343,7 @@ class JsonPack(PackFormat):
         per_keys = sum(2 * (count_tokens(key) + 2) for key in self.keys(items))
         return base + per_keys + len(items) * _REF_TOKENS + 2 * max(0, len(items) - 1)
 
-    def parse(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
+    def parse_pack(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
         if completion.finish_reason == "length":
             return _all(items, Outcome.invalid("answer truncated (finish_reason length)"))
         try:
@@ -205,7 +354,11 @@ class JsonPack(PackFormat):
             return _all(items, Outcome.invalid("answer is not a JSON object"))
         answers, repeated = pairs.unique()
         keys = self.keys(items)
-        return {item.key: _judge(task, key, answers, repeated) for item, key in zip(items, keys, strict=True)}
+        field = lone_field(task.item_schema)
+        return {
+            item.key: _judge(task, key, answers, repeated, field)
+            for item, key in zip(items, keys, strict=True)
+        }
 
 
 class ToolsPack(JsonPack):
@@ -218,7 +371,7 @@ class ToolsPack(JsonPack):
         return (
             f"{_KEYED_INPUT} {_DATA_RULE}\n"
             "Call the function `answers` once, with one argument per item key, "
-            "whose value is that item's answer matching the answer schema below."
+            "whose value is that item's answer."
         )
 
 
@@ -228,6 +381,7 @@ _LINE = re.compile(r"^\s*[\[(#]?\s*([A-Za-z]?\d+)\s*[\])]?\s*[:=.)-]\s?(.*)$")
 class NumberedPack(PackFormat):
     name = "numbered"
     mode: ClassVar[StructuredMode] = "text"
+    schema_in_prompt = True
 
     def rules(self, task: Task) -> str:
         kind = (
@@ -241,7 +395,7 @@ class NumberedPack(PackFormat):
             "Use each item's own key. Write nothing else."
         )
 
-    def parse(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
+    def parse_pack(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
         # Split on "\n" only: splitlines() would also cut a JSON string answer
         # at a raw U+2028, U+0085 or form feed inside it.
         lines = completion.content.strip().split("\n")
@@ -258,7 +412,8 @@ class NumberedPack(PackFormat):
             if key in answers:
                 repeated.add(key)
             answers[key] = _loads_answer(task, raw)
-        outcomes = {item.key: _judge(task, item.key, answers, repeated) for item in items}
+        field = lone_field(task.item_schema)
+        outcomes = {item.key: _judge(task, item.key, answers, repeated, field) for item in items}
         if truncated:
             cut = Outcome.invalid("answer truncated (finish_reason length)")
             outcomes = {k: (o if o.status == "ok" else cut) for k, o in outcomes.items()}
@@ -283,19 +438,16 @@ class SeparatorPack(PackFormat):
         quoted = [_quote(item.text) for item in items]
         return TEXTS_HEADER.format(n=len(items)) + "\n" + f"\n{SEPARATOR}\n".join(quoted)
 
-    def parse(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
+    def parse_pack(self, task: Task, items: Sequence[Item], completion: Completion) -> dict[str, Outcome]:
         if completion.finish_reason == "length":
             return _all(items, Outcome.invalid("answer truncated (finish_reason length)"))
         content = completion.content.strip()
-        if len(items) == 1:
-            parts = [content]
-        else:
-            parts = [p.strip() for p in re.split(rf"^\s*{re.escape(SEPARATOR)}\s*$", content, flags=re.M)]
+        parts = [p.strip() for p in re.split(rf"^\s*{re.escape(SEPARATOR)}\s*$", content, flags=re.M)]
         if len(parts) != len(items):
             reason = f"expected {len(items)} answers separated by {SEPARATOR}, got {len(parts)}"
             return _all(items, Outcome.invalid(reason))
         answers = {item.key: part for item, part in zip(items, parts, strict=True)}
-        return {item.key: _judge(task, item.key, answers, set()) for item in items}
+        return {item.key: _judge(task, item.key, answers, set(), None) for item in items}
 
 
 class _Pairs(list[tuple[str, Any]]):
@@ -320,12 +472,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _judge(task: Task, key: str, answers: dict[str, Any], repeated: set[str]) -> Outcome:
+def _judge(task: Task, key: str, answers: dict[str, Any], repeated: set[str], field: str | None) -> Outcome:
+    """The outcome of the item under ``key``; ``field`` wraps a packed lone-field answer back."""
     if key in repeated:
         return Outcome.invalid("answer given twice for this item")
     if key not in answers:
         return Outcome.missing()
     answer = _plain(answers[key])
+    return _judged(task, answer if field is None else {field: answer})
+
+
+def _judged(task: Task, answer: Any) -> Outcome:
     if task.is_text and isinstance(answer, str) and not answer.strip():
         return Outcome.invalid("empty answer")
     reason = task.validate_answer(answer)
@@ -371,6 +528,13 @@ def _strip_fences(content: str) -> str:
 def _all(items: Sequence[Item], outcome: Outcome) -> dict[str, Outcome]:
     return {item.key: outcome for item in items}
 
+
+SINGLE = Single()
+SINGLE_MARGIN = 4
+"""Answer tokens a plain request gets beyond its answer budget (the end of the message)."""
+SINGLE_SCHEMA_RULE = (
+    "Answer with compact JSON on one line, matching the answer schema below. Write nothing else."
+)
 
 PACKERS: dict[str, PackFormat] = {
     packer.name: packer for packer in (JsonPack(), ToolsPack(), NumberedPack(), SeparatorPack())

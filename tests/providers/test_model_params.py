@@ -37,7 +37,8 @@ def _no_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def request_of(task: Task, pack: str = "json") -> Request:
-    return PACKERS[pack].render(task, [Item(0, "r0", "a fine kettle")])
+    """A pack of two (a pack of one is a plain request, without the pack's response format)."""
+    return PACKERS[pack].render(task, [Item(0, "r0", "a fine kettle"), Item(1, "r1", "a kettle")])
 
 
 def body(provider: Provider, request: Request) -> dict[str, Any]:

@@ -56,19 +56,17 @@ def openai_body(fmt: str, request: Request) -> dict[str, Any]:
         ],
         "max_tokens": request.max_tokens,
     }
-    if fmt == "json":
+    name = request.schema_name
+    if request.mode == "json_schema" and request.schema is not None:
         body["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": "answers", "schema": request.schema, "strict": True},
+            "json_schema": {"name": name, "schema": request.schema, "strict": True},
         }
-    elif fmt == "tools":
+    elif request.mode == "tool" and request.schema is not None:
         body["tools"] = [
-            {
-                "type": "function",
-                "function": {"name": "answers", "parameters": request.schema, "strict": True},
-            }
+            {"type": "function", "function": {"name": name, "parameters": request.schema, "strict": True}}
         ]
-        body["tool_choice"] = {"type": "function", "function": {"name": "answers"}}
+        body["tool_choice"] = {"type": "function", "function": {"name": name}}
     return body
 
 

@@ -213,11 +213,16 @@ async def test_pack_rates_at_scale_are_reproducible() -> None:
     assert set(runs[0][1]) >= {"drop", "corrupt", "truncate", "malformed"}
 
 
-async def test_faults_do_not_apply_to_plain_prompts() -> None:
-    engine = make_engine(SimConfig(drop_rate=1.0, corrupt_rate=1.0, truncate_rate=1.0, malformed_rate=1.0))
-    response = await engine.chat(plain(1))
-    assert content_of(response) == "1 number request"
-    assert response.body["choices"][0]["finish_reason"] == "stop"
+async def test_plain_prompts_are_cut_off_and_garbled_like_packs_but_never_dropped() -> None:
+    # A plain request is what a one-per-record script sends and what llmbatch sends a pack of
+    # one as: the same model cuts it off or garbles it as often as a pack.
+    dropped = await make_engine(SimConfig(drop_rate=1.0)).chat(plain(1))
+    assert content_of(dropped) == "1 number request"  # one item: nothing to leave out
+    cut = await make_engine(SimConfig(truncate_rate=1.0)).chat(plain(1))
+    assert cut.body["choices"][0]["finish_reason"] == "length"
+    assert "1 number request".startswith(content_of(cut)) and content_of(cut) != "1 number request"
+    garbled = await make_engine(SimConfig(malformed_rate=1.0)).chat(plain(1))
+    assert content_of(garbled) == ""
 
 
 class FakeClock:

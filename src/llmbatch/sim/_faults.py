@@ -71,7 +71,9 @@ def draw(config: SimConfig, rng: random.Random, kind: str, keys: Sequence[str]) 
     renumbered: list[tuple[int, str, float]] = []
     for position, key in enumerate(keys, start=1):
         drop, bad, renumber, how = rng.random(), rng.random(), rng.random(), rng.random()
-        if kind == "plain":
+        if kind == "plain":  # one answer: nothing to leave out or renumber, but it can be wrong
+            if bad < config.corrupt_rate:
+                corrupted.add(key)
             continue
         # Constrained decoding (json, tools) keeps every key: only values go wrong.
         if kind in ("numbered", "separator") and drop < config.drop_rate:
@@ -87,15 +89,16 @@ def draw(config: SimConfig, rng: random.Random, kind: str, keys: Sequence[str]) 
     stay = [k for k in keys if k not in dropped and k not in moved]
     misnumbered = [(key, _wrong_key(position, keys, stay, how)) for position, key, how in renumbered]
     truncate_roll, truncate_point, malformed_roll = rng.random(), rng.random(), rng.random()
-    packed = kind != "plain"
+    # A plain request (one record, as a script sends it, and llmbatch's pack of one) can be
+    # cut off or garbled like a pack: the model is the same.
     return Faults(
         error_status=(500, 502, 503)[int(error_pick * 3)] if error_roll < config.error_rate else None,
         hang=hang_roll < config.timeout_rate,
         dropped=frozenset(dropped),
         corrupted=frozenset(corrupted),
         misnumbered=tuple(misnumbered),
-        truncate_at=truncate_point if packed and truncate_roll < config.truncate_rate else None,
-        malformed=packed and malformed_roll < config.malformed_rate,
+        truncate_at=truncate_point if truncate_roll < config.truncate_rate else None,
+        malformed=malformed_roll < config.malformed_rate,
     )
 
 

@@ -131,7 +131,7 @@ def read_body(body: Any, *, cache_marks: bool = False) -> Prompt:
         item_schema = _schema_line(system)
         items = tuple(Item(str(i), text, item_schema) for i, text in enumerate(separated, 1))
         return prompt("separator", items, system)
-    plain_schema = schema if schema is not None else _plain_schema(body)
+    plain_schema = schema if schema is not None else _plain_schema(body, system)
     # Without a system prompt the user message carries the instructions too.
     return prompt("plain", (Item("", user, plain_schema),), system or user)
 
@@ -219,11 +219,13 @@ def _schema(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, li
     return functions[name], name, counted
 
 
-def _plain_schema(body: dict[str, Any]) -> dict[str, Any]:
+def _plain_schema(body: dict[str, Any], system: str) -> dict[str, Any]:
+    """A plain request without a schema sent along: JSON mode's one field, else the schema
+    the system prompt states (``Answer schema: ``), else free text."""
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_object":
         return JSON_OBJECT_SCHEMA
-    return TEXT_SCHEMA
+    return _schema_line(system)
 
 
 def _keyed_items(user: str) -> list[tuple[str, str]]:

@@ -255,6 +255,8 @@ class SimEngine:
             content = "" if faults.malformed and len(texts) == 1 else glue.join(texts)
         else:
             content = _plain(answers[0][1]) if _is_text(prompt.items[0]) else _compact(answers[0][1])
+            if faults.malformed:
+                content = "" if _is_text(prompt.items[0]) else content[:-1]
         return content, len(answers)
 
     def _degrade(self, item: Item, value: JSON, position: int, size: int) -> JSON:
