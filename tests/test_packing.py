@@ -17,6 +17,8 @@ from llmbatch._packing import (
     TEXTS_HEADER,
     PackFormat,
     SeparatorPack,
+    answer_schema,
+    lone_field,
     pack_schema,
 )
 from llmbatch._task import canonical_json
@@ -561,3 +563,80 @@ def test_every_item_gets_exactly_one_outcome(fmt: str) -> None:
         for finish in ("stop", "length"):
             outcomes = parse(fmt, task_for(fmt), items, content, finish)
             assert list(outcomes) == [item.key for item in items]
+
+
+# -- lean layout: a lone field's value alone, a pack of one as a plain request ----------------
+
+CATEGORY = Task(
+    instructions="Pick the category.",
+    output={
+        "type": "object",
+        "properties": {"category": {"type": "string", "enum": ["audio", "video", "web"]}},
+        "required": ["category"],
+    },
+)
+
+
+def test_a_one_field_answer_is_packed_as_its_value_and_wrapped_back() -> None:
+    assert lone_field(CATEGORY.item_schema) == "category"
+    assert lone_field(JSON_TASK.item_schema) is None  # two fields: packed as the whole object
+    assert answer_schema(CATEGORY) == {"type": "string", "enum": ["audio", "video", "web"]}
+    items = items_of(["a synth", "a player"])
+    for fmt in KEYED:
+        request = PACKERS[fmt].render(CATEGORY, items)
+        if request.schema is not None:
+            assert request.schema["$defs"]["answer"] == answer_schema(CATEGORY)
+        outcomes = parse(fmt, CATEGORY, items, ideal_content(fmt, items, ["audio", "web"]))
+        assert [outcomes[i.key].answer for i in items] == [{"category": "audio"}, {"category": "web"}]
+        wrong = parse(fmt, CATEGORY, items, ideal_content(fmt, items, ["audio", "jazz"]))
+        assert wrong["k18"].status == "invalid" and "jazz" in wrong["k18"].reason
+
+
+def test_a_bare_word_answers_a_one_field_numbered_pack() -> None:
+    # Small models without constrained decoding often leave out the quotes.
+    items = items_of(["a synth", "a player"])
+    outcomes = parse("numbered", CATEGORY, items, "k17: audio\nk18: video")
+    assert [outcomes[i.key].answer for i in items] == [{"category": "audio"}, {"category": "video"}]
+
+
+@pytest.mark.parametrize("fmt", STRUCTURED)
+def test_a_pack_of_one_is_the_plain_request_a_script_would_send(fmt: str) -> None:
+    request = PACKERS[fmt].render(JSON_TASK, items_of(['a "fine" kettle']))
+    assert request.system == "You are careful.\n\nClassify the review."
+    assert request.user == 'a "fine" kettle'  # as it is: no header, no key, no quoting
+    assert request.schema == JSON_TASK.item_schema
+    assert request.schema_name == "answer"
+    assert request.max_tokens == JSON_TASK.answer_budget + SINGLE_MARGIN
+    expected = count_tokens(request.system) + count_tokens(request.user) + 2 * MESSAGE_OVERHEAD
+    assert request.est_prompt_tokens == expected + count_tokens(canonical_json(request.schema))
+    outcome = parse(fmt, JSON_TASK, items_of(["x"]), json.dumps(sentiment(1)))["k17"]
+    assert outcome == outcome.ok(sentiment(1))
+    bad = parse(fmt, JSON_TASK, items_of(["x"]), '{"label": "great", "confidence": 2}')["k17"]
+    assert bad.status == "invalid"
+    cut = parse(fmt, JSON_TASK, items_of(["x"]), '{"label": "pos', finish="length")["k17"]
+    assert cut.status == "invalid" and "truncated" in cut.reason
+
+
+def test_a_pack_of_one_with_a_non_object_answer_is_wrapped_for_strict_mode() -> None:
+    task = Task(instructions="Rate it.", output={"type": "integer", "minimum": 1, "maximum": 5})
+    request = PACKERS["json"].render(task, items_of(["good"]))
+    assert request.schema is not None and request.schema["required"] == ["answer"]
+    assert parse("json", task, items_of(["good"]), '{"answer": 4}')["k17"].answer == 4
+    assert parse("json", task, items_of(["good"]), "4")["k17"].status == "invalid"
+
+
+def test_a_pack_of_one_without_structured_output_states_the_schema_in_the_prompt() -> None:
+    request = PACKERS["numbered"].render(JSON_TASK, items_of(["fine"]))
+    assert request.schema is None and request.mode == "text"
+    assert request.system.endswith("Answer schema: " + canonical_json(JSON_TASK.item_schema))
+    fenced = "```json\n" + json.dumps(sentiment(2)) + "\n```"
+    assert parse("numbered", JSON_TASK, items_of(["fine"]), fenced)["k17"].answer == sentiment(2)
+
+
+@pytest.mark.parametrize("fmt", list(PACKERS))
+def test_a_free_text_pack_of_one_is_answered_by_the_text_itself(fmt: str) -> None:
+    request = PACKERS[fmt].render(TEXT_TASK, items_of(["hello"]))
+    assert request.mode == "text" and request.schema is None
+    assert request.system == TEXT_TASK.instructions and request.user == "hello"
+    assert parse(fmt, TEXT_TASK, items_of(["hello"]), "  hola \n")["k17"].answer == "hola"
+    assert parse(fmt, TEXT_TASK, items_of(["hello"]), "  ")["k17"].status == "invalid"
