@@ -29,9 +29,12 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 import openai
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._legacy_response import LegacyAPIResponse
+from openai.types.chat import ChatCompletion
 
 from .._exceptions import (
     BadRequest,
@@ -230,6 +233,8 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
 # -- the Batch API ----------------------------------------------------------------
 
 BATCH_ENDPOINT: Final = "/v1/chat/completions"
+CHAT_ENDPOINT: Final = "/chat/completions"
+"""Under the client's base URL, which ends in /v1."""
 _ENDED = frozenset({"completed", "expired", "cancelled", "failed"})
 
 
@@ -336,7 +341,20 @@ class OpenAIProvider(Provider):
         started = time.monotonic()
         async with deadline(self.config.timeout):
             with map_openai_errors(self.api_key):
-                raw = await self._client.chat.completions.with_raw_response.create(**body)
+                # The client's own post, not chat.completions.create: the typed path walks every
+                # node of the body (the messages' unions, the schema) to "transform" it, ~2 ms of
+                # CPU a request, a fifth of the client's whole CPU at a high tier. The body is
+                # built and checked here already; the client still sends, authenticates and
+                # maps errors.
+                raw = cast(
+                    LegacyAPIResponse[ChatCompletion],
+                    await self._client.post(
+                        CHAT_ENDPOINT,
+                        cast_to=ChatCompletion,
+                        body=body,
+                        options={"headers": {RAW_RESPONSE_HEADER: "true"}},
+                    ),
+                )
                 text = raw.text
         latency = time.monotonic() - started
         data = json_body(text, raw.headers.get("content-type"), self.api_key)
