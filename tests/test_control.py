@@ -186,7 +186,7 @@ def test_with_the_need_known_slow_start_reaches_it_in_a_few_round_trips() -> Non
     while control.limit < 400:
         round_trip(control, need=400)
         trips += 1
-    assert trips <= 3  # long packs (5 s round trips) must not take half a minute to ramp
+    assert trips == 1  # the limiter holds what the limits do not allow: jump to the need at once
     for _ in range(3):
         round_trip(control, need=400)
     assert 400 <= control.limit <= 600  # at the need, at most the margin above it
@@ -233,3 +233,16 @@ def test_the_need_is_the_binding_limits_rate_times_the_latency() -> None:
     assert need.of(request_rate=50.0, token_rate=20_000.0) == 40  # tokens bind: 20/s × 2 s
     assert need.of(request_rate=5.0, token_rate=20_000.0) == 10  # requests bind: 5/s × 2 s
     assert need.of(request_rate=None, token_rate=None) is None  # no limit known
+
+
+def test_the_plan_caps_the_pack_size_and_quality_still_gates_growth_towards_it() -> None:
+    sizer = PackSizeControl(start=5, max_batch=50, clock=FakeClock(), window_requests=1)
+    sizer.plan(12)
+    for _ in range(5):
+        sizer.observe(size=sizer.size, ok_first=sizer.size, ok=sizer.size, latency=1.0 + sizer.size)
+    assert sizer.size == 12  # grown to the plan, not past it
+    sizer.plan(6)  # the tail: smaller packs finish sooner
+    assert sizer.size == 6
+    sizer.plan(50)
+    sizer.observe(size=6, ok_first=3, ok=6, latency=1.0)  # half came back missing
+    assert sizer.size < 6  # a plan never overrides what quality says

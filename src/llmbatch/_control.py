@@ -107,11 +107,12 @@ class ConcurrencyControl:
             self._slow_start = False
             return
         if self._slow_start:
-            # Classic slow start doubles per round trip; with the need known that is too slow
-            # for long packs (a 5 s round trip takes half a minute to reach 64), so it grows
-            # by half per success instead: 4 → 140 in about two round trips.
-            step = 1 if need is None else max(1, self.limit // 2)
-            self.limit = min(ceiling, self.limit + step)
+            # Classic slow start doubles per round trip. Once the limits are known (the first
+            # response's headers) that is only slow: the limiter admits no more than they
+            # allow, so more in flight costs nothing, and a job that fits the allowance left
+            # (a short one) is done in about one round trip instead of five. So it jumps to
+            # the need; a provider that slows under load is still caught by the latency check.
+            self.limit = min(ceiling, self.limit + 1 if need is None else max(self.limit + 1, need))
             return
         # Successes since the last step, counted whole: 1/limit summed limit times can fall
         # short of 1.0 in floating point and skip a window.
@@ -167,17 +168,28 @@ class PackSizeControl:
         self._previous: tuple[int, float] | None = None  # (size, items/s of latency) of the last window
         self._fits = max_batch
         """What fits the context and the token limit (``fit``)."""
+        self._planned = max_batch
+        """What the rest of the job calls for (``plan``)."""
         self._pays = max_batch
         """The size where growing stopped paying (a step back)."""
         self.history: list[tuple[float, int]] = [(clock(), self.size)]
 
     @property
     def _ceiling(self) -> int:
-        return max(1, min(self.max_batch, self._fits, self._pays))
+        return max(1, min(self.max_batch, self._fits, self._pays, self._planned))
 
     def fit(self, largest: int) -> None:
         """Never exceed ``largest`` (what fits the context / token limit)."""
         self._fits = max(1, largest)
+        if self.size > self._ceiling:
+            self._set(self._ceiling)
+
+    def plan(self, size: int) -> None:
+        """The size the rest of the job calls for now (``best_pack_size``). A ceiling, not a
+        jump: the first-try success rate still gates growth towards it, a window at a time."""
+        if not self.adaptive:
+            return
+        self._planned = max(1, size)
         if self.size > self._ceiling:
             self._set(self._ceiling)
 

@@ -85,6 +85,11 @@ class TokenBucket:
     def fits(self, amount: float) -> bool:
         return amount <= self.capacity
 
+    def available(self, now: float) -> float:
+        """What can be taken now without waiting (none while in debt)."""
+        self._refill(now)
+        return max(0.0, self.level)
+
 
 @dataclass(slots=True)
 class Reservation:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -31,8 +32,9 @@ from ._exceptions import (
     ProviderError,
     UsageError,
 )
-from ._limiter import RateLimiter, Reservation
+from ._limiter import RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
+from ._pack_plan import JobShape, SizePlanner, best_pack_size
 from ._packing import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
 from ._planner import ItemState, Pack, Planner
 from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
@@ -141,6 +143,8 @@ class Runner:
         )
         self.need = LittleNeed()
         """What the limits call for at the latency seen: where the concurrency ramps to."""
+        self.plan = SizePlanner(self._blank_prompt_tokens)
+        """What the rest of the job looks like: the pack size that finishes it soonest."""
         self.best_latency: dict[int, float] = {}
         self._prefix_tokens: int | None = None
         self.warm_up = provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
@@ -372,6 +376,7 @@ class Runner:
             self._fail(pack.states, str(exc), exc.kind)
             return None
         self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
+        self.plan.sent(pack.size, request.est_prompt_tokens)
         estimate = self.calibration.correct(request.est_prompt_tokens)
         projected = self._projected_cost(estimate, request.max_tokens)
         if projected is not None and not await self._reserve_budget(projected):
@@ -541,15 +546,60 @@ class Runner:
         best = self.best_latency.get(size)
         if best is None or latency < best:
             self.best_latency[size] = latency
+        self.plan.answered(size, latency)
         requests, tokens = self.limiter.buckets.get("requests"), self.limiter.buckets.get("tokens")
         need = self.need.of(
             request_rate=None if requests is None else requests.rate,
             token_rate=None if tokens is None else tokens.rate,
         )
+        shape = self._job_shape(requests, tokens) if requests or tokens else None
+        if shape is not None and need is not None:
+            # Little's law holds at the refill rate; a job that fits the allowance left can
+            # have all its requests in flight at once.
+            burst = math.ceil(shape.remaining / max(1, self.batch_size))
+            if requests is not None:
+                burst = min(burst, math.floor(shape.request_level))
+            if tokens is not None:
+                burst = min(burst, math.floor(shape.token_level / max(1.0, shape.charge(self.batch_size))))
+            need = max(need, burst)
         self.flow.on_success(latency, best, need)
         self.sizer.observe(
             size=size, ok_first=ok_first, ok=ok, latency=latency, limited=self.limiter.in_debt()
         )
+        if self.sizer.adaptive:
+            shape = shape or self._job_shape(None, None)
+            self.sizer.plan(best_pack_size(shape, self.sizer.max_batch))
+
+    def _job_shape(self, requests: TokenBucket | None, tokens: TokenBucket | None) -> JobShape:
+        """The rest of the job as the pack-size plan sees it (``_pack_plan``)."""
+        now = self.clock()
+        answer = self.answers.per_item()
+        ratio = self.calibration.ratio
+        plan = self.plan
+        metrics = self.metrics
+        latency = plan.latency.line() or (1.0, 0.0)
+
+        def charge(size: int) -> float:
+            return plan.prompt_tokens(size) * ratio + size * answer + 16
+
+        return JobShape(
+            remaining=metrics.items_total - metrics.items_ok - metrics.items_failed_total,
+            charge=charge,
+            latency=lambda size: latency[0] + latency[1] * size,
+            # Once limits are known the concurrency ramps to what they call for; until then it
+            # is what it has reached.
+            concurrency=self.flow.cap if requests or tokens else self.flow.limit,
+            cpu_per_request=plan.cpu_per_request,
+            request_rate=None if requests is None else requests.rate,
+            token_rate=None if tokens is None else tokens.rate,
+            request_level=0.0 if requests is None else requests.available(now),
+            token_level=0.0 if tokens is None else tokens.available(now),
+        )
+
+    def _blank_prompt_tokens(self, size: int) -> int:
+        """Prompt tokens of a pack of ``size`` empty records: its fixed part."""
+        blanks = [Item(i, str(i), "") for i in range(size)]
+        return self.packer.render(self.task, blanks).est_prompt_tokens
 
     def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
         """A missing or invalid answer: retry smaller, or fail when attempts are used up."""
