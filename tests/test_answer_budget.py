@@ -78,3 +78,9 @@ def test_the_budget_never_passes_the_default() -> None:
     for _ in range(50):
         budget.observe(completion_tokens=1000, answered=1)
     assert budget.per_item() == 30
+
+
+def test_a_bounded_number_leaves_room_for_a_small_models_long_decimals() -> None:
+    # SmolLM2 writes confidences as 0.9999999999999999; with one token a digit that is 18.
+    bound = schema_bound({"type": "number", "minimum": 0, "maximum": 1})
+    assert bound is not None and bound >= 18

@@ -77,3 +77,13 @@ def test_the_no_key_default_says_the_local_model_is_small_and_how_to_use_a_real_
     notice = result.stderr
     assert "bundled local model" in notice and "small" in notice and "trying" in notice
     assert "OPENAI_API_KEY" in notice and "--base-url" in notice and "run the same command" in notice
+
+
+def test_schema_in_prompt_reaches_the_openai_provider_and_the_local_one_always_has_it() -> None:
+    from llmbatch.providers.openai import OpenAIProvider
+
+    config = provider_config({**BASE, "api_key": "sk-test", "schema_in_prompt": True})
+    assert config.extra == {"schema_in_prompt": True}
+    assert OpenAIProvider(config).schema_in_prompt
+    assert not OpenAIProvider(provider_config({**BASE, "api_key": "sk-test"})).schema_in_prompt
+    assert LocalProvider.schema_in_prompt  # llama.cpp's grammar: the model never reads the schema

@@ -640,3 +640,16 @@ def test_a_free_text_pack_of_one_is_answered_by_the_text_itself(fmt: str) -> Non
     assert request.system == TEXT_TASK.instructions and request.user == "hello"
     assert parse(fmt, TEXT_TASK, items_of(["hello"]), "  hola \n")["k17"].answer == "hola"
     assert parse(fmt, TEXT_TASK, items_of(["hello"]), "  ")["k17"].status == "invalid"
+
+
+@pytest.mark.parametrize("fmt", STRUCTURED)
+def test_a_server_that_hides_the_schema_from_the_model_gets_it_in_the_prompt(fmt: str) -> None:
+    # llama.cpp and vLLM constrain decoding by the schema without the model ever reading it:
+    # a 57-label enum the model never saw is a guess among labels it was never told.
+    packer = PACKERS[fmt].with_schema_in_prompt()
+    assert type(packer) is type(PACKERS[fmt]) and not PACKERS[fmt].schema_in_prompt
+    pack = packer.render(CATEGORY, items_of(["a synth", "a player"]))
+    assert pack.system.endswith("Answer schema: " + canonical_json(answer_schema(CATEGORY)))
+    lone = packer.render(CATEGORY, items_of(["a synth"]))
+    assert "Answer schema: " in lone.system and lone.schema == CATEGORY.item_schema
+    assert packer.with_schema_in_prompt() is packer

@@ -32,6 +32,9 @@ from ._tokens import count_tokens
 
 __all__ = ["AnswerBudget", "schema_bound"]
 
+FLOAT_DIGITS = 17
+"""Significant digits of a double as printed in full."""
+
 _STRING_TOKENS_PER_CHAR = 1.0
 """Worst case for a bounded string: one token per character (odd text tokenizes badly)."""
 
@@ -63,9 +66,11 @@ def schema_bound(schema: Mapping[str, Any], defs: Mapping[str, Any] | None = Non
     if kind == "integer":
         return _integer_bound(schema)
     if kind == "number":
-        # A float's digits are not bounded by its range: allow a short decimal (0.8734, -12.5).
+        # A float's digits are not bounded by its range: small models write 0.9999999999999999
+        # (17 significant digits), and some tokenizers spend a token on each digit. What the
+        # answers really use takes over once they are seen (``AnswerBudget``).
         whole = _integer_bound(schema)
-        return None if whole is None else whole + 4
+        return None if whole is None else whole + FLOAT_DIGITS + 1
     if kind == "string":
         longest = schema.get("maxLength")
         if not isinstance(longest, int):

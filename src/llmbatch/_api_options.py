@@ -57,6 +57,9 @@ class RunKwargs(TypedDict, total=False):
     - ``timeout``: seconds per request, above 0. Default: 120.
     - ``response_format`` (openai, sim): how the json pack asks for its schema,
       ``"json_schema"`` (the default) or ``"json_object"`` (llama-cpp-python's server).
+    - ``schema_in_prompt`` (openai, sim): state the answer schema in the prompt too, for a
+      server that constrains decoding without showing the model the schema (vLLM,
+      llama.cpp). Default: False — hosted APIs show the response format's schema themselves.
     - ``model_path`` (local): a GGUF file instead of the bundled model.
     - ``n_threads`` (local): CPU threads, 1 to 256. Default: one less than the cores.
     - ``n_ctx`` (local): context window in tokens, 256 to 131072. Default: 4096.
@@ -102,6 +105,7 @@ class RunKwargs(TypedDict, total=False):
     api_key: str | None
     timeout: float
     response_format: Literal["json_schema", "json_object"] | None
+    schema_in_prompt: bool | None
     model_path: str | os.PathLike[str] | None
     n_threads: int | None
     n_ctx: int | None
@@ -201,6 +205,7 @@ _CHECKS: dict[str, Check] = {
     "api_key": _or_none(_text("a string")),
     "timeout": _real(0, above=True),
     "response_format": _or_none(_choice("json_schema", "json_object")),
+    "schema_in_prompt": _or_none(_flag()),
     "model_path": _or_none(_path("the path of a GGUF file")),
     "n_threads": _or_none(_whole(1, 256)),
     "n_ctx": _or_none(_whole(256, 131_072)),
@@ -229,6 +234,7 @@ _CHECKS: dict[str, Check] = {
 # failure these checks exist to prevent; a plug-in provider may read any, so it is let be.
 _READ_BY: dict[str, tuple[str, ...]] = {
     "response_format": ("openai", "sim"),
+    "schema_in_prompt": ("openai", "sim"),
     "model_path": ("local",),
     "n_threads": ("local",),
     "n_ctx": ("local",),

@@ -14,7 +14,7 @@ __all__ = ["local_model_options", "provider_config"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Options that only some providers read; they travel in ProviderConfig.extra.
-_EXTRA = ("model_path", "response_format", "n_threads", "n_ctx")
+_EXTRA = ("model_path", "response_format", "schema_in_prompt", "n_threads", "n_ctx")
 
 
 def local_model_options(command: F) -> F:

@@ -165,6 +165,11 @@ def _candidate_sizes(largest: int) -> list[int]:
     return sizes
 
 
+CPU_WARM_UP = 16
+DEFAULT_CPU_PER_REQUEST = 0.002
+"""Client CPU of one request, measured on a 2-core machine (render, send, parse, store)."""
+
+
 class SizePlanner:
     """What the plan is made from, learnt from the requests a job sends and gets back.
 
@@ -172,7 +177,7 @@ class SizePlanner:
     texts (its fixed part: instructions, rules, schema, keys), worked out once per size.
     """
 
-    __slots__ = ("_answered", "_blank", "_blank_prompt", "_cpu", "_cpu_start", "_text", "latency")
+    __slots__ = ("_blank", "_blank_prompt", "_cpu", "_cpu_start", "_sent", "_text", "latency")
 
     def __init__(
         self, blank_prompt: Callable[[int], int], cpu: Callable[[], float] = time.process_time
@@ -182,7 +187,7 @@ class SizePlanner:
         self._text = 0.0
         self._cpu = cpu
         self._cpu_start = cpu()
-        self._answered = 0
+        self._sent = 0
         self.latency = LatencyFit()
 
     def blank(self, size: int) -> int:
@@ -193,12 +198,12 @@ class SizePlanner:
 
     def sent(self, size: int, prompt_tokens: int) -> None:
         """A request of ``size`` records with ``prompt_tokens`` (estimated) went out."""
+        self._sent += 1
         per_item = max(0.0, (prompt_tokens - self.blank(size)) / max(1, size))
         self._text = per_item if not self._text else 0.9 * self._text + 0.1 * per_item
 
     def answered(self, size: int, latency: float) -> None:
         self.latency.observe(size, latency)
-        self._answered += 1
 
     def prompt_tokens(self, size: int) -> float:
         """Estimated prompt tokens of a pack of ``size`` typical records."""
@@ -206,4 +211,8 @@ class SizePlanner:
 
     @property
     def cpu_per_request(self) -> float:
-        return (self._cpu() - self._cpu_start) / max(1, self._answered)
+        """This process's CPU seconds per request sent; a typical 2 ms until a few were sent
+        (the first ones also pay for the connection and the client's start)."""
+        if self._sent < CPU_WARM_UP:
+            return DEFAULT_CPU_PER_REQUEST
+        return (self._cpu() - self._cpu_start) / self._sent

@@ -158,8 +158,18 @@ class PackFormat(ABC):
     name: ClassVar[str]
     mode: ClassVar[StructuredMode]
     text_only: ClassVar[bool] = False
-    schema_in_prompt: ClassVar[bool] = False
-    """True where nothing but the prompt carries the answer schema (no structured output)."""
+    schema_in_prompt: bool = False
+    """True where the prompt states the answer schema: where nothing else carries it (no
+    structured output), or where the model does not see the one that constrains it
+    (``with_schema_in_prompt``)."""
+
+    def with_schema_in_prompt(self) -> PackFormat:
+        """This format, stating the answer schema in its system prompt too."""
+        if self.schema_in_prompt:
+            return self
+        variant = type(self)()
+        variant.schema_in_prompt = True
+        return variant
 
     def system_prompt(self, task: Task) -> str:
         """The stable prefix: identical for every packed request of a job."""
@@ -190,7 +200,9 @@ class PackFormat(ABC):
         (the tokens of one item's answer inside a pack)."""
         budget = answer_tokens or task.answer_budget
         if len(items) == 1:
-            return SINGLE.render(task, self.mode, items[0].text, budget)
+            return SINGLE.render(
+                task, self.mode, items[0].text, budget, schema_in_prompt=self.schema_in_prompt
+            )
         system, system_tokens = self._prefix(task)
         user = self.user_prompt(items)
         schema = self.schema(task, items)
@@ -240,9 +252,17 @@ class Single:
     Nothing else: this is the request a script sending one record per request makes.
     """
 
-    def render(self, task: Task, mode: StructuredMode, text: str, answer_tokens: int) -> Request:
+    def render(
+        self,
+        task: Task,
+        mode: StructuredMode,
+        text: str,
+        answer_tokens: int,
+        *,
+        schema_in_prompt: bool = False,
+    ) -> Request:
         structured = mode != "text" and not task.is_text
-        system, system_tokens = self._prefix(task, structured)
+        system, system_tokens = self._prefix(task, structured, schema_in_prompt)
         schema = single_schema(task) if structured else None
         est = system_tokens + count_tokens(text) + 2 * MESSAGE_OVERHEAD
         if schema is not None:
@@ -277,16 +297,19 @@ class Single:
             answer = answer[SINGLE_FIELD]
         return _judged(task, answer)
 
-    def _prefix(self, task: Task, structured: bool) -> tuple[str, int]:
-        cache: dict[tuple[str, bool], tuple[str, int]] = self.__dict__.setdefault("_prefixes", {})
-        found = cache.get((task.fingerprint, structured))
+    def _prefix(self, task: Task, structured: bool, schema_in_prompt: bool) -> tuple[str, int]:
+        cache: dict[tuple[str, bool, bool], tuple[str, int]] = self.__dict__.setdefault("_prefixes", {})
+        key = (task.fingerprint, structured, schema_in_prompt)
+        found = cache.get(key)
         if found is None:
             parts = [task.system.strip()] if task.system else []
             parts.append(task.instructions.strip())
-            if not structured and not task.is_text:
+            if not task.is_text and not structured:
                 parts.append(SINGLE_SCHEMA_RULE + "\n" + SCHEMA_LINE + canonical_json(task.item_schema))
+            elif not task.is_text and schema_in_prompt:
+                parts.append(SCHEMA_LINE + canonical_json(task.item_schema))
             system = "\n\n".join(parts)
-            found = cache[(task.fingerprint, structured)] = (system, count_tokens(system))
+            found = cache[key] = (system, count_tokens(system))
         return found
 
     def _schema_tokens(self, task: Task) -> int:

@@ -34,7 +34,7 @@ from ._exceptions import (
 )
 from ._limiter import RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
-from ._pack_plan import JobShape, SizePlanner, best_pack_size
+from ._pack_plan import JobShape, SizePlanner, best_pack_size, job_seconds
 from ._packing import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
 from ._planner import ItemState, Pack, Planner
 from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
@@ -46,6 +46,10 @@ from ._types import Completion, Item, Outcome, Request, Usage
 from .providers.base import Provider
 
 __all__ = ["RunOptions", "Runner"]
+
+BURST_READY = 1.1
+"""The whole allowance left may be spent at once when packs of the current size would take at
+most this much longer, over the rest of the job, than packs of the plan's size."""
 
 log = logging.getLogger("llmbatch")
 
@@ -208,7 +212,7 @@ class Runner:
             raise UsageError(f"provider {self.provider.name} has no structured output; use --pack numbered")
         if packer.mode == "tool" and not self.provider.supports_tools:
             raise UsageError(f"provider {self.provider.name} has no tool calls; use --pack numbered")
-        return packer
+        return packer.with_schema_in_prompt() if self.provider.schema_in_prompt else packer
 
     # -- the dispatch loop ---------------------------------------------------------
 
@@ -552,10 +556,14 @@ class Runner:
             request_rate=None if requests is None else requests.rate,
             token_rate=None if tokens is None else tokens.rate,
         )
-        shape = self._job_shape(requests, tokens) if requests or tokens else None
-        if shape is not None and need is not None:
+        shape = self._job_shape(requests, tokens)
+        planned = best_pack_size(shape, self.sizer.max_batch) if self.sizer.adaptive else self.batch_size
+        ready = job_seconds(shape, self.batch_size) <= BURST_READY * job_seconds(shape, planned)
+        if (requests or tokens) and need is not None and ready:
             # Little's law holds at the refill rate; a job that fits the allowance left can
-            # have all its requests in flight at once.
+            # have all its requests in flight at once — once packs have about the size the
+            # plan wants: an allowance spent on the small packs of the ramp is spent at
+            # their higher cost per record.
             burst = math.ceil(shape.remaining / max(1, self.batch_size))
             if requests is not None:
                 burst = min(burst, math.floor(shape.request_level))
@@ -566,9 +574,7 @@ class Runner:
         self.sizer.observe(
             size=size, ok_first=ok_first, ok=ok, latency=latency, limited=self.limiter.in_debt()
         )
-        if self.sizer.adaptive:
-            shape = shape or self._job_shape(None, None)
-            self.sizer.plan(best_pack_size(shape, self.sizer.max_batch))
+        self.sizer.plan(planned)
 
     def _job_shape(self, requests: TokenBucket | None, tokens: TokenBucket | None) -> JobShape:
         """The rest of the job as the pack-size plan sees it (``_pack_plan``)."""

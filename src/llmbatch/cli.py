@@ -306,6 +306,13 @@ Examples:
     help="How the json pack asks for its schema: json_schema (OpenAI form, default) or "
     "json_object (llama-cpp-python's server).",
 )
+@click.option(
+    "--schema-in-prompt",
+    is_flag=True,
+    default=None,
+    help="State the answer schema in the prompt too: for servers that constrain decoding "
+    "without showing the model the schema (vLLM, llama.cpp). Hosted APIs show it themselves.",
+)
 @click.option("--api-key", help="API key; better set OPENAI_API_KEY / ANTHROPIC_API_KEY.")
 @click.option(
     "--pack", type=click.Choice(sorted(PACKERS)), help="Pack format. Default: json where supported."

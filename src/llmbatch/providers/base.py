@@ -159,6 +159,10 @@ class Provider(ABC):
     """False for backends that cost nothing per token (a local model)."""
     accepted_params: ClassVar[Mapping[str, Param]] = {}
     """The task ``[params]`` this provider passes through to the request, by name."""
+    schema_in_prompt: bool = False
+    """True where constrained decoding holds the answer to the schema without showing it to the
+    model (llama.cpp, vLLM): the packs then state it in the prompt too. Hosted APIs put the
+    response format's schema in the model's context themselves, so it is sent once."""
 
     model: str
 

@@ -68,6 +68,7 @@ class LocalProvider(Provider):
     """
 
     supports_json_schema = True
+    schema_in_prompt = True  # llama.cpp's grammar constrains the answer; the model never reads it
     billed = False
     accepted_params: ClassVar[Mapping[str, Param]] = {"top_p": NUMBER, "top_k": WHOLE, "seed": WHOLE}
     """What llama.cpp's ``create_chat_completion`` takes of the task's ``[params]``."""

@@ -303,6 +303,9 @@ class OpenAIProvider(Provider):
         )
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or "gpt-4o-mini"
         self.response_format = config.extra.get("response_format") or "json_schema"
+        # A server that constrains decoding by a grammar (vLLM, llama.cpp) does not show the
+        # model the schema: --provider-option schema_in_prompt=true states it in the prompt.
+        self.schema_in_prompt = bool(config.extra.get("schema_in_prompt", False))
         if self.response_format not in RESPONSE_FORMATS:
             raise UsageError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}")
         self.traits = model_traits(self.model)
