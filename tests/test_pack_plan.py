@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from llmbatch._pack_plan import JobShape, LatencyFit, SizePlanner, best_pack_size, job_seconds
+from llmbatch._pack_plan import (
+    JobShape,
+    LatencyFit,
+    SizePlanner,
+    allowance_requests,
+    best_pack_size,
+    burst_ready,
+    job_seconds,
+)
 
 # A 57-label classification: ~420 tokens of instructions and schema per request, ~63 per record
 # (text, key, per-key schema, answer budget); 0.4 s + 12 ms per answer token, ~9 tokens a record.
@@ -86,3 +94,18 @@ def test_the_planner_learns_text_tokens_per_record_over_the_fixed_part() -> None
     planner = SizePlanner(lambda size: 400 + 20 * size, cpu=lambda: 0.0)
     planner.sent(10, 400 + 20 * 10 + 10 * 30)  # 30 tokens of text a record
     assert planner.prompt_tokens(20) == pytest.approx(400 + 20 * 20 + 20 * 30)
+
+
+def test_the_allowance_left_admits_the_whole_of_a_short_job_and_part_of_a_long_one() -> None:
+    assert allowance_requests(tier(5000, 4_000_000, 3000), 10) == 300  # the whole job: 300 packs
+    # 200k tokens at ~1,050 a pack of 10: 190 packs of the 3,000 the long job needs.
+    assert allowance_requests(tier(500, 200_000, 30_000), 10) == 200_000 // CHARGE(10)
+    assert allowance_requests(tier(60, 10_000_000, 5000), 10) == 60  # the request limit binds
+
+
+def test_the_allowance_waits_for_packs_of_about_the_plans_size() -> None:
+    low = tier(500, 200_000, 3000)
+    planned = best_pack_size(low, 50)
+    assert planned == 50
+    assert not burst_ready(low, 5, planned)  # 5-record packs would spend it at twice the tokens a record
+    assert burst_ready(low, planned, planned)

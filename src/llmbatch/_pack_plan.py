@@ -30,7 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["JobShape", "LatencyFit", "SizePlanner", "best_pack_size", "job_seconds"]
+__all__ = [
+    "JobShape",
+    "LatencyFit",
+    "SizePlanner",
+    "allowance_requests",
+    "best_pack_size",
+    "burst_ready",
+    "job_seconds",
+]
 
 
 class LatencyFit:
@@ -153,6 +161,29 @@ def best_pack_size(shape: JobShape, largest: int) -> int:
     times = {size: job_seconds(shape, size) for size in _candidate_sizes(min(largest, shape.remaining))}
     fastest = min(times.values())
     return max(size for size, seconds in times.items() if seconds <= fastest * (1 + TIME_TOLERANCE))
+
+
+def allowance_requests(shape: JobShape, size: int) -> int:
+    """Requests of ``size`` records the allowance left admits at once, and the rest of the job
+    needs: how many may be in flight beyond what Little's law gives at the refill rate."""
+    requests = math.ceil(shape.remaining / max(1, size))
+    if shape.request_rate is not None:
+        requests = min(requests, math.floor(shape.request_level))
+    if shape.token_rate is not None:
+        requests = min(requests, math.floor(shape.token_level / max(1.0, shape.charge(size))))
+    return max(0, requests)
+
+
+BURST_READY = 1.1
+"""How much longer than the plan's size the current one may take over the rest of the job
+and still spend the allowance left at once."""
+
+
+def burst_ready(shape: JobShape, size: int, planned: int) -> bool:
+    """True once packs have about the size the plan wants: an allowance spent on the small
+    packs of the quality ramp is spent at their higher cost per record (a low token limit
+    then waits longer for its refill)."""
+    return job_seconds(shape, size) <= BURST_READY * job_seconds(shape, planned)
 
 
 def _candidate_sizes(largest: int) -> list[int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ from ._exceptions import (
 )
 from ._limiter import RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
-from ._pack_plan import JobShape, SizePlanner, best_pack_size, job_seconds
+from ._pack_plan import JobShape, SizePlanner, allowance_requests, best_pack_size, burst_ready
 from ._packing import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
 from ._planner import ItemState, Pack, Planner
 from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
@@ -46,10 +45,6 @@ from ._types import Completion, Item, Outcome, Request, Usage
 from .providers.base import Provider
 
 __all__ = ["RunOptions", "Runner"]
-
-BURST_READY = 1.1
-"""The whole allowance left may be spent at once when packs of the current size would take at
-most this much longer, over the rest of the job, than packs of the plan's size."""
 
 log = logging.getLogger("llmbatch")
 
@@ -558,18 +553,10 @@ class Runner:
         )
         shape = self._job_shape(requests, tokens)
         planned = best_pack_size(shape, self.sizer.max_batch) if self.sizer.adaptive else self.batch_size
-        ready = job_seconds(shape, self.batch_size) <= BURST_READY * job_seconds(shape, planned)
-        if (requests or tokens) and need is not None and ready:
-            # Little's law holds at the refill rate; a job that fits the allowance left can
-            # have all its requests in flight at once — once packs have about the size the
-            # plan wants: an allowance spent on the small packs of the ramp is spent at
-            # their higher cost per record.
-            burst = math.ceil(shape.remaining / max(1, self.batch_size))
-            if requests is not None:
-                burst = min(burst, math.floor(shape.request_level))
-            if tokens is not None:
-                burst = min(burst, math.floor(shape.token_level / max(1.0, shape.charge(self.batch_size))))
-            need = max(need, burst)
+        if need is not None and burst_ready(shape, self.batch_size, planned):
+            # Little's law holds at the refill rate; what the allowance left admits may go
+            # at once (a short job: all of it).
+            need = max(need, allowance_requests(shape, self.batch_size))
         self.flow.on_success(latency, best, need)
         self.sizer.observe(
             size=size, ok_first=ok_first, ok=ok, latency=latency, limited=self.limiter.in_debt()
@@ -594,7 +581,7 @@ class Runner:
             latency=lambda size: latency[0] + latency[1] * size,
             # Once limits are known the concurrency ramps to what they call for; until then it
             # is what it has reached.
-            concurrency=self.flow.cap if requests or tokens else self.flow.limit,
+            concurrency=self.flow.cap if requests is not None or tokens is not None else self.flow.limit,
             cpu_per_request=plan.cpu_per_request,
             request_rate=None if requests is None else requests.rate,
             token_rate=None if tokens is None else tokens.rate,
