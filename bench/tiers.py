@@ -57,10 +57,15 @@ cannot take less than ~12 minutes each, whatever the time scale.
 ``--only`` takes cells or parts of their keys (``TIER-LATENCY-RECORDS``): ``t1`` runs the
 tier-1 cells, ``t2-lat`` tier 2 with latency, ``30k`` every 30,000-record cell.
 
+``--batch-size-1`` also runs llmbatch with ``--batch-size 1`` on the records the scripts
+ran (extrapolated the same way) and judges it against the best of them: >= 0.95x its
+records/min, and tokens charged per record within 5% of its.
+
 Prints a table per cell, PASS/FAIL lines, and a summary; always exits 0.
 
     .venv/bin/python bench/tiers.py [--quick] [--only t1,t3-lat-3k] [--records 3000,30000]
                                     [--time-scale 1] [--budget 30] [--concurrency 16,64,256]
+                                    [--batch-size-1]
 """
 
 from __future__ import annotations
@@ -482,11 +487,18 @@ class ChargeCountingProvider(OpenAIProvider):
                 self.tally.max_tokens += request.max_tokens
 
 
-def llmbatch_defaults(data: Path, job_dir: Path) -> Contender:
+def llmbatch_defaults(data: Path, job_dir: Path, options: RunOptions | None = None) -> Contender:
+    """``run_job`` with ``options`` (by default, none: what ``llmbatch run`` does untuned)."""
+
     async def contender(base_url: str, tally: Tally) -> None:
         config = ProviderConfig(base_url=base_url, api_key="sk-bench", model="sim-1")
         spec = JobSpec(
-            task=task(), input=data, output=None, job_dir=job_dir, options=RunOptions(), cache_dir=None
+            task=task(),
+            input=data,
+            output=None,
+            job_dir=job_dir,
+            options=options or RunOptions(),
+            cache_dir=None,
         )
         result = await run_job(spec, ChargeCountingProvider(config, tally))
         summary = result.metrics.summary()
@@ -800,7 +812,42 @@ class Bench:
         script = self.script_run(cell, "paced", m, None)
         out.scripts.append((script, *rate_for(script, n, cell.tier, self.charge)))
         self.judge(out)
+        if self.args.batch_size_1:
+            self.judge_batch_size_1(out, m)
         return out
+
+    def judge_batch_size_1(self, out: CellResult, m: int) -> None:
+        """``--batch-size 1`` on the records the scripts ran: >= 0.95x the best one's rate, its
+        tokens charged per record within 5% of theirs."""
+        cell, best = out.cell, out.best_script
+        assert best is not None
+        print(f"  llmbatch --batch-size 1 on {m:,} records ...", end=" ", flush=True)
+        options = RunOptions(batch_size=1)
+        job_dir = self.workdir / f"job-{cell.key}-b1"
+        run = measure(
+            "llmbatch --batch-size 1",
+            sim_flags(cell, self.args.time_scale),
+            m,
+            llmbatch_defaults(self.data_file(m), job_dir, options),
+        )
+        rate, how = rate_for(run, cell.records, cell.tier, self.charge)
+        print(f"{run.wall:.1f} s, {run.tally.ok:,} ok, {rate:,.0f}/min ({how})", flush=True)
+        charged = run.charged / max(1, run.admitted)
+        script_charged = best[0].charged / max(1, best[0].admitted)
+        out.verdicts.append(
+            (
+                rate >= 0.95 * best[1],
+                f"--batch-size 1 >= 0.95x the best one-per-record script: {rate / best[1]:.2f}x "
+                f"({rate:,.0f} vs {best[1]:,.0f}/min, {best[0].name})",
+            )
+        )
+        out.verdicts.append(
+            (
+                charged <= 1.05 * script_charged,
+                f"--batch-size 1 tokens charged per record within 5% of the script's: {charged:.1f} vs "
+                f"{script_charged:.1f} ({charged / script_charged:.3f}x)",
+            )
+        )
 
     def judge(self, out: CellResult) -> None:
         run, bound, best = out.llmbatch, out.bound, out.best_script
@@ -987,6 +1034,11 @@ def main() -> int:
         "--budget", type=float, default=30.0, help="s: longer one-per-record runs go on a subset"
     )
     parser.add_argument("--concurrency", type=_ints, default=[16, 64, 256], help="semaphore candidates")
+    parser.add_argument(
+        "--batch-size-1",
+        action="store_true",
+        help="also run llmbatch --batch-size 1 on the scripts' records and judge it against them",
+    )
     args = parser.parse_args()
 
     lengths = sorted(set(args.records))[:1] if args.quick else sorted(set(args.records))
