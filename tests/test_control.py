@@ -246,3 +246,25 @@ def test_the_plan_caps_the_pack_size_and_quality_still_gates_growth_towards_it()
     sizer.plan(50)
     sizer.observe(size=6, ok_first=3, ok=6, latency=1.0)  # half came back missing
     assert sizer.size < 6  # a plan never overrides what quality says
+
+
+def test_a_need_that_rises_before_any_pressure_is_met_at_once() -> None:
+    control = ConcurrencyControl(None, FakeClock())
+    for _ in range(5):
+        round_trip(control, need=6)
+    assert control.limit <= 9
+    round_trip(control, need=120)  # packs reached the plan's size: the allowance opens
+    assert control.limit >= 120
+    control.on_pressure()
+    limit = control.limit
+    round_trip(control, need=1000)  # after a 429, the gap closes by halves
+    assert limit < control.limit < 1000
+
+
+def test_far_below_the_plan_a_good_window_skips_a_step() -> None:
+    sizer = PackSizeControl(start=5, max_batch=50, clock=FakeClock(), window_requests=1)
+    sizer.plan(50)  # a low token limit: the largest packs
+    sizer.observe(size=5, ok_first=5, ok=5, latency=1.0)
+    assert sizer.size == 20  # not 10: every step is a round trip of small packs
+    sizer.observe(size=20, ok_first=20, ok=20, latency=2.0)
+    assert sizer.size == 50

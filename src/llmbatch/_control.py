@@ -104,7 +104,10 @@ class ConcurrencyControl:
             return  # latency is not holding: the endpoint is saturating
         ceiling = self.cap if need is None else min(self.cap, max(need + 2, math.ceil(need * NEED_MARGIN)))
         if self.limit >= ceiling:
-            self._slow_start = False
+            # At what known limits call for, slow start stays armed until the first sign of
+            # pressure: when the need rises (the allowance opens to the rest of the job) it is
+            # met at once, not closed half a gap per window.
+            self._slow_start = need is not None and self._slow_start
             return
         if self._slow_start:
             # Classic slow start doubles per round trip. Once the limits are known (the first
@@ -168,15 +171,16 @@ class PackSizeControl:
         self._previous: tuple[int, float] | None = None  # (size, items/s of latency) of the last window
         self._fits = max_batch
         """What fits the context and the token limit (``fit``)."""
-        self._planned = max_batch
-        """What the rest of the job calls for (``plan``)."""
+        self._planned: int | None = None
+        """What the rest of the job calls for (``plan``); None before a plan is made."""
         self._pays = max_batch
         """The size where growing stopped paying (a step back)."""
         self.history: list[tuple[float, int]] = [(clock(), self.size)]
 
     @property
     def _ceiling(self) -> int:
-        return max(1, min(self.max_batch, self._fits, self._pays, self._planned))
+        planned = self.max_batch if self._planned is None else self._planned
+        return max(1, min(self.max_batch, self._fits, self._pays, planned))
 
     def fit(self, largest: int) -> None:
         """Never exceed ``largest`` (what fits the context / token limit)."""
@@ -234,7 +238,11 @@ class PackSizeControl:
             self._pays = previous[0]
             self._set(previous[0])
             return
-        grown = max(self.size + 1, math.ceil(self.size * self.growth))
+        # Far below what the rest of the job calls for (a low token limit wants the largest
+        # packs), a good window skips a step: each step costs a round trip of smaller packs.
+        far = self._planned is not None and self._planned >= self.size * self.growth**2
+        growth = self.growth**2 if far else self.growth
+        grown = max(self.size + 1, math.ceil(self.size * growth))
         if grown * 1.25 >= self._ceiling:
             grown = self._ceiling  # no last small step below the ceiling (20, 40, 50 → 20, 50)
         self._set(min(self._ceiling, grown))
