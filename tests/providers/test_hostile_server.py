@@ -12,6 +12,7 @@ serves the async provider calls and a whole ``llmbatch run``.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +23,12 @@ from pathlib import Path
 import pytest
 
 from _e2e_helpers import invoke, load_task, read_jsonl, review_records, run_args, write_jsonl
-from llmbatch._exceptions import NotAnAPI, ProviderError, RequestTimeout, ServerError
+from llmbatch._exceptions import ConnectionFailed, NotAnAPI, ProviderError, RequestTimeout, ServerError
 from llmbatch._packing import PACKERS
+from llmbatch._task import Task
 from llmbatch._types import Item, Request
 from llmbatch.providers import Provider, ProviderConfig, create_provider
+from llmbatch.providers.openai import OpenAIProvider
 
 KEY = "sk-hostile-0123456789abcdefghijKLMNOPQRSTUV"
 BARE_KEY = KEY.removeprefix("sk-")
@@ -221,3 +224,20 @@ async def test_a_batch_poll_that_trickles_in_is_cut_at_the_timeout(
         with pytest.raises(RequestTimeout):
             await provider.poll_batch("batch_1")
     assert time.monotonic() - started < 3.0
+
+
+async def test_a_refused_connection_is_unreachable_at_once_not_a_timeout() -> None:
+    # The SDK's aiohttp transport calls every connection error a connect timeout; a refused
+    # port must still read as unreachable (retried without failing records), and at once.
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    provider = OpenAIProvider(
+        ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-t", timeout=30)
+    )
+    task = Task(instructions="x")
+    started = time.monotonic()
+    async with provider:
+        with pytest.raises(ConnectionFailed, match="cannot reach the endpoint"):
+            await provider.complete(PACKERS["json"].render(task, [Item(0, "a", "b"), Item(1, "c", "d")]))
+    assert time.monotonic() - started < 5

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Final, cast
 
+import aiohttp
 import openai
 from openai._constants import RAW_RESPONSE_HEADER
 from openai._legacy_response import LegacyAPIResponse
@@ -203,12 +204,25 @@ def _error_code(exc: openai.APIStatusError) -> str:
     return str(code or getattr(exc, "code", "") or "")
 
 
+def _refused(exc: BaseException) -> str | None:
+    """Why the connection could not be made, when a "timeout" was that: the SDK's aiohttp
+    transport maps every aiohttp connection error, a refused one too, to a connect timeout."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError | aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError):
+            return str(cause) or type(cause).__name__
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 @contextmanager
 def map_openai_errors(secret: str | None = None) -> Iterator[None]:
     """Translate SDK errors into llmbatch errors; scrub the API key from messages."""
     try:
         yield
     except openai.APITimeoutError as exc:
+        if _refused(exc):
+            raise ConnectionFailed(scrub(f"cannot reach the endpoint: {_refused(exc)}", secret)) from exc
         raise RequestTimeout("the request timed out: no answer within --timeout") from exc
     except openai.APIConnectionError as exc:
         raise ConnectionFailed(scrub(f"cannot reach the endpoint: {exc}", secret)) from exc
@@ -327,6 +341,9 @@ class OpenAIProvider(Provider):
                 base_url=self.base_url,
                 max_retries=0,
                 timeout=self.config.timeout,
+                # The SDK's aiohttp transport: about half the client CPU of its default one
+                # per request, and client CPU is what bounds a short job at a high tier.
+                http_client=openai.DefaultAioHttpClient(timeout=self.config.timeout),
             )
 
     def body(self, request: Request) -> dict[str, Any]:
