@@ -264,15 +264,16 @@ class Single:
         structured = mode != "text" and not task.is_text
         system, system_tokens = self._prefix(task, structured, schema_in_prompt)
         schema = single_schema(task) if structured else None
+        schema_tokens, wrapper_tokens = self._fixed_tokens(task)
         est = system_tokens + count_tokens(text) + 2 * MESSAGE_OVERHEAD
         if schema is not None:
-            est += self._schema_tokens(task)
+            est += schema_tokens
         return Request(
             system=system,
             user=text,
             mode=mode if structured else "text",
             schema=schema,
-            max_tokens=answer_tokens + self._wrapper_tokens(task) + SINGLE_MARGIN,
+            max_tokens=answer_tokens + wrapper_tokens + SINGLE_MARGIN,
             temperature=task.temperature,
             est_prompt_tokens=est,
             schema_name="answer",
@@ -312,18 +313,17 @@ class Single:
             found = cache[key] = (system, count_tokens(system))
         return found
 
-    def _schema_tokens(self, task: Task) -> int:
-        cache: dict[str, int] = self.__dict__.setdefault("_schema", {})
+    def _fixed_tokens(self, task: Task) -> tuple[int, int]:
+        """The response schema's tokens, and the answer tokens of the object around a lone
+        field (absent from a packed answer, which the per-item ``answer_tokens`` budget is):
+        worked out once per task."""
+        cache: dict[str, tuple[int, int]] = self.__dict__.setdefault("_fixed", {})
         found = cache.get(task.fingerprint)
         if found is None:
-            found = cache[task.fingerprint] = count_tokens(canonical_json(single_schema(task)))
+            field = lone_field(task.item_schema)
+            wrapper = 0 if field is None else count_tokens(json.dumps({field: 0})) - 1
+            found = cache[task.fingerprint] = (count_tokens(canonical_json(single_schema(task))), wrapper)
         return found
-
-    def _wrapper_tokens(self, task: Task) -> int:
-        """Answer tokens of the object around a lone field (absent from a packed answer,
-        whose per-item budget ``answer_tokens`` is)."""
-        field = lone_field(task.item_schema)
-        return 0 if field is None else count_tokens(json.dumps({field: 0})) - 1
 
 
 class JsonPack(PackFormat):

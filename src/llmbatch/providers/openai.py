@@ -31,7 +31,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Final, cast
 
-import aiohttp
 import openai
 from openai._constants import RAW_RESPONSE_HEADER
 from openai._legacy_response import LegacyAPIResponse
@@ -209,7 +208,8 @@ def _refused(exc: BaseException) -> str | None:
     transport maps every aiohttp connection error, a refused one too, to a connect timeout."""
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, OSError | aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError):
+        # aiohttp's ClientConnectorError is an OSError; a real timeout is a TimeoutError.
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
             return str(cause) or type(cause).__name__
         cause = cause.__cause__ or cause.__context__
     return None
@@ -221,8 +221,9 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
     try:
         yield
     except openai.APITimeoutError as exc:
-        if _refused(exc):
-            raise ConnectionFailed(scrub(f"cannot reach the endpoint: {_refused(exc)}", secret)) from exc
+        refused = _refused(exc)
+        if refused is not None:
+            raise ConnectionFailed(scrub(f"cannot reach the endpoint: {refused}", secret)) from exc
         raise RequestTimeout("the request timed out: no answer within --timeout") from exc
     except openai.APIConnectionError as exc:
         raise ConnectionFailed(scrub(f"cannot reach the endpoint: {exc}", secret)) from exc
@@ -318,7 +319,7 @@ class OpenAIProvider(Provider):
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or "gpt-4o-mini"
         self.response_format = config.extra.get("response_format") or "json_schema"
         # A server that constrains decoding by a grammar (vLLM, llama.cpp) does not show the
-        # model the schema: --provider-option schema_in_prompt=true states it in the prompt.
+        # model the schema: --schema-in-prompt states it in the prompt too.
         self.schema_in_prompt = bool(config.extra.get("schema_in_prompt", False))
         if self.response_format not in RESPONSE_FORMATS:
             raise UsageError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}")
