@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 import threading
 import types
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from llmbatch import Result, Task, UsageError
-from llmbatch._io import CsvReader, JsonlReader, Record, open_reader, open_writer, output_row
+from llmbatch._io import CsvReader, JsonlReader, Record, Row, open_reader, open_writer, output_row
 
 SCHEMA = {
     "type": "object",
@@ -390,3 +391,75 @@ def test_writer_keeps_input_order(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     open_writer(path, TEXT_TASK).write(results)
     assert [row["id"] for row in _roundtrip_rows(path)] == [f"id{i}" for i in range(50)]
+
+
+# -- extra columns -----------------------------------------------------------------
+
+VOTES = {"agreement": "number", "votes": "integer"}
+VOTED = [Row(FAILED, {"agreement": None, "votes": 0}), Row(OK, {"agreement": 0.6667, "votes": 3})]
+
+
+def test_jsonl_extra_columns_follow_error_with_their_values(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    assert open_writer(path, JSON_TASK, extra_columns=VOTES).write(VOTED) == 2
+    rows = _roundtrip_rows(path)
+    assert rows == [
+        {**output_row(JSON_TASK, FAILED), "agreement": None, "votes": 0},
+        {**output_row(JSON_TASK, OK), "agreement": 0.6667, "votes": 3},
+    ]
+    assert list(rows[1])[-3:] == ["error", "agreement", "votes"]
+
+
+def test_csv_extra_columns_follow_error_with_their_values(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    open_writer(path, JSON_TASK, extra_columns=VOTES).write(VOTED)
+    with path.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert rows[0] == [
+        "id",
+        "label",
+        "answer_id",
+        "answer_status",
+        "tags",
+        "status",
+        "error",
+        "agreement",
+        "votes",
+    ]
+    assert rows[1][-4:] == ["failed", "answer missing", "", "0"]
+    assert rows[2][-4:] == ["ok", "", "0.6667", "3"]
+
+
+def test_extra_columns_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    writer = open_writer("-", TEXT_TASK, extra_columns={"votes": "integer"})
+    assert writer.write([Row(Result(0, "a", "ok", "hola"), {"votes": 2})]) == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "id": "a",
+        "text": "hola",
+        "status": "ok",
+        "error": "",
+        "votes": 2,
+    }
+
+
+def test_a_row_must_carry_exactly_the_extra_columns(tmp_path: Path) -> None:
+    writer = open_writer(tmp_path / "out.jsonl", TEXT_TASK, extra_columns=VOTES)
+    with pytest.raises(ValueError, match="carries columns"):
+        writer.write([Row(Result(0, "a", "ok", "x"), {"votes": 1})])
+    with pytest.raises(ValueError, match="carries columns"):
+        writer.write([Result(0, "a", "ok", "x")])
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_extra_columns_must_not_clash_with_the_answer(tmp_path: Path) -> None:
+    task = Task(instructions="x", output={"type": "object", "properties": {"votes": {"type": "integer"}}})
+    with pytest.raises(UsageError, match="rename those fields"):
+        open_writer(tmp_path / "out.jsonl", task, extra_columns=VOTES)
+    with pytest.raises(ValueError, match="need a type"):
+        open_writer(tmp_path / "out.jsonl", TEXT_TASK, extra_columns={"votes": "int"})
+
+
+def test_io_does_not_import_parquet_until_asked() -> None:
+    # _parquet builds on _io; _io must reach it only lazily, through FORMATS (no import cycle).
+    code = "import sys, llmbatch._io; assert 'llmbatch._parquet' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmbatch import JobSpec, ProviderConfig, RunOptions, Task, create_provider, run_job
-from llmbatch._io import open_reader
+from llmbatch import JobSpec, ProviderConfig, Result, RunOptions, Task, UsageError, create_provider, run_job
+from llmbatch._io import Row, open_reader, open_writer
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -51,3 +51,26 @@ def test_a_failed_row_keeps_typed_columns_null(tmp_path: Path) -> None:
     rows = pq.read_table(out).to_pylist()
     assert rows[0]["status"] == "failed" and rows[0]["score"] is None and "empty" in rows[0]["error"]
     assert rows[1]["status"] == "ok" and isinstance(rows[1]["score"], float)
+
+
+def test_extra_columns_keep_their_type_when_they_start_null(tmp_path: Path) -> None:
+    task = Task(instructions="x", output={"type": "object", "properties": {"label": {"type": "string"}}})
+    out = tmp_path / "out.parquet"
+    rows = [
+        Row(Result(0, "a", "failed", None, error="e"), {"agreement": None, "votes": 0}),
+        Row(Result(1, "b", "ok", {"label": "x"}), {"agreement": 0.5, "votes": 2}),
+    ]
+    assert open_writer(out, task, extra_columns={"agreement": "number", "votes": "integer"}).write(rows) == 2
+    table = pq.read_table(out)
+    assert table.column_names == ["id", "label", "status", "error", "agreement", "votes"]
+    assert (table.schema.field("agreement").type, table.schema.field("votes").type) == (
+        pa.float64(),
+        pa.int64(),
+    )
+    assert table.column("agreement").to_pylist() == [None, 0.5]
+    assert table.column("votes").to_pylist() == [0, 2]
+
+
+def test_parquet_to_stdout_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="standard output"):
+        open_writer("-", Task(instructions="x"), "parquet")

@@ -1,10 +1,17 @@
-"""Streaming readers and writers (JSONL, CSV).
+"""Streaming readers and writers (JSONL, CSV; Parquet in ``_parquet``).
 
 Readers yield one ``Record`` per input record, never a list: memory does not
 grow with the file. A record that cannot be read (bad JSON, bad bytes, ragged
 CSV row) is still yielded, with ``error`` set, so it becomes a failed row
 instead of a gap. Writers write to a temporary file and rename it into place,
 so an output file is either complete or absent.
+
+A writer can add typed columns after the standard ones (voting adds
+``agreement`` and ``votes``): name them when opening it, and hand it ``Row``s
+that carry their values.
+
+    writer = open_writer("out.csv", task, extra_columns={"agreement": "number"})
+    writer.write([Row(result, {"agreement": 0.75})])
 """
 
 from __future__ import annotations
@@ -14,18 +21,21 @@ import io
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 from ._exceptions import UsageError
 from ._task import Task
 from ._types import Result
 
-__all__ = ["READERS", "WRITERS", "Record", "open_reader", "open_writer", "output_row"]
+__all__ = ["FORMATS", "Format", "Record", "Row", "open_reader", "open_writer", "output_row"]
 
 RESERVED = ("id", "status", "error")
+
+COLUMN_TYPES = ("string", "number", "integer", "boolean")
+"""The JSON Schema types an extra output column may declare."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +49,6 @@ class Record:
 
 
 class Reader(ABC):
-    suffixes: ClassVar[tuple[str, ...]]
-
     def __init__(self, path: Path) -> None:
         self.path = path
 
@@ -49,8 +57,6 @@ class Reader(ABC):
 
 
 class JsonlReader(Reader):
-    suffixes = (".jsonl", ".ndjson", ".json")
-
     def __iter__(self) -> Iterator[Record]:
         index = 0
         with _open_binary(self.path) as stream:
@@ -78,8 +84,6 @@ def _jsonl_record(index: int, line_no: int, raw: bytes) -> Record:
 
 
 class CsvReader(Reader):
-    suffixes = (".csv",)
-
     def __iter__(self) -> Iterator[Record]:
         with _open_binary(self.path) as binary:
             # surrogateescape keeps undecodable bytes visible per field, so one
@@ -137,33 +141,12 @@ def _open_binary(path: Path) -> Any:
         raise UsageError(f"cannot open input file {path}: {exc.strerror}") from None
 
 
-READERS: dict[str, type[Reader]] = {"jsonl": JsonlReader, "csv": CsvReader}
-"""Formats by name; Parquet joins below, once the base classes exist."""
-
-
-def _format_of(path: Path, explicit: str | None, registry: dict[str, Any], what: str) -> str:
-    if explicit:
-        if explicit not in registry:
-            raise UsageError(f"unknown {what} format {explicit!r}; choose from {', '.join(registry)}")
-        return explicit
-    if str(path) == "-":
-        return "jsonl"
-    suffix = path.suffix.lower()
-    for name, cls in registry.items():
-        if suffix in cls.suffixes:
-            return name
-    raise UsageError(
-        f"cannot tell the format of {path} from its name; use .jsonl, .csv or .parquet, "
-        f"or pass --{what}-format"
-    )
-
-
 def open_reader(path: str | Path, fmt: str | None = None) -> Reader:
     """A streaming reader for ``path`` (``-`` is standard input, JSONL)."""
     path = Path(path)
     if str(path) != "-" and not path.exists():
         raise UsageError(f"input file {path} not found")
-    return READERS[_format_of(path, fmt, READERS, "input")](path)
+    return _format_of(path, fmt, "input").reader(path)
 
 
 # -- writing -------------------------------------------------------------------
@@ -197,42 +180,79 @@ def answer_columns(task: Task) -> list[str]:
     return ["answer"]
 
 
-class Writer(ABC):
-    suffixes: ClassVar[tuple[str, ...]]
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A result with the values of its writer's extra columns.
 
-    def __init__(self, path: Path, task: Task) -> None:
+    ``Row(result, {"agreement": 0.75, "votes": 4})``; a writer without extra
+    columns takes bare ``Result``s.
+    """
+
+    result: Result
+    extras: Mapping[str, Any]
+
+
+class Writer(ABC):
+    """Writes results as rows: ``id``, the answer's columns, ``status``, ``error``, then the extras.
+
+    ``extra_columns`` maps each extra column's name to its JSON Schema type
+    (one of ``COLUMN_TYPES``), in column order; typed formats (Parquet) store
+    them with that type, even when a column starts with nulls.
+    """
+
+    def __init__(self, path: Path, task: Task, extra_columns: Mapping[str, str] | None = None) -> None:
         self.path = path
         self.task = task
+        self.extra_columns = dict(extra_columns or {})
+        clash = set(self.extra_columns) & {"id", *answer_columns(task), "status", "error"}
+        if clash:
+            names = ", ".join(sorted(clash))
+            raise UsageError(
+                f"the output gains the column(s) {names}, which the task's answer fields already use; "
+                "rename those fields in the task's output schema"
+            )
+        unknown = {name: kind for name, kind in self.extra_columns.items() if kind not in COLUMN_TYPES}
+        if unknown:
+            raise ValueError(f"extra output columns {unknown} need a type among {', '.join(COLUMN_TYPES)}")
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column, in order."""
+        return ["id", *answer_columns(self.task), "status", "error", *self.extra_columns]
+
+    def rows(self, items: Iterable[Result | Row]) -> Iterator[dict[str, Any]]:
+        """The output row of each item: ``output_row`` followed by the extra columns."""
+        names = self.extra_columns.keys()
+        for item in items:
+            result, extras = (item.result, item.extras) if isinstance(item, Row) else (item, {})
+            if extras.keys() != names:
+                # A programming error, not bad input: every row must carry exactly the declared columns.
+                raise ValueError(f"row {result.id!r} carries columns {sorted(extras)}, not {sorted(names)}")
+            yield {**output_row(self.task, result), **{name: extras[name] for name in names}}
 
     @abstractmethod
-    def write(self, results: Iterable[Result]) -> int:
+    def write(self, results: Iterable[Result | Row]) -> int:
         """Write every result, in order; returns the number of rows."""
 
 
 class JsonlWriter(Writer):
-    suffixes = (".jsonl", ".ndjson", ".json")
-
-    def write(self, results: Iterable[Result]) -> int:
+    def write(self, results: Iterable[Result | Row]) -> int:
         with _atomic(self.path, newline=None) as out:
             count = 0
-            for result in results:
-                out.write(json.dumps(output_row(self.task, result), ensure_ascii=False))
+            for row in self.rows(results):
+                out.write(json.dumps(row, ensure_ascii=False))
                 out.write("\n")
                 count += 1
         return count
 
 
 class CsvWriter(Writer):
-    suffixes = (".csv",)
-
-    def write(self, results: Iterable[Result]) -> int:
-        columns = ["id", *answer_columns(self.task), "status", "error"]
+    def write(self, results: Iterable[Result | Row]) -> int:
         with _atomic(self.path, newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+            writer = csv.DictWriter(out, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             count = 0
-            for result in results:
-                row = output_row(self.task, result)
+            for row in self.rows(results):
                 writer.writerow({k: _cell(v) for k, v in row.items()})
                 count += 1
         return count
@@ -276,14 +296,71 @@ class _atomic:
             self.tmp.unlink(missing_ok=True)
 
 
-WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "csv": CsvWriter}
+def open_writer(
+    path: str | Path, task: Task, fmt: str | None = None, *, extra_columns: Mapping[str, str] | None = None
+) -> Writer:
+    """A writer for ``path`` (``-`` is standard output, JSONL), the format from ``fmt`` or the suffix.
 
-from ._parquet import ParquetReader, ParquetWriter  # noqa: E402 - needs Reader/Writer defined above
+    ``extra_columns`` (name: JSON Schema type) adds columns after ``error``; pass
+    each result as a ``Row`` with their values.
 
-READERS["parquet"] = ParquetReader
-WRITERS["parquet"] = ParquetWriter
-
-
-def open_writer(path: str | Path, task: Task, fmt: str | None = None) -> Writer:
+        writer = open_writer("out.parquet", task, extra_columns={"votes": "integer"})
+        writer.write([Row(result, {"votes": 3})])
+    """
     path = Path(path)
-    return WRITERS[_format_of(path, fmt, WRITERS, "output")](path, task)
+    return _format_of(path, fmt, "output").writer(path, task, extra_columns)
+
+
+# -- formats -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """A file format: the suffixes that name it, and a loader of its reader and writer classes.
+
+    The loader runs on first use, so a format can live in a module that builds
+    on this one (``_parquet`` subclasses ``Reader`` and ``Writer``) without an
+    import cycle.
+    """
+
+    suffixes: tuple[str, ...]
+    load: Callable[[], tuple[type[Reader], type[Writer]]]
+
+    @property
+    def reader(self) -> type[Reader]:
+        return self.load()[0]
+
+    @property
+    def writer(self) -> type[Writer]:
+        return self.load()[1]
+
+
+def _parquet_classes() -> tuple[type[Reader], type[Writer]]:
+    from ._parquet import ParquetReader, ParquetWriter
+
+    return ParquetReader, ParquetWriter
+
+
+FORMATS: dict[str, Format] = {
+    "jsonl": Format((".jsonl", ".ndjson", ".json"), lambda: (JsonlReader, JsonlWriter)),
+    "csv": Format((".csv",), lambda: (CsvReader, CsvWriter)),
+    "parquet": Format((".parquet", ".pq"), _parquet_classes),
+}
+"""Formats by name, in the order error messages list them."""
+
+
+def _format_of(path: Path, explicit: str | None, what: str) -> Format:
+    if explicit:
+        if explicit not in FORMATS:
+            raise UsageError(f"unknown {what} format {explicit!r}; choose from {', '.join(FORMATS)}")
+        return FORMATS[explicit]
+    if str(path) == "-":
+        return FORMATS["jsonl"]
+    suffix = path.suffix.lower()
+    for fmt in FORMATS.values():
+        if suffix in fmt.suffixes:
+            return fmt
+    raise UsageError(
+        f"cannot tell the format of {path} from its name; use .jsonl, .csv or .parquet, "
+        f"or pass --{what}-format"
+    )

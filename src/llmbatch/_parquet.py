@@ -1,20 +1,24 @@
 """Parquet in and out, through pyarrow (``pip install 'llmbatch[parquet]'``).
 
 Read in record batches and written in row groups, so memory holds a batch,
-not the file. The output schema comes from the task's answer schema, not from
-the first rows, so a column that starts with nulls keeps its type.
+not the file. The output schema comes from the task's answer schema (and the
+declared types of the writer's extra columns), not from the first rows, so a
+column that starts with nulls keeps its type. Found by ``_io.FORMATS``, which
+imports this module on first use: it builds on ``_io``, never the reverse.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from ._exceptions import UsageError
-from ._io import Reader, Record, Writer, answer_columns, output_row
+from ._io import Reader, Record, Row, Writer, answer_columns
+from ._task import Task
 from ._types import Result
 
 __all__ = ["ParquetReader", "ParquetWriter"]
@@ -32,8 +36,6 @@ def _pyarrow() -> Any:
 
 
 class ParquetReader(Reader):
-    suffixes = (".parquet", ".pq")
-
     def __iter__(self) -> Iterator[Record]:
         pa = _pyarrow()
         try:
@@ -51,7 +53,13 @@ _ARROW_TYPES = {"string": "string", "number": "float64", "integer": "int64", "bo
 
 
 class ParquetWriter(Writer):
-    suffixes = (".parquet", ".pq")
+    def __init__(self, path: Path, task: Task, extra_columns: Mapping[str, str] | None = None) -> None:
+        if str(path) == "-":
+            # Parquet's footer is written last and read first: it needs a file, not a pipe.
+            raise UsageError(
+                "Parquet cannot go to standard output; pass --out FILE.parquet or another format"
+            )
+        super().__init__(path, task, extra_columns)
 
     def _schema(self) -> Any:
         pa = _pyarrow()
@@ -64,20 +72,23 @@ class ParquetWriter(Writer):
             arrow = _ARROW_TYPES.get(kinds[0], "string") if len(kinds) == 1 else "string"
             fields.append(pa.field(column, getattr(pa, arrow)()))
         fields += [pa.field("status", pa.string()), pa.field("error", pa.string())]
+        fields += [
+            pa.field(name, getattr(pa, _ARROW_TYPES[kind])()) for name, kind in self.extra_columns.items()
+        ]
         return pa.schema(fields)
 
-    def write(self, results: Iterable[Result]) -> int:
+    def write(self, results: Iterable[Result | Row]) -> int:
         pa = _pyarrow()
         schema = self._schema()
         simple = {f.name for f in schema if f.type in (pa.float64(), pa.int64(), pa.bool_())}
         tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         count = 0
-        rows_iter = iter(results)
+        rows_iter = self.rows(results)
         try:
             with pa.parquet.ParquetWriter(tmp, schema) as out:
                 while chunk := list(islice(rows_iter, BATCH_ROWS)):
-                    rows = [_cells(output_row(self.task, r), simple) for r in chunk]
+                    rows = [_cells(row, simple) for row in chunk]
                     out.write_table(pa.Table.from_pylist(rows, schema=schema))
                     count += len(rows)
             os.replace(tmp, self.path)

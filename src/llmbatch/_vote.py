@@ -24,19 +24,17 @@ a cached answer would be one vote cast several times.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ._exceptions import BudgetReached, UsageError
-from ._io import CsvWriter, answer_columns, open_reader, open_writer, output_row
+from ._io import Row, open_reader, open_writer
 from ._job import JobResult, JobSpec, run_job
 from ._pricing import PriceTable
 from ._quality import vote_key
@@ -52,6 +50,9 @@ ProviderFactory = Callable[[], Provider]
 
 _HOPELESS = frozenset({"input", "duplicate_id"})
 """Failures no further pass can change (the record itself cannot be sent)."""
+
+VOTE_COLUMNS = {"agreement": "number", "votes": "integer"}
+"""The columns voting adds after ``error``: the winner's share of the votes, the votes cast."""
 
 
 @dataclass(slots=True)
@@ -170,6 +171,10 @@ async def vote(
     if votes < 1:
         raise UsageError("--votes must be at least 1")
     options = options or RunOptions()
+    # Opened before any pass runs: a bad output path or format fails before money is spent.
+    writer = None
+    if output_path is not None:
+        writer = open_writer(output_path, task, output_format, extra_columns=VOTE_COLUMNS)
     job_root = Path(job_root)
     job_root.mkdir(parents=True, exist_ok=True)
     source, source_format = _replayable_input(input_path, input_format, job_root)
@@ -209,10 +214,10 @@ async def vote(
                 ballot.votes.append((vote_key(result.answer), result.answer))
             elif not ballot.votes or result.error_kind in _HOPELESS:
                 ballot.error, ballot.error_kind = result.error, result.error_kind
-    rows = [_row(task, index, ballot) for index, ballot in sorted(ballots.items())]
-    written = 0 if output_path is None else _write(output_path, task, rows, output_format)
-    agreements = [row["agreement"] for row in rows if row["agreement"] is not None]
-    ok = sum(row["status"] == "ok" for row in rows)
+    rows = [_row(index, ballot) for index, ballot in sorted(ballots.items())]
+    written = 0 if writer is None else writer.write(rows)
+    agreements = [row.extras["agreement"] for row in rows if row.extras["agreement"] is not None]
+    ok = sum(row.result.status == "ok" for row in rows)
     return VoteReport(
         votes=votes,
         records=len(rows),
@@ -226,11 +231,11 @@ async def vote(
     )
 
 
-def _row(task: Task, index: int, ballot: _Ballot) -> dict[str, Any]:
+def _row(index: int, ballot: _Ballot) -> Row:
     if ballot.votes:
         answer, share = ballot.winner()
         result = Result(index=index, id=ballot.id, status="ok", answer=answer)
-        return {**output_row(task, result), "agreement": round(share, 4), "votes": len(ballot.votes)}
+        return Row(result, {"agreement": round(share, 4), "votes": len(ballot.votes)})
     result = Result(
         index=index,
         id=ballot.id,
@@ -238,7 +243,7 @@ def _row(task: Task, index: int, ballot: _Ballot) -> dict[str, Any]:
         error=ballot.error or "no pass answered this record",
         error_kind=ballot.error_kind,
     )
-    return {**output_row(task, result), "agreement": None, "votes": 0}
+    return Row(result, {"agreement": None, "votes": 0})
 
 
 def _results(job_dir: Path) -> list[Result]:
@@ -277,43 +282,6 @@ def _write_subset(source: str | Path, fmt: str | None, targets: Sequence[int], p
     text = "".join(line + "\n" for line in lines)
     if not (path.exists() and path.read_text(encoding="utf-8") == text):
         path.write_text(text, encoding="utf-8")
-
-
-def _write(path: str | Path, task: Task, rows: Sequence[dict[str, Any]], fmt: str | None) -> int:
-    """JSONL or CSV (chosen as for ``run``), with the vote columns last; atomic like ``run``'s writers."""
-    as_csv = isinstance(open_writer(path, task, fmt), CsvWriter)
-    target = Path(path)
-    if str(path) == "-":
-        _dump(sys.stdout, task, rows, as_csv)
-        sys.stdout.flush()
-        return len(rows)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="" if as_csv else None) as out:
-            _dump(out, task, rows, as_csv)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return len(rows)
-
-
-def _dump(out: IO[str], task: Task, rows: Sequence[dict[str, Any]], as_csv: bool) -> None:
-    if not as_csv:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return
-    columns = ["id", *answer_columns(task), "status", "error", "agreement", "votes"]
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else value
 
 
 def _left(options: RunOptions, passes: Sequence[PassResult]) -> float | None:
