@@ -7,42 +7,26 @@ import json
 from typing import Any
 
 from llmbatch import Completion, Request
-from llmbatch._packing import ITEMS_HEADER
+from llmbatch.providers import mock
 from llmbatch.providers.base import Provider
 
-PLAIN = ""
+PLAIN = mock.PLAIN
 """The key ``request_texts`` gives the one record of a plain request (a pack of one)."""
 
 
 def is_packed(request: Request) -> bool:
-    return request.user.startswith(ITEMS_HEADER.partition("{")[0])
+    return list(mock.items(request)) != [PLAIN]
 
 
 def request_texts(request: Request) -> dict[str, str]:
     """{key in the request: item text}, in the order sent; a plain request is {PLAIN: its text}."""
-    if not is_packed(request):
-        return {PLAIN: request.user}
-    # A header line, then one ``key: "JSON-quoted text"`` line per item.
-    lines = request.user.split("\n")[1:]
-    return {line.partition(": ")[0]: json.loads(line.partition(": ")[2]) for line in lines}
+    return mock.items(request)
 
 
 def reply_content(request: Request, answers: dict[str, Any]) -> str:
-    """What a model writes for ``answers`` (each a whole answer of the task, by key): a plain
-    request's one answer as it is (nothing when it has none); a pack's by key, a lone field's
-    value alone (as packed)."""
-    if not is_packed(request):
-        if PLAIN not in answers:
-            return ""
-        answer = answers[PLAIN]
-        return answer if request.schema is None and isinstance(answer, str) else json.dumps(answer)
-    item = (request.schema or {}).get("$defs", {}).get("answer", {})
-    lone = item.get("type") != "object"
-    return json.dumps({k: _unwrap(a) if lone else a for k, a in answers.items()})
-
-
-def _unwrap(answer: Any) -> Any:
-    return next(iter(answer.values())) if isinstance(answer, dict) and len(answer) == 1 else answer
+    """What a model writes for ``answers`` (each a whole answer of the task, by key), in the
+    request's pack format (``llmbatch.providers.mock.reply``)."""
+    return mock.reply(request, answers).content
 
 
 class KeyedFake(Provider):
