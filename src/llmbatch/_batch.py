@@ -6,10 +6,9 @@
     ─▶ one transaction per result file ─▶ only failed, expired or invalid items go again
 
 ``BatchRunner`` is a ``Runner``: the planner, the pack format, the outcome
-rules (``_on_completion``: parse per item, retry missing or invalid items in
-smaller packs and the last attempt alone; ``_on_error``: the retry policy for a
-failed or expired line), the cache, the budget and the metrics are the
-runner's own. What differs is how packs travel, so only that is here:
+rules (``_settle``: parse per item, retry missing or invalid items in smaller
+packs and the last attempt alone; the retry policy for a failed or expired
+line), the cache, the budget and the metrics are the runner's own. What differs is how packs travel, so only that is here:
 
 - no controller: packs have the fixed ``--batch-size`` and are all sent at once,
   split into batches of at most ``max_requests`` lines and ``max_bytes``;

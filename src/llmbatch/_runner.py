@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ from ._exceptions import (
     FatalError,
     ItemError,
     ProviderError,
+    RateLimited,
+    RequestTimeout,
     UsageError,
 )
 from ._limiter import RateLimiter, Reservation, TokenBucket
@@ -36,19 +38,18 @@ from ._metrics import Metrics
 from ._pack_plan import JobShape, SizePlanner, allowance_requests, best_pack_size, burst_ready
 from ._packing import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
 from ._planner import ItemState, Pack, Planner
-from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
+from ._policy import RetryPolicy
 from ._pricing import Price
-from ._store import DONE, FAILED, PENDING, ItemUpdate, JobStore, RequestRow
+from ._settle import Settlement, settle_answers, settle_error
+from ._store import DONE, FAILED, ItemUpdate, JobStore, RequestRow
 from ._task import Task
 from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
-from ._types import Completion, Item, Outcome, Request, Usage
+from ._types import Completion, Item, Request, Usage
 from .providers.base import Provider
 
 __all__ = ["RunOptions", "Runner"]
 
 log = logging.getLogger("llmbatch")
-
-_TRUNCATED = "answer truncated (finish_reason length)"
 
 UNSENT_PACKS = 2
 """Most packs made but not yet sent (waiting for the rate limiter): enough that the limit
@@ -479,55 +480,31 @@ class Runner:
 
     def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
         self._unreachable_since = None
-        attempt = _attempt_of(pack)
-        outcomes = self.packer.parse(self.task, pack.items, completion)
-        truncated = completion.finish_reason == "length"
         cost = self._cost(completion)
-        share = None if cost is None else cost / pack.size
-        updates: list[ItemUpdate] = []
-        redo: list[ItemState] = []
-        ok = ok_first = 0
-        first_tries = _first_tries(pack)
-        for state in pack.states:
-            outcome = outcomes[state.item.key]
-            if outcome.status == "ok" and not truncated:
-                ok += 1
-                ok_first += state.attempts == 0 and state.transient == 0
-                updates.append(ItemUpdate(state.index, DONE, state.attempts + 1, outcome.answer, cost=share))
-                continue
-            # A cut answer is trusted for no item: its lost tail may have held the line
-            # that shows an earlier answer under this key to be another item's
-            # (a misnumbered answer is only caught when its key is seen twice).
-            if outcome.status == "ok":
-                outcome = Outcome.invalid(_TRUNCATED)
-            state.last_error, state.last_kind = outcome.reason, outcome.status
-            redo.append(state)
-        retried = 0
-        if truncated and redo:
-            retried = self._after_truncation(Pack(redo), updates)
-        else:
-            for state in redo:
-                retried += self._after_bad_answer(state, updates)
+        settled = settle_answers(
+            pack,
+            self.packer.parse(self.task, pack.items, completion),
+            truncated=completion.finish_reason == "length",
+            cost=cost,
+            policy=self.policy,
+        )
         row = RequestRow(
             started=started,
             finished=time.time(),
             keys=[s.index for s in pack.states],
-            attempt=attempt,
+            attempt=settled.attempt,
             status="ok",
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
             cached_tokens=completion.usage.cached_tokens,
             latency=completion.latency,
             cost=cost,
-            items_ok=ok,
+            items_ok=settled.ok,
         )
-        self.store.record_request(row, updates)
-        self._settled(updates)
+        self._settle(settled, row)
         if self.cache is not None:
-            self.cache.put_many(
-                (self.cache.key(u_state.item.text), u.answer) for u, u_state in _done_pairs(updates, pack)
-            )
-        self._steer(pack.size, completion.latency, ok_first, ok)
+            self.cache.put_many((self.cache.key(state.item.text), u.answer) for u, state in settled.done)
+        self._steer(pack.size, completion.latency, settled.ok_first, settled.ok)
         self.metrics.observe_request(
             size=pack.size,
             latency=completion.latency,
@@ -537,8 +514,28 @@ class Runner:
             cost=cost,
             concurrency=self.concurrency,
         )
-        self.metrics.observe_items(ok=ok, ok_first_try=ok_first, first_tries=first_tries, retried=retried)
-        self.metrics.observe_model(self.provider.model, ok=ok, cost=cost)
+        self.metrics.observe_items(
+            ok=settled.ok,
+            ok_first_try=settled.ok_first,
+            first_tries=settled.first_tries,
+            retried=settled.retried,
+        )
+        self.metrics.observe_model(self.provider.model, ok=settled.ok, cost=cost)
+
+    def _settle(self, settled: Settlement, row: RequestRow) -> None:
+        """Commit a settlement with its request's row (one transaction), then requeue."""
+        for kind, count in settled.failed.items():
+            self.metrics.observe_failed(kind, count)
+        self.metrics.splits += settled.splits
+        if settled.pause is not None:
+            self.limiter.pause(settled.pause)
+        now = self.clock()
+        for resend in settled.resend:
+            self.planner.resend(resend.pack, resend.at, now=now)
+        for state in settled.retry:
+            self.planner.retry(state)
+        self.store.record_request(row, settled.updates)
+        self._settled(settled.updates)
 
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """Feed the controllers with one successful request."""
@@ -594,38 +591,6 @@ class Runner:
         blanks = [Item(i, str(i), "") for i in range(size)]
         return self.packer.render(self.task, blanks).est_prompt_tokens
 
-    def _after_bad_answer(self, state: ItemState, updates: list[ItemUpdate]) -> int:
-        """A missing or invalid answer: retry smaller, or fail when attempts are used up."""
-        state.attempts += 1
-        if self.policy.item_exhausted(state.attempts):
-            kind = state.last_kind if state.last_kind in ("missing", "invalid") else "invalid"
-            updates.append(self._failed_update(state, state.last_error, kind))
-            return 0
-        updates.append(ItemUpdate(state.index, PENDING, state.attempts, error=state.last_error))
-        self.planner.retry(state)
-        return 1
-
-    def _after_truncation(self, pack: Pack, updates: list[ItemUpdate]) -> int:
-        decision = self.policy.on_truncated(
-            size=pack.size, boosted=pack.boosted, attempts=pack.states[0].attempts
-        )
-        if isinstance(decision, Split):
-            # Not the items' fault: the pack asked for more than its budget.
-            self._split(pack, 0.0)
-            return pack.size
-        if isinstance(decision, Retry):
-            state = pack.states[0]
-            state.boosted = True
-            state.attempts += 1
-            updates.append(ItemUpdate(state.index, PENDING, state.attempts, error=state.last_error))
-            self.planner.resend(Pack([state]))
-            return 1
-        assert isinstance(decision, Fail)
-        for state in pack.states:
-            state.attempts += 1
-            updates.append(self._failed_update(state, decision.reason, decision.kind))
-        return 0
-
     def _unreachable_for(self, error: ProviderError) -> float:
         """Seconds the endpoint has been unreachable (0 once anything answered, even an error)."""
         if isinstance(error, ConnectionFailed):
@@ -638,67 +603,31 @@ class Runner:
         return 0.0
 
     def _on_error(self, pack: Pack, error: ProviderError, started: float) -> None:
-        attempt = _attempt_of(pack)
-        pack.failures += 1
-        decision = self.policy.on_error(
+        settled = settle_error(
+            pack,
             error,
-            size=pack.size,
-            failures=pack.failures,
+            policy=self.policy,
             rng=self.rng,
+            now=self.clock(),
             unreachable_for=self._unreachable_for(error),
         )
-        self.metrics.observe_error(error.kind, size=pack.size, first_tries=_first_tries(pack))
-        if error.kind in ("rate_limited", "timeout"):
+        self.metrics.observe_error(error.kind, size=pack.size, first_tries=settled.first_tries)
+        if isinstance(error, (RateLimited, RequestTimeout)):
             self.flow.on_pressure(self.best_latency.get(pack.size, 1.0))
-        updates: list[ItemUpdate] = []
-        now = self.clock()
-        if isinstance(decision, Stop):
-            if self.stop_reason is None:
-                self.stop_reason = decision.reason
-                self._stop_error = EndpointUnreachable if isinstance(error, ConnectionFailed) else FatalError
-            self.planner.resend(pack)
-        elif isinstance(decision, Wait):
-            self.limiter.pause(decision.delay)
-            self.planner.resend(pack)
-        elif isinstance(decision, Fail):
-            self._fail(pack.states, decision.reason, decision.kind, updates)
-        else:
-            survivors = self._count_transient(pack, error, updates)
-            if survivors:
-                if isinstance(decision, Split) and len(survivors) > 1:
-                    self._split(Pack(survivors), now + decision.delay)
-                else:
-                    retry = Pack(survivors, failures=pack.failures)
-                    self.planner.resend(retry, now + decision.delay, now=now)
+        if settled.stop is not None and self.stop_reason is None:
+            self.stop_reason = settled.stop
+            self._stop_error = EndpointUnreachable if isinstance(error, ConnectionFailed) else FatalError
         row = RequestRow(
             started=started,
             finished=time.time(),
             keys=[s.index for s in pack.states],
-            attempt=attempt,
+            attempt=settled.attempt,
             status="error",
             error_kind=error.kind,
             error=str(error)[:500],
         )
-        self.store.record_request(row, updates)
-        self._settled(updates)
+        self._settle(settled, row)
         log.debug("request of %d items failed (%s): %s", pack.size, error.kind, error)
-
-    def _count_transient(
-        self, pack: Pack, error: ProviderError, updates: list[ItemUpdate]
-    ) -> list[ItemState]:
-        survivors: list[ItemState] = []
-        if isinstance(error, ConnectionFailed):
-            # Not the items' fault and not theirs to fail for: an outage that lasts stops the job.
-            return list(pack.states)
-        for state in pack.states:
-            state.transient += 1
-            if state.transient >= self.policy.max_transient:
-                updates.append(
-                    self._failed_update(state, f"gave up after repeated errors: {error}", error.kind)
-                )
-            else:
-                survivors.append(state)
-        return survivors
 
     def _split(self, pack: Pack, at: float) -> None:
         self.metrics.splits += 1
@@ -725,21 +654,3 @@ class Runner:
             self._settled(batch)
         else:
             updates.extend(batch)
-
-
-def _attempt_of(pack: Pack) -> int:
-    """The request's attempt number (0 = first try), read before its outcome changes the items."""
-    return max(s.attempts for s in pack.states)
-
-
-def _first_tries(pack: Pack) -> int:
-    """Items of ``pack`` on their very first request (read before its outcome changes them)."""
-    return sum(s.attempts == 0 and s.transient == 0 for s in pack.states)
-
-
-def _done_pairs(updates: list[ItemUpdate], pack: Pack) -> Iterator[tuple[ItemUpdate, ItemState]]:
-    """(update, state) for the items of ``pack`` that this request answered."""
-    by_index = {state.index: state for state in pack.states}
-    for update in updates:
-        if update.status == DONE and update.index in by_index:
-            yield update, by_index[update.index]
