@@ -48,6 +48,14 @@ single-threaded process >= 90% of one core); >= 3x the best one-per-record scrip
 every TPM-bound cell (the bound's binding term is TPM) and never slower in any cell;
 < 1% of the requests the simulator saw answered 429; every record ok.
 
+The first check's line also splits llmbatch's wall time into three phases, from the
+times its requests were sent and answered and this process's CPU sampled every 20 ms:
+the wait for the first answer (the limits are read from its headers, so slow start holds
+the first wave to a few requests), the dispatch of the rest (with the share of one core
+the client used meanwhile: near 100% means the client's CPU set its pace) and the tail
+(the last packs' round trip). The bound counts one round trip; a run can miss it by the
+first phase alone.
+
 Time: the time scale shrinks latency only; the rate limits stay per real minute. At
 the default scale 1 (real latency: a 50-record pack answers in about 7 s) ``--quick``
 takes about 6 minutes on a 2-core machine and the whole matrix about 35-40, over 20 of
@@ -80,6 +88,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
@@ -369,6 +378,45 @@ class Tally:
 Contender = Callable[[str, Tally], Coroutine[Any, Any, None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Phases:
+    """A llmbatch run in three phases: waiting for the first answer (the limits are not
+    known before its headers, so slow start holds the first wave to a few requests), the
+    dispatch of the rest, and the tail (the last packs' round trip)."""
+
+    discovery: float
+    dispatch: float
+    tail: float
+    dispatch_cpu: float
+    """Client CPU seconds during the dispatch phase (every thread of this process)."""
+
+    @property
+    def dispatch_busy(self) -> float:
+        """Share of one core the client used while it dispatched."""
+        return self.dispatch_cpu / self.dispatch if self.dispatch > 0 else 0.0
+
+    @classmethod
+    def of(cls, tally: Tally, sampler: CpuSampler) -> Phases | None:
+        extra = tally.extra
+        if not {"first_send", "first_answer", "last_send"} <= extra.keys():
+            return None
+        first, answer, last = extra["first_send"], extra["first_answer"], extra["last_send"]
+        end = tally.t0 + float(extra.get("wall", 0.0))
+        answer = min(answer, last)
+        return cls(
+            discovery=answer - first,
+            dispatch=last - answer,
+            tail=max(0.0, end - last),
+            dispatch_cpu=sampler.cpu_at(last) - sampler.cpu_at(answer),
+        )
+
+    def text(self) -> str:
+        return (
+            f"first answer after {self.discovery:.2f} s, dispatch {self.dispatch:.2f} s at "
+            f"{self.dispatch_busy * 100:.0f}% of a core, tail {self.tail:.2f} s"
+        )
+
+
 @dataclass(slots=True)
 class Run:
     name: str
@@ -379,6 +427,7 @@ class Run:
     client_cpu: float
     sim_cpu: float | None
     machine_busy: float | None
+    phases: Phases | None
     """Share of all cores busy during the run, every process on the machine counted."""
 
     @property
@@ -435,16 +484,44 @@ def _machine_times() -> tuple[float, float] | None:
     return total - idle, total
 
 
+class CpuSampler(threading.Thread):
+    """This process's CPU time (every thread) every 20 ms, to tell which phase of a run
+    was CPU-bound: the totals alone mix the busy dispatch with the idle wait for answers."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.samples.append((time.perf_counter(), time.process_time()))
+
+    def cpu_at(self, moment: float) -> float:
+        """CPU seconds at ``moment`` (perf_counter), by the nearest earlier sample."""
+        best = self.samples[0][1] if self.samples else 0.0
+        for at, cpu in self.samples:
+            if at > moment:
+                break
+            best = cpu
+        return best
+
+
 def measure(name: str, flags: Sequence[str], records: int, contender: Contender) -> Run:
     """Run ``contender`` against a fresh simulator started with ``flags``."""
     tally = Tally()
+    sampler = CpuSampler()
     with Simulator(*flags) as sim:
         sim_cpu0 = simulator_cpu_seconds(sim)
         machine0 = _machine_times()
         cpu0 = _client_cpu()
+        sampler.start()
         tally.t0 = time.perf_counter()
         asyncio.run(contender(sim.base_url, tally))
         wall = time.perf_counter() - tally.t0
+        tally.extra["wall"] = wall
+        sampler.done.set()
+        sampler.join()
         cpu1 = _client_cpu()
         machine1 = _machine_times()
         sim_cpu1 = simulator_cpu_seconds(sim)
@@ -459,6 +536,7 @@ def measure(name: str, flags: Sequence[str], records: int, contender: Contender)
         tally=tally,
         sim=stats,
         client_cpu=cpu1 - cpu0,
+        phases=Phases.of(tally, sampler),
         sim_cpu=None if sim_cpu0 is None or sim_cpu1 is None else sim_cpu1 - sim_cpu0,
         machine_busy=busy,
     )
@@ -477,8 +555,13 @@ class ChargeCountingProvider(OpenAIProvider):
 
     async def complete(self, request: Request) -> Completion:
         admitted = True
+        now = time.perf_counter()
+        self.tally.extra.setdefault("first_send", now)
+        self.tally.extra["last_send"] = now
         try:
-            return await super().complete(request)
+            completion = await super().complete(request)
+            self.tally.extra.setdefault("first_answer", time.perf_counter())
+            return completion
         except RateLimited:
             admitted = False
             raise
@@ -505,7 +588,7 @@ def llmbatch_defaults(data: Path, job_dir: Path, options: RunOptions | None = No
         tally.ok = result.counts.get("done", 0)
         tally.failed = sum(n for status, n in result.counts.items() if status != "done")
         tally.rate_limited = int(summary["rate_limited"])
-        tally.extra = {
+        tally.extra |= {
             "latency_mean_s": summary["latency_mean_s"],
             "requests": summary["requests"],
             "mean_pack": summary["mean_pack_size"],
@@ -857,6 +940,8 @@ class Bench:
         ratio = rate / bound.run if math.isfinite(bound.run) else 0.0
         cpu = f"client {run.client_cpu:.1f} s + simulator {run.sim_cpu or 0:.1f} s CPU in {run.wall:.1f} s"
         cpu += f" = {run.cores:.2f} of {NCPU} cores"
+        if run.phases is not None:
+            cpu += f"; {run.phases.text()}"
         bound_text = "unbounded" if not math.isfinite(bound.run) else f"{bound.run:,.0f}/min"
         out.verdicts.append(
             (
