@@ -8,7 +8,8 @@
 ``BatchRunner`` is a ``Runner``: the planner, the pack format, the outcome
 rules (``_settle``: parse per item, retry missing or invalid items in smaller
 packs and the last attempt alone; the retry policy for a failed or expired
-line), the cache, the budget and the metrics are the runner's own. What differs is how packs travel, so only that is here:
+line), the cache, the budget and the metrics are the runner's own. What
+differs is how packs travel, so only that is here:
 
 - no controller: packs have the fixed ``--batch-size`` and are all sent at once,
   split into batches of at most ``max_requests`` lines and ``max_bytes``;
@@ -16,8 +17,8 @@ line), the cache, the budget and the metrics are the runner's own. What differs 
   retry state) *before* it is submitted and gets its provider id right after,
   so a restarted process re-attaches to it instead of paying for it twice;
 - a finished batch's results are committed in one transaction together with
-  the batch's own row, through ``_Ledger``: the runner's outcome rules commit
-  per request, and the ledger holds those commits until the file is done;
+  the batch's own row: the runner's writes (``_write``) are held until the
+  file is done (``_commit``);
 - cost is the batch price (``Price.batch``).
 
 A process killed between recording a batch and learning its provider id (one
@@ -34,12 +35,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._cache import ResultCache
-from ._exceptions import FatalError, ItemError, ProviderError, ServerError, UsageError
+from ._exceptions import FatalError, ProviderError, ServerError, UsageError
 from ._limiter import RateLimiter
 from ._metrics import Metrics
 from ._planner import ItemState, Pack
@@ -113,45 +113,6 @@ class _Draft:
     size: int = 0
 
 
-class _Ledger(JobStore):
-    """The job store as the runner's outcome rules see it in batch mode.
-
-    ``record_request`` and item updates are held, not committed: ``commit``
-    writes everything held in one transaction, with whatever the batch runner
-    adds (its batch row), so a result file is applied whole or not at all.
-    Reads go straight to the database.
-    """
-
-    def __init__(self, store: JobStore) -> None:
-        super().__init__(store.db, store.path)
-        self._requests: list[RequestRow] = []
-        self._updates: list[ItemUpdate] = []
-
-    def record_request(self, request: RequestRow, updates: Sequence[ItemUpdate]) -> None:
-        self._requests.append(request)
-        self._updates.extend(updates)
-
-    def update_items(self, updates: Sequence[ItemUpdate]) -> None:
-        self._updates.extend(updates)
-
-    def transaction(self) -> AbstractContextManager[Any]:
-        return nullcontext(self.db)  # the ledger's commit is the transaction
-
-    def commit(self, also: Callable[[], None] | None = None) -> list[ItemUpdate]:
-        """Write what is held (and ``also``) in one transaction; returns the item updates written."""
-        requests, updates = self._requests, self._updates
-        self._requests, self._updates = [], []
-        if not requests and not updates and also is None:
-            return []
-        with JobStore.transaction(self):
-            for request in requests:
-                self.insert_request(request)
-            JobStore.update_items(self, updates)
-            if also is not None:
-                also()
-        return updates
-
-
 class BatchRunner(Runner):
     """Runs every pending item of a job's store through the provider's batch API.
 
@@ -184,11 +145,10 @@ class BatchRunner(Runner):
         if not provider.supports_batch:
             raise UsageError(f"provider {provider.name} has no batch API; use --mode sync")
         options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH_SIZE)
-        self.ledger = _Ledger(store)
         super().__init__(
             task,
             provider,
-            self.ledger,
+            store,
             options,
             price=price,
             metrics=metrics,
@@ -208,7 +168,8 @@ class BatchRunner(Runner):
         self._open: dict[int, _OpenBatch] = {}
         self._held: set[int] = set()
         """Positions of items in open batches: pending in the store, but not to be planned."""
-        self._unsettled: list[ItemUpdate] = []
+        self._unsaved: list[ItemUpdate] = []
+        self._unsaved_requests: list[RequestRow] = []
         self._submit_after = 0.0
         self._submit_failures = 0
         self._halted = False
@@ -234,9 +195,12 @@ class BatchRunner(Runner):
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """No controller: a batch's turnaround says nothing about the pack size."""
 
-    def _settled(self, updates: Sequence[ItemUpdate]) -> None:
-        # Held until the ledger commits: listeners hear only committed updates.
-        self._unsettled.extend(updates)
+    def _write(self, updates: Sequence[ItemUpdate], request: RequestRow | None = None) -> None:
+        # Held until ``_commit``: a result file is applied whole or not at all, and
+        # listeners hear only committed updates.
+        if request is not None:
+            self._unsaved_requests.append(request)
+        self._unsaved.extend(updates)
 
     def _load_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
         while True:
@@ -247,9 +211,20 @@ class BatchRunner(Runner):
             after = rows[-1][0]
 
     def _commit(self, also: Callable[[], None] | None = None) -> None:
-        self.ledger.commit(also)
-        settled, self._unsettled = self._unsettled, []
-        Runner._settled(self, settled)
+        """Write what the outcome rules produced since the last commit, and ``also`` (the
+        batch's own row), in one transaction."""
+        requests, updates = self._unsaved_requests, self._unsaved
+        self._unsaved_requests, self._unsaved = [], []
+        if not requests and not updates and also is None:
+            return
+        with self.store.transaction():
+            for request in requests:
+                self.store.insert_request(request)
+            self.store.update_items(updates)
+            if also is not None:
+                also()
+        if self.on_settled is not None and updates:
+            self.on_settled(updates)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -277,7 +252,7 @@ class BatchRunner(Runner):
 
     def _reattach(self) -> None:
         """Adopt the batches a previous process submitted and did not finish."""
-        for row in self.ledger.open_batches():
+        for row in self.store.open_batches():
             if row.provider_batch_id is None:
                 log.warning(
                     "batch %d was recorded but its submission was not confirmed; its items are sent "
@@ -294,13 +269,13 @@ class BatchRunner(Runner):
             log.info("re-attached to batch %s (%d packs)", row.provider_batch_id, len(packs))
 
     def _abandon(self, row: int) -> None:
-        self._commit(lambda: self.ledger.finish_batch(row, "abandoned", error="interrupted while submitting"))
+        self._commit(lambda: self.store.finish_batch(row, "abandoned", error="interrupted while submitting"))
 
     def _restore(self, row: BatchRow) -> dict[str, Pack]:
         positions = [entry[0] for record in row.packs.values() for entry in record["items"]]
         pending = {
             idx: (item_id, text, attempts)
-            for idx, item_id, text, attempts in self.ledger.pending_at(positions)
+            for idx, item_id, text, attempts in self.store.pending_at(positions)
         }
         packs: dict[str, Pack] = {}
         for custom_id, record in row.packs.items():
@@ -355,24 +330,19 @@ class BatchRunner(Runner):
     def _line(self, pack: Pack, number: int) -> _Line | None:
         """The pack as a batch line, or None when it was split, failed or is over budget."""
         budget = self.task.answer_budget * (self.policy.budget_boost if pack.boosted else 1)
-        request = self.packer.render(self.task, pack.items, answer_tokens=budget)
+        request = self._render(pack, budget)
+        if request is None:
+            return None
         # Measured with the longest custom_id and ASCII escapes: never below the bytes sent.
         sample = self.provider.batch_line(f"p{self.max_requests}", request)
         size = len(json.dumps(sample).encode()) + 1
-        try:
-            self._check_fits(request.est_prompt_tokens, request.max_tokens)
-            if size > self.max_bytes:
-                raise ItemError(
-                    f"the batch line takes {size} bytes, more than the {self.max_bytes} a batch may hold",
-                    kind="too_large",
-                )
-        except ItemError as exc:
-            if pack.size > 1:
-                self._split(pack, 0.0)
-            else:
-                self._fail(pack.states, str(exc), exc.kind)
+        if size > self.max_bytes:
+            self._set_aside(
+                pack, f"the batch line takes {size} bytes, more than the {self.max_bytes} a batch may hold"
+            )
             return None
-        projected = self._projected_cost(request.est_prompt_tokens, request.max_tokens)
+        estimate = self.calibration.correct(request.est_prompt_tokens)
+        projected = self._projected_cost(estimate, request.max_tokens)
         if projected is not None and self.budget is not None and not self.budget.try_reserve(projected):
             # Lines drafted or in open batches hold their worst case: submit what is drafted
             # and wait for batches to settle (releasing what they did not spend) before
@@ -390,7 +360,7 @@ class BatchRunner(Runner):
         rows: list[int] = []
         # Recorded before it is sent: a restart finds it even if this process dies waiting.
         self._commit(
-            lambda: rows.append(self.ledger.insert_batch(self.provider.name, record, len(record), draft.size))
+            lambda: rows.append(self.store.insert_batch(self.provider.name, record, len(record), draft.size))
         )
         row = rows[0]
         projected = sum(line.projected for line in draft.lines)
@@ -404,13 +374,13 @@ class BatchRunner(Runner):
             for line in draft.lines:
                 self._on_error(line.pack, exc, started)
             reason = str(exc)
-            self._commit(lambda: self.ledger.finish_batch(row, "abandoned", error=reason))
+            self._commit(lambda: self.store.finish_batch(row, "abandoned", error=reason))
             self._submit_failures += 1
             self._submit_after = self.clock() + self.policy.backoff.delay(self._submit_failures, self.rng)
             log.warning("submitting a batch of %d lines failed (%s): %s", len(record), exc.kind, exc)
             return False
         self._submit_failures = 0
-        self._commit(lambda: self.ledger.batch_submitted(row, provider_batch_id))
+        self._commit(lambda: self.store.batch_submitted(row, provider_batch_id))
         packs = {line.custom_id: line.pack for line in draft.lines}
         batch = _OpenBatch(
             row,
@@ -493,7 +463,7 @@ class BatchRunner(Runner):
         self._held.difference_update(batch.positions)
         self._release(batch.projected, count=len(batch.packs))
         del self._open[batch.row]
-        self._commit(lambda: self.ledger.finish_batch(batch.row, "processed", status.status, status.message))
+        self._commit(lambda: self.store.finish_batch(batch.row, "processed", status.status, status.message))
         log.info("batch %s %s: %d results", batch.provider_batch_id, status.status, len(results))
 
 

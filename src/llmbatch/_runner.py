@@ -236,9 +236,7 @@ class Runner:
                     updates.append(ItemUpdate(row[0], DONE, row[3], hits[key]))
                 else:
                     misses.append(row)
-            with self.store.transaction():
-                self.store.update_items(updates)
-            self._settled(updates)
+            self._write(updates)
             self.metrics.items_cached += len(updates)
             self.metrics.observe_items(ok=len(updates))
             if misses:
@@ -366,14 +364,8 @@ class Runner:
             budget = self.task.answer_budget * self.policy.budget_boost
         else:
             budget = max(1, self.answers.per_item() - PER_ITEM_OVERHEAD)
-        request = self.packer.render(self.task, pack.items, answer_tokens=budget)
-        try:
-            self._check_fits(self.calibration.correct(request.est_prompt_tokens), request.max_tokens)
-        except ItemError as exc:
-            if pack.size > 1:
-                self._split(pack, 0.0)
-                return None
-            self._fail(pack.states, str(exc), exc.kind)
+        request = self._render(pack, budget)
+        if request is None:
             return None
         self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
         self.plan.sent(pack.size, request.est_prompt_tokens)
@@ -390,7 +382,15 @@ class Runner:
             raise
         return request, reservation, projected
 
-    def _settled(self, updates: Sequence[ItemUpdate]) -> None:
+    def _write(self, updates: Sequence[ItemUpdate], request: RequestRow | None = None) -> None:
+        """Commit item updates, with the row of the request they came from, in one
+        transaction; then tell the listeners. The only place the outcome rules write (the
+        batch runner holds the writes instead, until a result file is applied whole)."""
+        if request is None:
+            with self.store.transaction():
+                self.store.update_items(updates)
+        else:
+            self.store.record_request(request, updates)
         if self.on_settled is not None and updates:
             self.on_settled(updates)
 
@@ -456,15 +456,32 @@ class Runner:
             room = min(room, int(tokens.capacity))
         self.sizer.fit(int((room - self._prefix_tokens - 16) / per_item))
 
-    def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
+    def _render(self, pack: Pack, answer_tokens: int) -> Request | None:
+        """The pack as a request, or None when it cannot be sent as it is: more than the
+        model's context or a minute's token limit (both runners prepare packs here)."""
+        request = self.packer.render(self.task, pack.items, answer_tokens=answer_tokens)
+        prompt_tokens, max_tokens = self.calibration.correct(request.est_prompt_tokens), request.max_tokens
         context = self.provider.context_tokens
         if prompt_tokens + max_tokens > context:
-            raise ItemError(
+            self._set_aside(
+                pack,
                 f"the request needs ~{prompt_tokens + max_tokens} tokens, more than the model's "
                 f"context of {context}",
-                kind="too_large",
             )
-        self.limiter.check(prompt_tokens, max_tokens)
+            return None
+        try:
+            self.limiter.check(prompt_tokens, max_tokens)
+        except ItemError as exc:
+            self._set_aside(pack, str(exc))
+            return None
+        return request
+
+    def _set_aside(self, pack: Pack, reason: str) -> None:
+        """A pack too large to send: split it, or fail its lone item (``too_large``)."""
+        if pack.size > 1:
+            self._split(pack, 0.0)
+        else:
+            self._fail(pack.states, reason, "too_large")
 
     def _cost(self, completion: Completion) -> float | None:
         return None if self.price is None else self.price.cost(completion.usage)
@@ -534,8 +551,7 @@ class Runner:
             self.planner.resend(resend.pack, resend.at, now=now)
         for state in settled.retry:
             self.planner.retry(state)
-        self.store.record_request(row, settled.updates)
-        self._settled(settled.updates)
+        self._write(settled.updates, row)
 
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """Feed the controllers with one successful request."""
@@ -649,8 +665,6 @@ class Runner:
     ) -> None:
         batch = [self._failed_update(state, reason, kind) for state in states]
         if updates is None:
-            with self.store.transaction():
-                self.store.update_items(batch)
-            self._settled(batch)
+            self._write(batch)
         else:
             updates.extend(batch)
