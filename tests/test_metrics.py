@@ -244,3 +244,28 @@ def test_a_run_whose_every_request_failed_still_reports_its_pack_sizes() -> None
     summary = metrics.summary()
     assert summary["mean_pack_size"] == pytest.approx(4.0)
     assert summary["first_try_rate"] == 0.0  # five items tried, none answered at once
+
+
+def test_merge_adds_every_count_of_another_workers_metrics() -> None:
+    import dataclasses
+
+    into, part = Metrics(), Metrics()
+    part.requests, part.items_ok, part.cost, part.done_at_start = 3, 20, 0.25, 5
+    part.items_failed["invalid"] += 2
+    part.latencies.extend([0.1, 0.2])
+    part.by_model["m"] = {"requests": 3.0, "cost": 0.25}
+    part.pack_size, part.concurrency, part.started = 10, 4, 99.0
+    into.merge(part)
+    into.merge(part)
+    assert (into.requests, into.items_ok, into.cost, into.done_at_start) == (6, 40, 0.5, 10)
+    assert into.items_failed == {"invalid": 4} and into.latencies == [0.1, 0.2, 0.1, 0.2]
+    assert into.by_model == {"m": {"requests": 6.0, "cost": 0.5}}
+    assert (into.pack_size, into.concurrency, into.started) == (10, 4, 0.0)  # gauges; the span is ours
+    # Every plain count of the class is summed, so a counter added later is not lost on Ray.
+    counts = [f.name for f in dataclasses.fields(Metrics) if f.type in ("int", "float")]
+    fresh, ones = Metrics(), Metrics()
+    for name in counts:
+        setattr(ones, name, 1)
+    fresh.merge(ones)
+    # (the gauges take the part's value; the span and what earlier runs spent stay ours)
+    assert {name for name in counts if getattr(fresh, name) != 1} == {"started", "spent_before"}

@@ -11,7 +11,7 @@ import pytest
 
 from llmbatch._limiter import RateLimiter, Reservation
 from llmbatch._metrics import Metrics
-from llmbatch._ray_limiter import RateLimiterActor, SharedLimiter, merge_metrics
+from llmbatch._ray_limiter import RateLimiterActor, SharedLimiter
 
 
 class _Method:
@@ -130,6 +130,6 @@ def test_merge_adds_counters() -> None:
     into, part = Metrics(), Metrics()
     part.cost, part.prompt_tokens, part.items_cached = 0.5, 100, 4
     part.pack_sizes[5] += 2
-    merge_metrics(into, part)
-    merge_metrics(into, part)
+    into.merge(part)
+    into.merge(part)
     assert (into.cost, into.prompt_tokens, into.items_cached, into.pack_sizes[5]) == (1.0, 200, 8, 4)

@@ -9,7 +9,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["Metrics", "percentile"]
@@ -67,6 +67,30 @@ class Metrics:
     series: dict[int, dict[str, float]] = field(default_factory=dict)
     done_at_start: int = 0
     """Items already ``done`` or ``failed`` when the run started (a resumed job)."""
+
+    def merge(self, part: Metrics) -> None:
+        """Add another worker's metrics of the same run (a Ray block's) to these.
+
+        Every count is summed, counters and per-model figures added, latency samples
+        pooled; a field added to the class is summed unless it is named in ``_OWN``.
+        Times, the budget and the per-second series stay this object's: blocks overlap,
+        so only the driver knows the run's span. Gauges take the part's when it has one.
+        """
+        for name in _MERGED:
+            mine, theirs = getattr(self, name), getattr(part, name)
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            elif isinstance(mine, list):
+                mine.extend(theirs)
+            elif isinstance(mine, dict):
+                for model, figures in theirs.items():
+                    into = mine.setdefault(model, {})
+                    for key, value in figures.items():
+                        into[key] = into.get(key, 0) + value
+            else:
+                setattr(self, name, mine + theirs)
+        for gauge in _GAUGES:
+            setattr(self, gauge, getattr(part, gauge) or getattr(self, gauge))
 
     def start(self) -> None:
         self.started = self.clock()
@@ -204,3 +228,9 @@ class Metrics:
                 else None
             ),
         }
+
+
+_GAUGES = ("pack_size", "concurrency")
+_OWN = frozenset({"clock", "started", "finished", "budget", "spent_before", "series", *_GAUGES})
+"""Fields ``merge`` does not add up: the run's span and budget, and the gauges."""
+_MERGED = tuple(f.name for f in fields(Metrics) if f.name not in _OWN)

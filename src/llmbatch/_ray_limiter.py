@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +30,7 @@ from ._headers import rate_limit_headers
 from ._limiter import DEFAULT_HEADROOM, RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
 
-__all__ = ["RateLimiterActor", "SharedLimiter", "merge_metrics"]
+__all__ = ["RateLimiterActor", "SharedLimiter"]
 
 _LIMIT_NAMES = ("requests", "tokens", "input_tokens", "output_tokens")
 
@@ -111,7 +110,7 @@ class RateLimiterActor:
         merged = self.metrics.get(run)
         if merged is None:
             merged = self.metrics[run] = Metrics()
-        merge_metrics(merged, metrics)
+        merged.merge(metrics)
 
     async def finish(self, run: str) -> tuple[Metrics, str | None]:
         """The run's merged metrics and stop reason, forgotten here."""
@@ -191,41 +190,3 @@ def _ray_cancel(ref: Any) -> None:
     import ray
 
     ray.cancel(ref)
-
-
-_SUMMED = (
-    "requests",
-    "requests_ok",
-    "items_total",
-    "items_ok",
-    "items_cached",
-    "items_skipped",
-    "items_ok_first_try",
-    "items_first_tried",
-    "retries",
-    "splits",
-    "rate_limited",
-    "timeouts",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost",
-    "unpriced_requests",
-    "done_at_start",
-)
-
-
-def merge_metrics(into: Metrics, part: Metrics) -> None:
-    """Add one worker's block metrics to a run's (counters summed, latency samples pooled).
-
-    Times (``started``, ``finished``) and the per-second series are the
-    caller's: blocks overlap, so only the driver knows the run's span.
-    """
-    for name in _SUMMED:
-        setattr(into, name, getattr(into, name) + getattr(part, name))
-    for counter in ("requests_failed", "items_failed", "pack_sizes"):
-        merged: Counter[Any] = getattr(into, counter)
-        merged.update(getattr(part, counter))
-    into.latencies.extend(part.latencies)
-    into.pack_size = part.pack_size or into.pack_size
-    into.concurrency = part.concurrency or into.concurrency
