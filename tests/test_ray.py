@@ -21,8 +21,8 @@ import pytest
 
 from _e2e_helpers import API_KEY, load_task, read_jsonl, review_records, write_jsonl
 from llmbatch import (
-    FatalError,
     JobSpec,
+    JobStopped,
     ProviderConfig,
     RunOptions,
     Task,
@@ -180,7 +180,7 @@ def test_a_job_that_must_stop_writes_failed_rows_and_raises(local_ray: None, tmp
     with open(source, "ab") as out:
         out.write(b"{not json\n")  # a bad line is a failed row, not a failed read
     with run_in_thread(SimConfig(quota_exhausted=True)) as server:
-        with pytest.raises(FatalError, match="run the same command again to resume"):
+        with pytest.raises(JobStopped, match="run the same command again to resume"):
             run_ray(
                 source,
                 task,

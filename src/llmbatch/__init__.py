@@ -26,6 +26,7 @@ from ._exceptions import (
     RequestTimeout,
     RetryableError,
     ServerError,
+    UnknownProviderError,
     UsageError,
 )
 from ._job import JobResult, JobSpec, run_job
@@ -76,6 +77,7 @@ __all__ = [
     "RunResult",
     "ServerError",
     "Task",
+    "UnknownProviderError",
     "Usage",
     "UsageError",
     "__version__",

@@ -5,8 +5,8 @@ edge (``providers/``), so the policy and the runner reason about one tree::
 
     LLMBatchError
     ├── UsageError                 bad options, task file or input file (exit 2)
-    ├── BudgetReached              --max-cost would be passed: stopped, resumable (exit 4)
-    ├── JobStopped                 the job store or output cannot be written: stopped, resumable (exit 4)
+    ├── JobStopped                 the job cannot go on here: stopped, state saved, resumable (exit 4)
+    │   └── BudgetReached          --max-cost would be passed
     ├── ItemError                  one record cannot be processed (a failed row)
     └── ProviderError              a request failed; ``status`` and ``kind`` say how
         ├── RetryableError         try again later, possibly smaller
@@ -15,17 +15,27 @@ edge (``providers/``), so the policy and the runner reason about one tree::
         │   ├── ConnectionFailed   could not reach the endpoint
         │   │   └── NotAnAPI       it answered, but not as the API does (an HTML page, a proxy)
         │   ├── ServerError        5xx, 529 overloaded
-        │   └── BatchLineLost      a batch-API line the provider never ran (expired, canceled)
+        │   ├── BatchLineLost      a batch-API line the provider never ran (expired, canceled)
+        │   └── UnknownProviderError  a status or SDK error with no meaning of its own: retried
         ├── BadRequest             400: something in the pack is rejected; split it
-        └── FatalError             nothing sent now can succeed: stop the job
+        └── FatalError             nothing sent now can succeed: stop the job (exit 4)
             ├── AuthenticationError   401, 403
             ├── QuotaExhausted        429 insufficient_quota / spend cap
             └── EndpointUnreachable   connection failures for longer than the outage limit
+
+``ProviderError`` itself is never raised: every failure a provider cannot place
+is an ``UnknownProviderError``, so that "retry it" is a decision, not a fall-through.
+
+The CLI prints one line, ``<label>: <message>``, and exits with ``exit_code``:
+``label`` is ``stopped`` for the errors that stop a job (``JobStopped``,
+``FatalError``), ``error`` for the rest.
 
 Messages say what to do next and never contain API keys.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 __all__ = [
     "AuthenticationError",
@@ -45,6 +55,7 @@ __all__ = [
     "RequestTimeout",
     "RetryableError",
     "ServerError",
+    "UnknownProviderError",
     "UsageError",
 ]
 
@@ -52,7 +63,9 @@ __all__ = [
 class LLMBatchError(Exception):
     """Base of every error llmbatch raises on purpose."""
 
-    exit_code = 1
+    exit_code: ClassVar[int] = 1
+    label: ClassVar[str] = "error"
+    """The word the CLI prints before the message: ``error`` or ``stopped``."""
     rows_written: int | None = None
     """Set when a stopping job still wrote its output (answers so far, ``stopped`` rows for the rest)."""
 
@@ -63,16 +76,17 @@ class UsageError(LLMBatchError):
     exit_code = 2
 
 
-class BudgetReached(LLMBatchError):
-    """Sending more would pass the budget (``--max-cost``); state is saved, resumable."""
-
-    exit_code = 4
-
-
 class JobStopped(LLMBatchError):
-    """The job cannot go on here (its store or output cannot be written); state saved, resumable."""
+    """The job stopped for a reason of its own, not a provider's: its store or output cannot be
+    written, a worker reported a stop (Ray), the budget. State is saved; the same command resumes.
+    """
 
     exit_code = 4
+    label = "stopped"
+
+
+class BudgetReached(JobStopped):
+    """Sending more would pass the budget (``--max-cost``); state is saved, resumable."""
 
 
 class ItemError(LLMBatchError):
@@ -156,6 +170,18 @@ class BatchLineLost(RetryableError):
         self.kind = kind
 
 
+class UnknownProviderError(RetryableError):
+    """A failure the provider edge cannot place: an HTTP status with no rule of its own (418,
+    499...), or an SDK error that is not one of a request (a response of the wrong shape).
+
+    Retried like any transient failure, its records failing only once ``max_transient`` is
+    spent. ``kind`` stays ``provider_error``, the name such failures have always had in
+    metrics and failed rows (a re-run asks them again: ``_policy.MAY_PASS``).
+    """
+
+    kind = "provider_error"
+
+
 class BadRequest(ProviderError):
     """400: the provider rejected the request; split the pack to find the item."""
 
@@ -167,6 +193,7 @@ class FatalError(ProviderError):
 
     kind = "fatal"
     exit_code = 4
+    label = "stopped"
 
 
 class AuthenticationError(FatalError):

@@ -27,7 +27,7 @@ from . import __version__
 from ._cache import default_cache_dir
 from ._cli_options import local_model_options, provider_config
 from ._estimate import estimate_job
-from ._exceptions import BudgetReached, FatalError, JobStopped, LLMBatchError, UsageError
+from ._exceptions import FatalError, JobStopped, LLMBatchError, UsageError
 from ._io import open_reader
 from ._job import JobResult, JobSpec, check_paths, default_job_dir, run_job
 from ._metrics import Metrics
@@ -45,7 +45,8 @@ from .report.table import estimate_table, metrics_table
 from .tune_commands import COMMANDS as QUALITY_COMMANDS
 from .tune_commands import vote_table
 
-EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 4, 130, 143
+# Errors exit with their class's ``exit_code`` (usage 2, stopped 4; _exceptions.py).
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 3, 130, 143
 
 # soft_wrap: a message is one line even when stderr is a pipe or a log file, where
 # rich would otherwise wrap it at 80 columns.
@@ -72,14 +73,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except UsageError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-            ctx.exit(EXIT_USAGE)
-        except (FatalError, BudgetReached) as exc:
-            err.print(f"[red]stopped:[/] {escape(str(exc))}", highlight=False)
-            ctx.exit(EXIT_STOPPED)
         except LLMBatchError as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+            # The one place an error becomes its line and exit code, both told by the exception:
+            # "error:" 2 for usage, "stopped:" 4 for a job that stopped resumable, "error:" 1 else.
+            err.print(f"[red]{exc.label}:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             # Ctrl-C before a job started (``run`` handles it once the job runs).
@@ -439,15 +436,15 @@ def run(**opts: Any) -> None:
             if opts["votes"] > 1:
                 _run_votes(spec, lambda: create_provider(provider_name, config), notify, opts, out)
             result = asyncio.run(_run_with_progress(spec, backend, notify, opts, metrics))
-    except (BudgetReached, FatalError, JobStopped) as exc:
-        # What this run did, spend against the budget included, then how to go on.
+    except (JobStopped, FatalError) as exc:
+        # What this run did, spend against the budget included; the error's own line and exit
+        # code follow from _Group.invoke.
         summary = metrics.summary()
         _write_metrics(opts, summary)
         if not opts["quiet"] and metrics.started:
             out.print(metrics_table(summary, title=title))
         _print_written(exc.rows_written, output, out, opts)
-        err.print(f"[red]stopped:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(EXIT_STOPPED)
+        raise
     except KeyboardInterrupt:
         what = "terminated" if terminated() else "interrupted"
         written = "" if to_stdout else f"; the answers so far are in {output}"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import FatalError, LLMBatchError, UsageError
+from ._exceptions import JobStopped, LLMBatchError, UsageError
 from ._io import open_writer
 from ._metrics import Metrics
 from ._pricing import PriceTable
@@ -404,7 +404,7 @@ def run_ray(
     collected on this machine and written in input order, so it suits outputs
     that fit in memory; for larger ones use ``process`` and a Ray writer.
     Returns the run's metrics summary (``Metrics.summary()`` plus ``rows_written``,
-    ``workers`` and ``engine``). Raises FatalError after writing when the job had
+    ``workers`` and ``engine``). Raises JobStopped after writing when the job had
     to stop; the unsent records are failed rows of kind ``stopped``.
 
     >>> summary = run_ray("reviews.jsonl", task, "labels.jsonl", workers=3,  # doctest: +SKIP
@@ -451,7 +451,8 @@ def run_ray(
     metrics.clock = time.monotonic
     metrics.started, metrics.finished = started, time.monotonic()
     if stop is not None:
-        raise FatalError(
+        # Only the reason crosses from the worker that stopped (a string): nothing to chain.
+        raise JobStopped(
             f"{stop}; wrote {rows:,} rows to {output_path}, the unsent records as failed rows "
             "(kind stopped): run the same command again to resume"
         )

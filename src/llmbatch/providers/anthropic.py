@@ -49,11 +49,13 @@ from .._exceptions import (
     BadRequest,
     BatchLineLost,
     ConnectionFailed,
+    FatalError,
     ProviderError,
     QuotaExhausted,
     RateLimited,
     RequestTimeout,
     ServerError,
+    UnknownProviderError,
     UsageError,
 )
 from .._headers import parse_retry_after, rate_limit_headers
@@ -239,13 +241,39 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+SPEND_LIMIT_CODES: Final = frozenset({"contract_spend_limit_reached", "enforced_spend_limit_reached"})
+"""429s whose ``error_code`` says a spend limit is reached: waiting does not lift them."""
+ACCOUNT_CODES: Final = frozenset(
+    {
+        "cmek_key_disabled",
+        "cmek_key_network_blocked",
+        "claude_code_key_creator_not_member",
+        "claude_code_version_too_old",
+        "organization_on_hold",
+        "organization_type_not_supported",
+        "parent_organization_required",
+        "workspace_human_review_disabled",
+    }
+)
+"""400s whose ``error_code`` names the account, not the request: every request fails alike, so
+the job stops (resumable) instead of splitting packs down to failed records."""
+
+
+def _credential_errors(anthropic: Any) -> tuple[type[Exception], ...]:
+    """The SDK's errors of loading credentials; only newer SDKs have them (and raise them only
+    when no API key is given, which llmbatch always gives)."""
+    names = ("CredentialsError", "WorkloadIdentityError")
+    return tuple(getattr(anthropic, name) for name in names if hasattr(anthropic, name))
+
+
 @contextmanager
 def map_anthropic_errors(secret: str | None = None) -> Iterator[None]:
     """Translate SDK errors into llmbatch errors; scrub the API key from messages.
 
-    429 with ``retry-after`` is a rate limit (wait, retry); 429 without one is a
-    spend cap, like 402 (stop: waiting does not help). 529 overloaded and 5xx
-    are retried with backoff.
+    429 with ``retry-after`` is a rate limit (wait, retry); 429 without one, or one
+    whose ``error_code`` names a spend limit, is a spend cap, like 402 (stop: waiting
+    does not help). 529 overloaded and 5xx are retried with backoff; a status or SDK
+    error with no rule is an ``UnknownProviderError`` (retried).
     """
     import anthropic
 
@@ -260,16 +288,27 @@ def map_anthropic_errors(secret: str | None = None) -> Iterator[None]:
         kind = f" {exc.type}" if exc.type else ""
         message = scrub(f"HTTP {status}{kind}: {exc.api_message or exc.message}", secret)
         headers = rate_limit_headers(exc.response.headers)
+        # ``error.details.error_code`` names a cause more precisely than the status does.
+        code = getattr(exc, "error_code", None)
         if status == 429:
             wait = parse_retry_after(exc.response.headers, time.time())
-            if wait is None:
+            named = code in SPEND_LIMIT_CODES  # a spend limit, retry-after or not
+            if wait is None or named:
+                why = "" if named else " (a 429 without retry-after)"
                 raise QuotaExhausted(
-                    f"{message} — the spend limit is reached (a 429 without retry-after); "
+                    f"{message} — the spend limit is reached{why}; "
                     "raise it in the Anthropic console, then run the same command again to resume",
                     status=status,
                     headers=headers,
                 ) from exc
             raise RateLimited(message, retry_after=wait, headers=headers) from exc
+        if code in ACCOUNT_CODES:
+            raise FatalError(
+                f"{message} — the account cannot send requests as it is ({code}): fix it in "
+                "the Anthropic console, then run the same command again to resume",
+                status=status,
+                headers=headers,
+            ) from exc
         if status == 402:
             raise QuotaExhausted(
                 f"{message} — add credit or raise the spend limit, then run the same command again",
@@ -277,8 +316,18 @@ def map_anthropic_errors(secret: str | None = None) -> Iterator[None]:
                 headers=headers,
             ) from exc
         raise status_error(status, message, headers=headers, key_env="ANTHROPIC_API_KEY") from exc
+    except anthropic.APIResponseValidationError as exc:
+        shape = f"the endpoint answered, but not as the API does ({exc.message}): check --base-url"
+        raise ServerError(scrub(shape, secret), status=exc.status_code) from exc
     except anthropic.AnthropicError as exc:
-        raise ProviderError(scrub(str(exc), secret)) from exc
+        if isinstance(exc, _credential_errors(anthropic)):
+            # The SDK's own credential loading (profiles, workload identity): waiting does not help.
+            raise AuthenticationError(
+                scrub(f"cannot load Anthropic credentials: {exc}", secret)
+                + " — set the ANTHROPIC_API_KEY environment variable or pass --api-key"
+            ) from exc
+        # Nothing to go on but that it happened: retried like any transient failure.
+        raise UnknownProviderError(scrub(str(exc), secret)) from exc
 
 
 # -- the Message Batches API ----------------------------------------------------------
@@ -308,7 +357,7 @@ def read_batch_result(entry: MessageBatchIndividualResponse, secret: str | None 
             return entry.custom_id, exc
     if result.type == "errored":
         error = result.error.error
-        cls = _LINE_ERRORS.get(error.type, ProviderError)
+        cls = _LINE_ERRORS.get(error.type, UnknownProviderError)
         return entry.custom_id, cls(f"batch line failed ({error.type}): {scrub(error.message, secret)}")
     kind = "expired" if result.type == "expired" else "canceled"
     return entry.custom_id, BatchLineLost(f"batch line {kind} before it was run", kind=kind)

@@ -38,6 +38,7 @@ from .._exceptions import (
     ProviderError,
     RequestTimeout,
     ServerError,
+    UnknownProviderError,
     UsageError,
 )
 from .._pricing import ModelTraits
@@ -381,9 +382,18 @@ def check_sampling(
     return False
 
 
-def status_error(status: int, message: str, *, headers: dict[str, str], key_env: str) -> ProviderError:
+def status_error(
+    status: int | None, message: str, *, headers: dict[str, str] | None = None, key_env: str
+) -> ProviderError:
     """The llmbatch error for an HTTP error status; 429 and spend caps, which differ by
-    provider, are mapped by the provider before it calls this."""
+    provider, are mapped by the provider before it calls this.
+
+    A status with no rule here (418, 499, none at all) is an ``UnknownProviderError``:
+    retried, as a failure that may pass, rather than guessed at.
+
+    >>> type(status_error(503, "HTTP 503: busy", key_env="OPENAI_API_KEY")).__name__
+    'ServerError'
+    """
     if status in (401, 403):
         return AuthenticationError(
             f"{message} — check the API key ({key_env} or --api-key) and its permissions",
@@ -391,12 +401,12 @@ def status_error(status: int, message: str, *, headers: dict[str, str], key_env:
             headers=headers,
         )
     if status == 404:
-        return FatalError(f"{message} — check --model and --base-url", status=status)
+        return FatalError(f"{message} — check --model and --base-url", status=status, headers=headers)
     if status in (400, 413, 422):
         return BadRequest(message, status=status, headers=headers)
-    if status >= 500 or status in (408, 409):
+    if status is not None and (status >= 500 or status in (408, 409)):
         return ServerError(message, status=status, headers=headers)
-    return ProviderError(message, status=status, headers=headers)
+    return UnknownProviderError(message, status=status, headers=headers)
 
 
 PROVIDERS: dict[str, Callable[[ProviderConfig], Provider]] = {}

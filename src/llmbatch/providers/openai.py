@@ -37,7 +37,6 @@ from openai._legacy_response import LegacyAPIResponse
 from openai.types.chat import ChatCompletion
 
 from .._exceptions import (
-    BadRequest,
     BatchLineLost,
     ConnectionFailed,
     ProviderError,
@@ -45,6 +44,7 @@ from .._exceptions import (
     RateLimited,
     RequestTimeout,
     ServerError,
+    UnknownProviderError,
     UsageError,
 )
 from .._headers import parse_retry_after, rate_limit_headers
@@ -215,6 +215,11 @@ def _refused(exc: BaseException) -> str | None:
     return None
 
 
+QUOTA_HINT: Final = (
+    "the account's quota or spend limit is exhausted; raise it, then run the same command again to resume"
+)
+
+
 @contextmanager
 def map_openai_errors(secret: str | None = None) -> Iterator[None]:
     """Translate SDK errors into llmbatch errors; scrub the API key from messages."""
@@ -233,16 +238,18 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
         headers = rate_limit_headers(exc.response.headers)
         if status == 429:
             if code == "insufficient_quota":
-                raise QuotaExhausted(
-                    f"{message} — the account's quota or spend limit is exhausted; "
-                    "raise it, then run the same command again to resume",
-                    status=status,
-                ) from exc
+                raise QuotaExhausted(f"{message} — {QUOTA_HINT}", status=status, headers=headers) from exc
             wait = parse_retry_after(exc.response.headers, time.time())
             raise RateLimited(message, retry_after=wait, headers=headers) from exc
         raise status_error(status, message, headers=headers, key_env="OPENAI_API_KEY") from exc
+    except openai.APIResponseValidationError as exc:
+        # An answer in the wrong shape, as parse_chat_response says of one it reads itself.
+        shape = f"the endpoint answered, but not as the API does ({exc.message}): check --base-url"
+        raise ServerError(scrub(shape, secret), status=exc.status_code) from exc
     except openai.OpenAIError as exc:
-        raise ProviderError(scrub(str(exc), secret)) from exc
+        # Not a failed request (a parse helper's refusal, a websocket error): nothing to go
+        # on but that it happened, so it is retried like any transient failure.
+        raise UnknownProviderError(scrub(str(exc), secret)) from exc
 
 
 # -- the Batch API ----------------------------------------------------------------
@@ -254,19 +261,19 @@ _ENDED = frozenset({"completed", "expired", "cancelled", "failed"})
 
 
 def batch_line_error(status: int | None, code: str, message: str, secret: str | None = None) -> ProviderError:
-    """The error of one batch line, from its HTTP status or its ``error.code``."""
+    """The error of one batch line, from its ``error.code`` or else its HTTP status, read as
+    a synchronous request's status is (``status_error``)."""
     text = f"batch line failed ({scrub(code, secret, 40) or status}): {scrub(message, secret)}"
     if code == "batch_expired":
         return BatchLineLost(text, kind="expired")
     if code == "batch_cancelled":
         return BatchLineLost(text, kind="canceled")
+    if status == 429 and code == "insufficient_quota":
+        return QuotaExhausted(f"{text} — {QUOTA_HINT}", status=status)
     if status == 429:
+        # A line carries no retry-after: the policy backs off.
         return RateLimited(text)
-    if status in (400, 413, 422):
-        return BadRequest(text, status=status)
-    if status is not None and (status >= 500 or status in (408, 409)):
-        return ServerError(text, status=status)
-    return ProviderError(text, status=status)
+    return status_error(status, text, key_env="OPENAI_API_KEY")
 
 
 def read_batch_line(line: dict[str, Any], secret: str | None = None) -> BatchResult:
