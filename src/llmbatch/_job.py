@@ -32,7 +32,7 @@ from ._io import Record, open_reader, open_writer
 from ._lock import JobLock
 from ._metrics import Metrics
 from ._policy import MAY_PASS
-from ._pricing import Price, PriceTable
+from ._pricing import Price, PriceTable, price_for
 from ._runner import Runner, RunOptions
 from ._store import ItemUpdate, JobStore
 from ._task import Task
@@ -161,9 +161,7 @@ def _retry_failed(spec: JobSpec, store: JobStore, notices: list[str]) -> None:
 
 
 def _price_of(spec: JobSpec, provider: Provider) -> Price | None:
-    if not provider.billed:
-        return Price(input=0.0, output=0.0)
-    return spec.prices.get(provider.model) if spec.prices else None
+    return price_for(provider.model, billed=provider.billed, prices=spec.prices)
 
 
 ESCALATED_KINDS = ("missing", "invalid", "truncated")

@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 from ._exceptions import UsageError
 from ._types import Usage
 
-__all__ = ["DEFAULT_TRAITS", "ModelTraits", "Price", "PriceTable", "model_traits"]
+__all__ = ["DEFAULT_TRAITS", "FREE", "ModelTraits", "Price", "PriceTable", "model_traits", "price_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,18 @@ class PriceTable:
         and an unknown price must stay unknown rather than become a wrong one.
         """
         return _lookup(self._prices, model)
+
+
+FREE: Final = Price(input=0.0, output=0.0)
+"""What a backend that bills nothing (local, sim) costs."""
+
+
+def price_for(model: str, *, billed: bool, prices: PriceTable | None) -> Price | None:
+    """The price of ``model``: free where the backend bills nothing, else the table's entry
+    (None: unknown, so cost is not counted and ``--max-cost`` cannot be kept)."""
+    if not billed:
+        return FREE
+    return prices.get(model) if prices else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,14 +23,14 @@ from ._ingest import ingest
 from ._io import Record, _jsonl_record, output_row
 from ._limiter import RateLimiter
 from ._metrics import Metrics
-from ._pricing import Price, PriceTable
+from ._pricing import PriceTable, price_for
 from ._ray_cache import SharedCache
 from ._ray_limiter import SharedLimiter
 from ._runner import Runner, RunOptions
 from ._store import FAILED, ItemUpdate, JobStore
 from ._task import Task
 from ._types import Result
-from .providers import Provider, ProviderConfig, create_provider
+from .providers import ProviderConfig, create_provider
 
 __all__ = ["INSTALL_HINT", "POSITION", "BlockWorker", "WorkerSpec", "import_ray", "positioned", "task_args"]
 
@@ -152,7 +152,7 @@ class BlockWorker:
                     provider,
                     store,
                     spec.options,
-                    price=self._price(provider),
+                    price=price_for(provider.model, billed=provider.billed, prices=self.spec.prices),
                     metrics=metrics,
                     # SharedLimiter has RateLimiter's interface, not its class (see _ray_limiter).
                     limiter=cast(RateLimiter, SharedLimiter(spec.limiter, limits)),
@@ -174,11 +174,6 @@ class BlockWorker:
                     # The block's answers are in the cache before its rows are handed back.
                     cache.flush()
         return None
-
-    def _price(self, provider: Provider) -> Price | None:
-        if not provider.billed:
-            return Price(input=0.0, output=0.0)
-        return self.spec.prices.get(provider.model) if self.spec.prices else None
 
 
 def _fail_pending(store: JobStore, reason: str) -> int:

@@ -36,7 +36,7 @@ from ._quality import Comparison, SizeScore, compare, recommend
 from ._runner import RunOptions
 from ._store import JobStore
 from ._task import Task
-from ._types import JSON, IdValue, Item
+from ._types import JSON, IdValue, Item, Usage
 from .providers.base import Provider
 
 __all__ = [
@@ -176,7 +176,7 @@ def estimate_tune_cost(
             completion += request.max_tokens
     cost = None
     if price is not None:
-        cost = (prompt * price.input + completion * price.output) / 1_000_000
+        cost = price.cost(Usage(prompt_tokens=prompt, completion_tokens=completion))
     return TuneEstimate(len(items), requests, prompt, completion, cost)
 
 

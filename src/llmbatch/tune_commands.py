@@ -25,7 +25,7 @@ from ._exceptions import UsageError
 from ._io import open_reader
 from ._packing import PACKERS
 from ._policy import RetryPolicy
-from ._pricing import Price, PriceTable
+from ._pricing import PriceTable, price_for
 from ._runner import RunOptions
 from ._task import Task
 from ._tune import (
@@ -40,7 +40,6 @@ from ._tune import (
 )
 from ._vote import VoteReport
 from .providers import create_provider
-from .providers.base import Provider
 
 __all__ = ["COMMANDS", "reservoir_sample", "tune", "tune_table", "vote_table"]
 
@@ -183,10 +182,6 @@ def _verdict(report: TuneReport) -> str:
     )
 
 
-def _price(backend: Provider, prices: PriceTable) -> Price | None:
-    return prices.get(backend.model) if backend.billed else Price(input=0.0, output=0.0)
-
-
 @click.command(
     "tune",
     epilog="""\b
@@ -268,7 +263,7 @@ def tune(**opts: Any) -> None:
     if packer.text_only and not task.is_text:
         raise UsageError(f"the {packer.name} pack format is for free-text answers; use json or numbered")
     prices = PriceTable.load(opts["prices"])
-    price = _price(probe, prices)
+    price = price_for(probe.model, billed=probe.billed, prices=prices)
     sizes = normalise_sizes(opts["sizes"])
     records = reservoir_sample(
         (r.fields for r in open_reader(opts["input_path"]) if r.fields is not None),
