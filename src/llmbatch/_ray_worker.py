@@ -26,7 +26,7 @@ from ._metrics import Metrics
 from ._pricing import PriceTable, price_for
 from ._ray_cache import SharedCache
 from ._ray_limiter import SharedLimiter
-from ._runner import Runner, RunOptions
+from ._runner import Runner, RunOptions, Steering
 from ._store import FAILED, ItemUpdate, JobStore
 from ._task import Task
 from ._types import Result
@@ -82,8 +82,9 @@ class WorkerSpec:
 class BlockWorker:
     """One Ray Data actor: runs llmbatch's Runner over each block it is given.
 
-    The controllers (pack size, concurrency, token calibration) are carried from
-    one block to the next, so a worker adapts once, not once per block.
+    The runner's ``Steering`` (pack size, concurrency, token calibration, answer sizes,
+    the job plan) is handed from one block to the next, so a worker adapts once, not
+    once per block.
     """
 
     def __init__(self, spec: WorkerSpec) -> None:
@@ -93,7 +94,7 @@ class BlockWorker:
             raise UsageError(
                 "the task changed on its way to the Ray worker: install the same llmbatch everywhere"
             )
-        self._carried: tuple[Any, Any, Any, dict[int, float]] | None = None
+        self._steering: Steering | None = None
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
@@ -158,17 +159,16 @@ class BlockWorker:
                     limiter=cast(RateLimiter, SharedLimiter(spec.limiter, limits)),
                     # SharedCache has ResultCache's interface, not its class (see _ray_cache).
                     cache=cast(ResultCache | None, cache),
+                    # What the worker's earlier blocks learnt (and they warmed the provider's cache).
+                    steering=self._steering,
                 )
-                if self._carried is not None:
-                    runner.sizer, runner.flow, runner.calibration, runner.best_latency = self._carried
-                    runner.warm_up = False  # this worker's first block warmed the provider's cache
                 try:
                     await runner.run()
                 except FatalError as exc:
                     spec.limiter.stop.remote(spec.run, str(exc))
                     return str(exc)
                 finally:
-                    self._carried = (runner.sizer, runner.flow, runner.calibration, runner.best_latency)
+                    self._steering = runner.steering
             finally:
                 if cache is not None:
                     # The block's answers are in the cache before its rows are handed back.

@@ -47,7 +47,7 @@ from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
 from ._types import Completion, Item, Request, Usage
 from .providers.base import Provider
 
-__all__ = ["RunOptions", "Runner"]
+__all__ = ["RunOptions", "Runner", "Steering"]
 
 log = logging.getLogger("llmbatch")
 
@@ -90,6 +90,47 @@ class RunOptions:
 # -- running -------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Steering:
+    """What a run learns as it goes and steers by: handed on whole to the next runner of
+    the same job on the same provider (a Ray worker's next block), so it adapts once."""
+
+    sizer: PackSizeControl
+    flow: ConcurrencyControl
+    calibration: Calibration
+    """Prompt tokens as the provider counts them, against this process's estimate."""
+    answers: AnswerBudget
+    """Tokens per item's answer: the schema's bound at first, then what answers use."""
+    need: LittleNeed
+    """What the limits call for at the latency seen: where the concurrency ramps to."""
+    plan: SizePlanner
+    """What the rest of the job looks like: the pack size that finishes it soonest."""
+    best_latency: dict[int, float] = field(default_factory=dict)
+    """The fastest answer seen per pack size (the baseline latency growth is judged by)."""
+
+    @classmethod
+    def start(
+        cls, task: Task, options: RunOptions, clock: Clock, blank_prompt: Callable[[int], int]
+    ) -> Steering:
+        return cls(
+            sizer=PackSizeControl(
+                start=options.batch_size or 5,
+                max_batch=options.batch_size or options.max_batch_size,
+                adaptive=options.batch_size is None,
+                clock=clock,
+            ),
+            flow=ConcurrencyControl(
+                options.concurrency,
+                clock,
+                start=options.concurrency if options.batch_size and options.concurrency else None,
+            ),
+            calibration=Calibration(),
+            answers=AnswerBudget.for_task(task),
+            need=LittleNeed(),
+            plan=SizePlanner(blank_prompt),
+        )
+
+
 class Runner:
     """Runs every pending item of a job's store through a provider.
 
@@ -109,6 +150,7 @@ class Runner:
         limiter: RateLimiter | None = None,
         cache: ResultCache | None = None,
         on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
+        steering: Steering | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -127,28 +169,20 @@ class Runner:
         self.cache = cache
         self.on_settled = on_settled
         """Hears every committed item update (after its transaction), e.g. to stream results."""
-        self.calibration = Calibration()
-        self.answers = AnswerBudget.for_task(task)
-        """Tokens per item's answer: the schema's bound at first, then what answers use."""
-        self.sizer = PackSizeControl(
-            start=options.batch_size or 5,
-            max_batch=options.batch_size or options.max_batch_size,
-            adaptive=options.batch_size is None,
-            clock=clock,
-        )
-        self.flow = ConcurrencyControl(
-            options.concurrency,
-            clock,
-            start=options.concurrency if options.batch_size and options.concurrency else None,
-        )
-        self.need = LittleNeed()
-        """What the limits call for at the latency seen: where the concurrency ramps to."""
-        self.plan = SizePlanner(self._blank_prompt_tokens)
-        """What the rest of the job looks like: the pack size that finishes it soonest."""
-        self.best_latency: dict[int, float] = {}
+        self.steering = steering or Steering.start(task, options, clock, self._blank_prompt_tokens)
+        self.sizer = self.steering.sizer
+        self.flow = self.steering.flow
+        self.calibration = self.steering.calibration
+        self.answers = self.steering.answers
+        self.need = self.steering.need
+        self.plan = self.steering.plan
+        self.best_latency = self.steering.best_latency
         self._prefix_tokens: int | None = None
-        self.warm_up = provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
-        """Send one request alone before fanning out, so that the rest read the provider's cache."""
+        self.warm_up = steering is None and (
+            provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
+        )
+        """Send one request alone before fanning out, so that the rest read the provider's cache
+        (not when steering is handed on: the runner before this one warmed it)."""
         self.planner = Planner(
             self._load_page,
             retry_size=self.policy.retry_size,
