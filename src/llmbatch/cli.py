@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from rich.markup import escape
 
 from . import __version__
 from ._cache import default_cache_dir
-from ._cli_options import local_model_options, provider_config
+from ._cli_options import default_provider, local_model_options, provider_config
 from ._estimate import estimate_job
 from ._exceptions import FatalError, JobStopped, LLMBatchError, UsageError
 from ._io import open_reader
@@ -112,28 +111,8 @@ class _BatchSize(click.ParamType):  # type: ignore[type-arg]
         return number
 
 
-def _default_provider(opts: dict[str, Any]) -> str:
-    """openai when an API key or endpoint is configured, else the bundled local model."""
-    if opts["model_path"]:
-        return "local"
-    if os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("OPENAI_API_KEY"):
-        return "anthropic"
-    configured = opts["api_key"] or opts["base_url"]
-    if configured or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        return "openai"
-    from .providers.local import INSTALL_HINT, local_available
-
-    if not local_available():
-        raise UsageError(f"no API key or base URL is set, and {INSTALL_HINT}")
-    if not opts["quiet"]:
-        err.print(
-            "no API key or base URL set: using the bundled local model (SmolLM2-135M, offline). It is "
-            "small, meant for trying llmbatch without a key, and its answers are often wrong. For real "
-            "answers run the same command with OPENAI_API_KEY set (and --model gpt-4o-mini), "
-            "ANTHROPIC_API_KEY, or --base-url http://HOST:PORT/v1 for any OpenAI-compatible server",
-            highlight=False,
-        )
-    return "local"
+def _notice(text: str) -> None:
+    err.print(text, highlight=False)
 
 
 def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
@@ -415,7 +394,7 @@ def run(**opts: Any) -> None:
     config = provider_config(opts)
     if task.models and not opts["model"]:
         config = dataclasses.replace(config, model=task.models[0])
-    provider_name = opts["provider"] or _default_provider(opts)
+    provider_name = opts["provider"] or default_provider(opts, notice=_notice)
     backend = create_provider(provider_name, config)
     opts["provider_for"] = lambda model: create_provider(
         provider_name, dataclasses.replace(config, model=model)

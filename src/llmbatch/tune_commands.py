@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import _tune
-from ._cli_options import local_model_options, provider_config
+from ._cli_options import default_provider, local_model_options, provider_config
 from ._exceptions import UsageError
 from ._io import open_reader
 from ._packing import PACKERS
@@ -254,9 +254,7 @@ def tune(**opts: Any) -> None:
     if task.models and not opts["model"]:
         config = dataclasses.replace(config, model=task.models[0])  # a cascade: its first model
     if opts["provider"] is None:
-        from .cli import _default_provider  # the one rule for every command; cli imports us
-
-        opts["provider"] = _default_provider(opts)
+        opts["provider"] = default_provider(opts, notice=lambda text: err.print(text, highlight=False))
     name = opts["provider"]
     probe = create_provider(name, config)  # not started: only its model, price and pack format
     packer = PACKERS[opts["pack"] or probe.default_pack]
