@@ -29,9 +29,9 @@ from ._exceptions import UsageError
 from ._ingest import record_id
 from ._io import Record
 from ._job import JobSpec, run_job
-from ._store import DONE, ItemUpdate, JobStore
+from ._store import ItemUpdate, JobStore
 from ._task import Task
-from ._types import Result
+from ._types import ItemStatus, Result
 from .providers import create_provider
 from .providers.base import Provider
 
@@ -175,7 +175,7 @@ async def _aiter(task: Task, records: Iterable[Mapping[str, Any]], plan: Plan) -
                 getter.cancel()
                 continue
             for update in getter.result():
-                if update.status in (DONE, "failed") and update.index not in seen:
+                if update.status in (ItemStatus.DONE, ItemStatus.FAILED) and update.index not in seen:
                     seen.add(update.index)
                     yield _result(update, ids[update.index])
         job.result()  # a failed job raises here
@@ -234,14 +234,15 @@ def _iter(task: Task, records: Iterable[Mapping[str, Any]], plan: Plan) -> Itera
 
 
 def _result(update: ItemUpdate, item_id: str | int | float | bool) -> Result:
-    ok = update.status == DONE
+    ok = update.status == ItemStatus.DONE
     return Result(
         index=update.index,
         id=item_id,
         status="ok" if ok else "failed",
         answer=update.answer if ok else None,
         error="" if ok else update.error,
-        error_kind="" if ok else update.error_kind,
+        # A plain str, as in the Results read back from the store.
+        error_kind="" if ok else str(update.error_kind),
         attempts=update.attempts,
     )
 

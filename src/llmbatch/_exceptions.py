@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ._types import FailureKind
+
 __all__ = [
     "AuthenticationError",
     "BadRequest",
@@ -90,9 +92,12 @@ class BudgetReached(JobStopped):
 
 
 class ItemError(LLMBatchError):
-    """One record cannot be processed; it becomes a failed row with this reason."""
+    """One record cannot be processed; it becomes a failed row with this reason.
 
-    def __init__(self, message: str, *, kind: str = "input") -> None:
+    ``kind`` is the row's ``FailureKind``: ``input`` (the record), or ``too_large``.
+    """
+
+    def __init__(self, message: str, *, kind: str = FailureKind.INPUT) -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -101,10 +106,10 @@ class ProviderError(LLMBatchError):
     """A request to the provider failed.
 
     ``kind`` is a short stable name used in metrics and failed rows
-    (``rate_limited``, ``timeout``, ``server_error``...).
+    (``rate_limited``, ``timeout``, ``server_error``...): a ``FailureKind``.
     """
 
-    kind = "provider_error"
+    kind: str = FailureKind.PROVIDER_ERROR
 
     def __init__(
         self, message: str, *, status: int | None = None, headers: dict[str, str] | None = None
@@ -118,13 +123,13 @@ class ProviderError(LLMBatchError):
 class RetryableError(ProviderError):
     """The same request may succeed later."""
 
-    kind = "retryable"
+    kind: str = FailureKind.RETRYABLE  # str, not FailureKind: BatchLineLost takes its kind as given
 
 
 class RateLimited(RetryableError):
     """429 rate limit: every sender waits ``retry_after`` seconds (when known)."""
 
-    kind = "rate_limited"
+    kind = FailureKind.RATE_LIMITED
 
     def __init__(
         self,
@@ -139,22 +144,22 @@ class RateLimited(RetryableError):
 
 
 class RequestTimeout(RetryableError):
-    kind = "timeout"
+    kind = FailureKind.TIMEOUT
 
 
 class ConnectionFailed(RetryableError):
-    kind = "connection"
+    kind = FailureKind.CONNECTION
 
 
 class NotAnAPI(ConnectionFailed):
     """A 200 that is not the API's answer (an HTML login page, a wrong --base-url): as good as
     unreachable — retried, never failing records, and stopping the job if it lasts."""
 
-    kind = "not_api"
+    kind = FailureKind.NOT_API
 
 
 class ServerError(RetryableError):
-    kind = "server_error"
+    kind = FailureKind.SERVER_ERROR
 
 
 class BatchLineLost(RetryableError):
@@ -163,9 +168,9 @@ class BatchLineLost(RetryableError):
     ``kind`` is ``expired`` or ``canceled``; not the items' fault, so it is retried.
     """
 
-    kind = "expired"
+    kind: str = FailureKind.EXPIRED
 
-    def __init__(self, message: str, *, kind: str = "expired") -> None:
+    def __init__(self, message: str, *, kind: str = FailureKind.EXPIRED) -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -179,32 +184,32 @@ class UnknownProviderError(RetryableError):
     metrics and failed rows (a re-run asks them again: ``_policy.MAY_PASS``).
     """
 
-    kind = "provider_error"
+    kind = FailureKind.PROVIDER_ERROR
 
 
 class BadRequest(ProviderError):
     """400: the provider rejected the request; split the pack to find the item."""
 
-    kind = "bad_request"
+    kind = FailureKind.BAD_REQUEST
 
 
 class FatalError(ProviderError):
     """Nothing sent now can succeed; the job stops, state saved, resumable."""
 
-    kind = "fatal"
+    kind = FailureKind.FATAL
     exit_code = 4
     label = "stopped"
 
 
 class AuthenticationError(FatalError):
-    kind = "auth"
+    kind = FailureKind.AUTH
 
 
 class QuotaExhausted(FatalError):
-    kind = "quota"
+    kind = FailureKind.QUOTA
 
 
 class EndpointUnreachable(FatalError):
     """Every request failed to connect for longer than the outage limit: stop, do not fail records."""
 
-    kind = "unreachable"
+    kind = FailureKind.UNREACHABLE

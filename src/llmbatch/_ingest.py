@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from ._exceptions import ItemError, UsageError
 from ._io import Record
-from ._store import FAILED, PENDING, ItemRow, JobStore
+from ._store import ItemRow, JobStore
 from ._task import Task
-from ._types import IdValue
+from ._types import FailureKind, IdValue, ItemStatus
 
 __all__ = ["IdValue", "IngestReport", "ingest", "record_id"]
 
@@ -86,8 +86,17 @@ def _row(task: Task, record: Record) -> tuple[ItemRow, bool]:
     else:
         item_id, id_json = _display(value), json.dumps(value)
     if record.fields is None or problem:
-        error = record.error or problem
-        return (record.index, item_id, id_json, int(fallback), None, None, FAILED, error, "input"), fallback
+        return (
+            record.index,
+            item_id,
+            id_json,
+            int(fallback),
+            None,
+            None,
+            ItemStatus.FAILED,
+            record.error or problem,
+            FailureKind.INPUT,
+        ), fallback
     try:
         text = task.render_input(record.fields)
     except ItemError as exc:
@@ -98,12 +107,12 @@ def _row(task: Task, record: Record) -> tuple[ItemRow, bool]:
             int(fallback),
             None,
             None,
-            FAILED,
+            ItemStatus.FAILED,
             str(exc),
             exc.kind,
         ), fallback
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return (record.index, item_id, id_json, int(fallback), text, digest, PENDING, "", ""), fallback
+    return (record.index, item_id, id_json, int(fallback), text, digest, ItemStatus.PENDING, "", ""), fallback
 
 
 def _display(value: IdValue) -> str:

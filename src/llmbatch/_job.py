@@ -36,6 +36,7 @@ from ._pricing import Price, PriceTable, price_for
 from ._runner import Runner, RunOptions
 from ._store import ItemUpdate, JobStore
 from ._task import Task
+from ._types import FailureKind, ItemStatus
 from .providers.base import Provider
 
 __all__ = ["JobResult", "JobSpec", "default_job_dir", "run_job"]
@@ -76,7 +77,7 @@ class JobResult:
 
     @property
     def all_ok(self) -> bool:
-        return self.counts.get("failed", 0) == 0 and self.counts.get("pending", 0) == 0
+        return self.counts.get(ItemStatus.FAILED, 0) == 0 and self.counts.get(ItemStatus.PENDING, 0) == 0
 
 
 def _identity(spec: JobSpec, provider: Provider) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def _price_of(spec: JobSpec, provider: Provider) -> Price | None:
     return price_for(provider.model, billed=provider.billed, prices=spec.prices)
 
 
-ESCALATED_KINDS = ("missing", "invalid", "truncated")
+ESCALATED_KINDS = (FailureKind.MISSING, FailureKind.INVALID, FailureKind.TRUNCATED)
 """Failures a stronger model may fix (not unreadable input, not a provider stop)."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ._exceptions import ItemError
 from ._headers import BucketState, parse_rate_limits
+from ._types import FailureKind
 
 __all__ = ["RateLimiter", "Reservation", "TokenBucket"]
 
@@ -146,7 +147,7 @@ class RateLimiter:
                 raise ItemError(
                     f"a request of {amount} {name.replace('_', ' ')} can never fit the "
                     f"limit of {bucket.capacity:.0f} per minute; shorten the record or raise the limit",
-                    kind="too_large",
+                    kind=FailureKind.TOO_LARGE,
                 )
 
     @staticmethod

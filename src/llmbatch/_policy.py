@@ -22,6 +22,7 @@ import random
 from dataclasses import dataclass
 
 from ._exceptions import BadRequest, ConnectionFailed, FatalError, NotAnAPI, ProviderError, RateLimited
+from ._types import FailureKind
 
 __all__ = [
     "MAY_PASS",
@@ -38,18 +39,18 @@ __all__ = [
 
 MAY_PASS = frozenset(
     {
-        "timeout",
-        "connection",
-        "not_api",
-        "server_error",
-        "rate_limited",
-        "retryable",
-        "provider_error",
-        "expired",
-        "canceled",
-        "missing",
-        "invalid",
-        "truncated",
+        FailureKind.TIMEOUT,
+        FailureKind.CONNECTION,
+        FailureKind.NOT_API,
+        FailureKind.SERVER_ERROR,
+        FailureKind.RATE_LIMITED,
+        FailureKind.RETRYABLE,
+        FailureKind.PROVIDER_ERROR,
+        FailureKind.EXPIRED,
+        FailureKind.CANCELED,
+        FailureKind.MISSING,
+        FailureKind.INVALID,
+        FailureKind.TRUNCATED,
     }
 )
 """Failure kinds that may pass when asked again (a re-run retries them). The others will not:
@@ -100,6 +101,7 @@ class Fail:
 
     reason: str
     kind: str
+    """A ``FailureKind``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +180,9 @@ class RetryPolicy:
         if size > 1:
             return Split()
         if boosted:
-            return Fail("answer truncated even with a larger answer budget", "truncated")
+            return Fail("answer truncated even with a larger answer budget", FailureKind.TRUNCATED)
         if self.item_exhausted(attempts + 1):
-            return Fail("answer truncated on the last attempt", "truncated")
+            return Fail("answer truncated on the last attempt", FailureKind.TRUNCATED)
         return Retry(0.0)
 
     def retry_size(self, batch_size: int, attempts: int) -> int:

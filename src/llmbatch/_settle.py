@@ -13,7 +13,7 @@ runner and the batch runner share these rules, and a rule is tested as a table::
     >>> pack = Pack([ItemState(Item(0, "review-1", "text"))])
     >>> s = settle_answers(pack, {pack.items[0].key: Outcome.missing()}, truncated=False,
     ...                    cost=None, policy=RetryPolicy())
-    >>> [(u.status, u.attempts) for u in s.updates], len(s.retry)
+    >>> [(str(u.status), u.attempts) for u in s.updates], len(s.retry)
     ([('pending', 1)], 1)
 
 The item states of the pack are the planner's own working objects: settling updates
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from ._exceptions import ConnectionFailed, ProviderError
 from ._planner import ItemState, Pack
 from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
-from ._store import DONE, FAILED, PENDING, ItemUpdate
-from ._types import Outcome
+from ._store import ItemUpdate
+from ._types import FailureKind, ItemStatus, Outcome
 
 __all__ = ["TRUNCATED", "Resend", "Settlement", "settle_answers", "settle_error"]
 
@@ -75,7 +75,7 @@ class Settlement:
     """Why the job must stop (nothing sent now can succeed); the pack is kept for the resume."""
 
     def fail(self, state: ItemState, reason: str, kind: str) -> None:
-        self.updates.append(ItemUpdate(state.index, FAILED, state.attempts, None, reason, kind))
+        self.updates.append(ItemUpdate(state.index, ItemStatus.FAILED, state.attempts, None, reason, kind))
         self.failed[kind] += 1
 
     def split(self, pack: Pack, at: float) -> None:
@@ -111,7 +111,7 @@ def settle_answers(
         if outcome.status == "ok" and not truncated:
             settled.ok += 1
             settled.ok_first += state.attempts == 0 and state.transient == 0
-            update = ItemUpdate(state.index, DONE, state.attempts + 1, outcome.answer, cost=share)
+            update = ItemUpdate(state.index, ItemStatus.DONE, state.attempts + 1, outcome.answer, cost=share)
             settled.updates.append(update)
             settled.done.append((update, state))
             continue
@@ -134,10 +134,16 @@ def _after_bad_answer(state: ItemState, settled: Settlement, policy: RetryPolicy
     """A missing or invalid answer: retry smaller, or fail when attempts are used up."""
     state.attempts += 1
     if policy.item_exhausted(state.attempts):
-        kind = state.last_kind if state.last_kind in ("missing", "invalid") else "invalid"
+        kind = (
+            state.last_kind
+            if state.last_kind in (FailureKind.MISSING, FailureKind.INVALID)
+            else FailureKind.INVALID
+        )
         settled.fail(state, state.last_error, kind)
         return
-    settled.updates.append(ItemUpdate(state.index, PENDING, state.attempts, error=state.last_error))
+    settled.updates.append(
+        ItemUpdate(state.index, ItemStatus.PENDING, state.attempts, error=state.last_error)
+    )
     settled.retry.append(state)
     settled.retried += 1
 
@@ -153,7 +159,9 @@ def _after_truncation(pack: Pack, settled: Settlement, policy: RetryPolicy) -> N
         state = pack.states[0]
         state.boosted = True
         state.attempts += 1
-        settled.updates.append(ItemUpdate(state.index, PENDING, state.attempts, error=state.last_error))
+        settled.updates.append(
+            ItemUpdate(state.index, ItemStatus.PENDING, state.attempts, error=state.last_error)
+        )
         settled.resend.append(Resend(Pack([state])))
         settled.retried += 1
         return

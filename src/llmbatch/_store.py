@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ._types import Result
+from ._types import FailureKind, ItemStatus, Result, ResultStatus
 
 __all__ = ["BatchRow", "ItemUpdate", "JobStore", "RequestRow"]
 
-PENDING, DONE, FAILED = "pending", "done", "failed"
+PENDING, DONE, FAILED = ItemStatus.PENDING, ItemStatus.DONE, ItemStatus.FAILED
+"""Short names of the ``ItemStatus`` members, for the modules that import them from here."""
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -114,7 +115,7 @@ def _m003_id_values(db: sqlite3.Connection) -> None:
 
 MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial, _m002_batches, _m003_id_values)
 
-ItemRow = tuple[int, str, str | None, int, str | None, str | None, str, str, str]
+ItemRow = tuple[int, str, str | None, int, str | None, str | None, ItemStatus, str, str]
 """(idx, id, id_json, id_fallback, text, input_hash, status, error, error_kind): one ingested record."""
 _ITEM_COLUMNS = "idx, id, id_json, id_fallback, text, input_hash, status, error, error_kind"
 
@@ -124,11 +125,12 @@ class ItemUpdate:
     """A change to one item, applied inside a request's transaction."""
 
     index: int
-    status: str
+    status: ItemStatus
     attempts: int
     answer: Any = None
     error: str = ""
     error_kind: str = ""
+    """A ``FailureKind`` when ``status`` is failed."""
     cost: float | None = None
 
 
@@ -224,7 +226,7 @@ class _BatchTable:
             marks = ", ".join("?" * len(chunk))
             out += self.db.execute(
                 f"SELECT idx, id, text, attempts FROM items WHERE status = ? AND idx IN ({marks})",
-                (PENDING, *chunk),
+                (ItemStatus.PENDING, *chunk),
             ).fetchall()
         return out
 
@@ -336,12 +338,21 @@ class JobStore(_BatchTable):
             "SELECT later.id, MIN(first.idx), later.idx FROM items AS later"
             " JOIN items AS first ON first.id = later.id AND first.id_json IS later.id_json"
             " AND first.idx < later.idx"
-            " WHERE later.error_kind != 'duplicate_id' GROUP BY later.idx ORDER BY later.idx"
+            " WHERE later.error_kind != ? GROUP BY later.idx ORDER BY later.idx",
+            (FailureKind.DUPLICATE_ID,),
         ).fetchall()
         with self.transaction():
             self.db.executemany(
-                "UPDATE items SET status = ?, error = ?, error_kind = 'duplicate_id' WHERE idx = ?",
-                [(FAILED, f"duplicate id {d[0]!r}: first used by record {d[1]}", d[2]) for d in dupes],
+                "UPDATE items SET status = ?, error = ?, error_kind = ? WHERE idx = ?",
+                [
+                    (
+                        ItemStatus.FAILED,
+                        f"duplicate id {d[0]!r}: first used by record {d[1]}",
+                        FailureKind.DUPLICATE_ID,
+                        d[2],
+                    )
+                    for d in dupes
+                ],
             )
         return [(d[0], d[1], d[2]) for d in dupes]
 
@@ -356,14 +367,14 @@ class JobStore(_BatchTable):
             cursor = self.db.execute(
                 f"UPDATE items SET status = ?, attempts = 0, answer = NULL, error = '', error_kind = ''"
                 f" WHERE status = ? AND error_kind IN ({marks})",
-                (PENDING, FAILED, *kinds),
+                (ItemStatus.PENDING, ItemStatus.FAILED, *kinds),
             )
             changed = cursor.rowcount
             if field is not None and below is not None:
                 cursor = self.db.execute(
                     "UPDATE items SET status = ?, attempts = 0, answer = NULL"
                     " WHERE status = ? AND json_extract(answer, ?) < ?",
-                    (PENDING, DONE, f"$.{field}", below),
+                    (ItemStatus.PENDING, ItemStatus.DONE, f"$.{field}", below),
                 )
                 changed += cursor.rowcount
         return changed
@@ -377,14 +388,14 @@ class JobStore(_BatchTable):
                 self.db.execute(
                     f"SELECT error_kind, COUNT(*) FROM items WHERE status = ? AND error_kind IN ({marks})"
                     " GROUP BY error_kind",
-                    (FAILED, *kinds),
+                    (ItemStatus.FAILED, *kinds),
                 ).fetchall()
             )
             if counts:
                 self.db.execute(
                     f"UPDATE items SET status = ?, attempts = 0, answer = NULL, error = '', error_kind = ''"
                     f" WHERE status = ? AND error_kind IN ({marks})",
-                    (PENDING, FAILED, *kinds),
+                    (ItemStatus.PENDING, ItemStatus.FAILED, *kinds),
                 )
         return counts
 
@@ -398,7 +409,7 @@ class JobStore(_BatchTable):
         """The next pending items after position ``after``: (idx, id, text, attempts)."""
         return self.db.execute(
             "SELECT idx, id, text, attempts FROM items WHERE status = ? AND idx > ? ORDER BY idx LIMIT ?",
-            (PENDING, after, limit),
+            (ItemStatus.PENDING, after, limit),
         ).fetchall()
 
     def counts(self) -> dict[str, int]:
@@ -407,33 +418,35 @@ class JobStore(_BatchTable):
 
     def failures_by_kind(self) -> dict[str, int]:
         rows = self.db.execute(
-            "SELECT error_kind, COUNT(*) FROM items WHERE status = ? GROUP BY error_kind", (FAILED,)
+            "SELECT error_kind, COUNT(*) FROM items WHERE status = ? GROUP BY error_kind",
+            (ItemStatus.FAILED,),
         ).fetchall()
-        return {kind or "unknown": n for kind, n in rows}
+        return {kind or FailureKind.UNKNOWN: n for kind, n in rows}
 
     def results(self, stopped: str = "") -> Iterator[Result]:
         """Every item's final state, in input order, streamed.
 
         An item still pending (the job stopped before it was answered) is a ``stopped`` row
-        whose error is ``stopped`` (why the job stopped and how to go on) — never a gap.
+        of kind ``stopped`` whose error says why the job stopped and how to go on — never a gap.
         """
         cursor = self.db.execute(
             "SELECT idx, id, id_json, status, answer, error, error_kind, attempts FROM items ORDER BY idx"
         )
         unanswered = stopped or "not answered: the job stopped first; run the same command to resume"
-        state: Literal["ok", "failed", "stopped"]
+        state: ResultStatus
         for idx, item_id, id_json, status, answer, error, kind, attempts in cursor:
-            if status == DONE:
+            if status == ItemStatus.DONE:
                 state, error, kind = "ok", "", ""
-            elif status == PENDING:
-                state, error, kind = "stopped", unanswered, "stopped"
+            elif status == ItemStatus.PENDING:
+                # A plain str, like the kinds read from the table: Results go to the user.
+                state, error, kind = "stopped", unanswered, str(FailureKind.STOPPED)
             else:
                 state = "failed"
             yield Result(
                 index=idx,
                 id=item_id if id_json is None else json.loads(id_json),
                 status=state,
-                answer=None if answer is None or status != DONE else json.loads(answer),
+                answer=None if answer is None or status != ItemStatus.DONE else json.loads(answer),
                 error=error,
                 error_kind=kind,
                 attempts=attempts,

@@ -2,16 +2,112 @@
 
 records ─read─▶ Item ─plan─▶ pack (tuple of Item) ─render─▶ Request
 ─provider─▶ Completion ─parse─▶ {key: Outcome}
+
+and the two vocabularies of the job store: an item's ``ItemStatus`` and, for a failed
+record or request, its ``FailureKind``.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 JSON = Any
 """A value that came from, or goes to, JSON."""
+
+
+class ItemStatus(enum.StrEnum):
+    """An item's state in the job store (``items.status``).
+
+    A ``StrEnum``: each member is its string, so it is stored as that text in SQLite and
+    compares equal to what is read back. The values are stored data: never rename one.
+    """
+
+    PENDING = "pending"
+    """Not answered yet (or in flight when the process died): this run or the next sends it."""
+    DONE = "done"
+    """Answered; the answer is stored."""
+    FAILED = "failed"
+    """Failed for good; ``error_kind`` (a ``FailureKind``) says why."""
+
+
+class FailureKind(enum.StrEnum):
+    """Why a record failed (``error_kind`` of a failed row), or how a request failed
+    (the ``kind`` of a ``ProviderError``, in metrics and the ``requests`` table).
+
+    Each member is its string (a ``StrEnum``): the values are stored in job stores and
+    shown in metrics and ``status``, so never rename one. "Asked again" means a re-run
+    of the same command makes the record pending again (``_policy.MAY_PASS``);
+    ``--no-retry-failed`` keeps it failed.
+
+        >>> FailureKind.TIMEOUT == "timeout", f"{FailureKind.TIMEOUT}"
+        (True, 'timeout')
+    """
+
+    # -- the record itself: no request can answer it, a re-run does not ask again
+    INPUT = "input"
+    """The record could not be read, has no usable id, or its input could not be rendered
+    from the template (a missing or empty field). Fix the input; never sent."""
+    DUPLICATE_ID = "duplicate_id"
+    """The record repeats the id of an earlier record (the first one is kept). Never sent."""
+    TOO_LARGE = "too_large"
+    """The record alone needs a request larger than the model's context or than a
+    per-minute limit allows. Shorten the record or raise the limit."""
+
+    # -- the answer: the model answered the request, but not this record; asked again
+    MISSING = "missing"
+    """The answer had no entry for this record, on every attempt."""
+    INVALID = "invalid"
+    """The record's answer was unusable on every attempt: not valid JSON, not what the output
+    schema asks, empty, or given twice (the error says which)."""
+    TRUNCATED = "truncated"
+    """The answer was cut off at its token budget (finish reason ``length``), even alone
+    with a larger budget."""
+
+    # -- the request: not the record's fault; asked again
+    TIMEOUT = "timeout"
+    """No answer within ``--timeout``, too many times."""
+    CONNECTION = "connection"
+    """The endpoint could not be reached (never fails a record: an outage stops the job)."""
+    NOT_API = "not_api"
+    """The endpoint answered, but not as the API does (an HTML page, a proxy); as ``connection``."""
+    SERVER_ERROR = "server_error"
+    """The provider answered 5xx (or 529 overloaded), too many times."""
+    RATE_LIMITED = "rate_limited"
+    """429 rate limited (a request kind: every sender waits, the pack is sent again)."""
+    RETRYABLE = "retryable"
+    """A request failure that may pass, of no more precise kind (``RetryableError``)."""
+    PROVIDER_ERROR = "provider_error"
+    """A failure the provider edge could not place (an unexpected HTTP status or SDK error),
+    too many times."""
+    EXPIRED = "expired"
+    """Batch mode: the provider's batch expired before it ran this record's line."""
+    CANCELED = "canceled"
+    """Batch mode: the provider's batch was canceled before it ran this record's line."""
+
+    # -- rejected by the provider: not asked again
+    BAD_REQUEST = "bad_request"
+    """The provider rejected the request (400) with this record alone in it: its reason
+    is the error. Not asked again: the same request would be rejected again."""
+
+    # -- the job stops (a request kind: records are kept pending, never failed for it)
+    FATAL = "fatal"
+    """Nothing sent now can succeed (a model that does not exist: 404), of no more precise kind."""
+    AUTH = "auth"
+    """401 or 403: the API key is missing, wrong or not allowed to use the model."""
+    QUOTA = "quota"
+    """429 insufficient quota: the account's spend cap or credits are used up."""
+    UNREACHABLE = "unreachable"
+    """Every request failed to connect for longer than the outage limit."""
+    STOPPED = "stopped"
+    """The job stopped (budget, provider, interrupt) before this record was answered: the
+    ``stopped`` rows of the output (with ``--engine ray``, failed rows of this kind). Not a
+    failure of the record: running the same command again sends it."""
+
+    UNKNOWN = "unknown"
+    """Shown for a failed row stored without a kind; never written as one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +173,8 @@ class Completion:
     model: str = ""
 
 
-OutcomeStatus = Literal["ok", "missing", "invalid"]
+OutcomeStatus = Literal["ok", FailureKind.MISSING, FailureKind.INVALID]
+"""An answer for the item, or why there is none (the failure kind, should it be the last)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +191,15 @@ class Outcome:
 
     @classmethod
     def missing(cls, reason: str = "no answer for this item") -> Outcome:
-        return cls("missing", None, reason)
+        return cls(FailureKind.MISSING, None, reason)
 
     @classmethod
     def invalid(cls, reason: str) -> Outcome:
-        return cls("invalid", None, reason)
+        return cls(FailureKind.INVALID, None, reason)
 
+
+ResultStatus = Literal["ok", "failed", "stopped"]
+"""A record's status in the output: answered, failed (see ``error_kind``), or not answered yet."""
 
 IdValue = str | int | float | bool
 """A record's id: the JSON value it had in the input (a number stays a number)."""
@@ -112,9 +212,10 @@ class Result:
     index: int
     id: IdValue
     """The record's id as its JSON value (a string, or the number it was), or its line number."""
-    status: Literal["ok", "failed", "stopped"]
+    status: ResultStatus
     """``stopped``: the job stopped (budget, auth, interrupt) before the record was answered."""
     answer: JSON = None
     error: str = ""
     error_kind: str = ""
+    """A ``FailureKind`` value, as a plain string (``""`` when answered)."""
     attempts: int = 0

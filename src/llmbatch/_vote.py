@@ -41,14 +41,14 @@ from ._quality import vote_key
 from ._runner import RunOptions
 from ._store import JobStore
 from ._task import Task
-from ._types import JSON, IdValue, Result
+from ._types import JSON, FailureKind, IdValue, Result
 from .providers.base import Provider
 
 __all__ = ["PassResult", "VoteReport", "vote"]
 
 ProviderFactory = Callable[[], Provider]
 
-_HOPELESS = frozenset({"input", "duplicate_id"})
+_HOPELESS = frozenset({FailureKind.INPUT, FailureKind.DUPLICATE_ID})
 """Failures no further pass can change (the record itself cannot be sent)."""
 
 VOTE_COLUMNS = {"agreement": "number", "votes": "integer"}

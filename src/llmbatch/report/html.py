@@ -23,7 +23,7 @@ from typing import Any
 from .._exceptions import UsageError
 from .._metrics import percentile
 from .._pricing import PriceTable
-from .._store import FAILED
+from .._types import FailureKind, ItemStatus
 from . import status as fmt
 from .assets import CSP, CSS, SCRIPT
 from .series import (
@@ -66,7 +66,7 @@ def render_report(job_dir: str | Path, path: str | Path, *, now: float | None = 
         requests = read_requests(db)
         failed = db.execute(
             "SELECT idx, id, error_kind, attempts, error FROM items WHERE status = ? ORDER BY idx LIMIT ?",
-            (FAILED, FAILED_ROWS_SHOWN),
+            (ItemStatus.FAILED, FAILED_ROWS_SHOWN),
         ).fetchall()
         price = _price(db, status["model"])
     page = _page(status, requests, failed, price, now)
@@ -384,7 +384,7 @@ def _failed_table(status: Mapping[str, Any], failed: Sequence[tuple[int, str, st
     )
     rows = "".join(
         f'<tr><td class="num">{idx:,}</td><td class="id">{escape(str(item_id))}</td>'
-        f'<td>{escape(kind or "unknown")}</td><td class="num">{attempts}</td>'
+        f'<td>{escape(kind or FailureKind.UNKNOWN)}</td><td class="num">{attempts}</td>'
         f'<td class="reason">{escape(error)}</td></tr>'
         for idx, item_id, kind, attempts, error in failed
     )

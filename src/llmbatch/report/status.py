@@ -25,7 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .._exceptions import UsageError
-from .._store import DONE, FAILED, PENDING, JobStore
+from .._store import JobStore
+from .._types import FailureKind, ItemStatus
 from .series import Timeline
 
 __all__ = [
@@ -142,10 +143,10 @@ def collect_status(
     counts = dict(db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
     from_cache = db.execute("SELECT COUNT(*) FROM items WHERE from_cache").fetchone()[0]
     failures = {
-        kind or "unknown": n
+        kind or FailureKind.UNKNOWN: n
         for kind, n in db.execute(
             "SELECT error_kind, COUNT(*) FROM items WHERE status = ? GROUP BY error_kind ORDER BY 2 DESC",
-            (FAILED,),
+            (ItemStatus.FAILED,),
         )
     }
     (requests, ok, answered, spend, unpriced, prompt, completion, cached, mean_size, first, last) = (
@@ -157,7 +158,7 @@ def collect_status(
         ).fetchone()
     )
     errors = {
-        kind or "unknown": n
+        kind or FailureKind.UNKNOWN: n
         for kind, n in db.execute(
             "SELECT error_kind, COUNT(*) FROM requests WHERE status != 'ok'"
             " GROUP BY error_kind ORDER BY 2 DESC"
@@ -170,7 +171,9 @@ def collect_status(
     identity = read_meta(db, "identity") or {}
     command, note = resume_command(read_meta(db, "command"), read_meta(db, "cwd"))
 
-    done, failed, pending = counts.get(DONE, 0), counts.get(FAILED, 0), counts.get(PENDING, 0)
+    done = counts.get(ItemStatus.DONE, 0)
+    failed = counts.get(ItemStatus.FAILED, 0)
+    pending = counts.get(ItemStatus.PENDING, 0)
     window = min(RECENT_WINDOW, now - first) if first is not None else 0.0
     rate_recent = recent * 60.0 / window if window > 0 else 0.0
     rate_overall = answered * 60.0 / timeline.duration if timeline.duration > 0 else None
@@ -208,8 +211,8 @@ def collect_status(
         "requests": requests,
         "requests_ok": ok,
         "requests_failed_by_kind": errors,
-        "rate_limited": errors.get("rate_limited", 0),
-        "timeouts": errors.get("timeout", 0),
+        "rate_limited": errors.get(FailureKind.RATE_LIMITED, 0),
+        "timeouts": errors.get(FailureKind.TIMEOUT, 0),
         "failures_by_kind": failures,
         "mean_pack_size": mean_size,
         "first_request_at": first,
