@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._cache import ResultCache
-from ._exceptions import FatalError, ProviderError, ServerError, UsageError
+from ._exceptions import FatalError, ProviderError, ServerError
 from ._limiter import RateLimiter
 from ._metrics import Metrics
 from ._planner import ItemState, Pack
@@ -48,7 +48,7 @@ from ._runner import Clock, Runner, RunOptions, Sleep
 from ._store import BatchRow, ItemUpdate, JobStore, RequestRow
 from ._task import Task
 from ._types import Completion, Item, Request, Usage
-from .providers.base import BatchStatus, Provider
+from .providers.base import BatchStatus, Provider, batch_api
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BatchRunner", "PollBackoff"]
 
@@ -142,8 +142,7 @@ class BatchRunner(Runner):
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if not provider.supports_batch:
-            raise UsageError(f"provider {provider.name} has no batch API; use --mode sync")
+        self.api = batch_api(provider)
         options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH_SIZE)
         super().__init__(
             task,
@@ -159,7 +158,7 @@ class BatchRunner(Runner):
             clock=clock,
             sleep=sleep,
         )
-        limits = provider.batch_limits
+        limits = self.api.batch_limits
         self.max_requests = max_requests or limits.max_requests
         self.max_bytes = max_bytes or limits.max_bytes
         self.poll = PollBackoff(first=poll_interval, cap=max(poll_interval, max_poll_interval))
@@ -334,7 +333,7 @@ class BatchRunner(Runner):
         if request is None:
             return None
         # Measured with the longest custom_id and ASCII escapes: never below the bytes sent.
-        sample = self.provider.batch_line(f"p{self.max_requests}", request)
+        sample = self.api.batch_line(f"p{self.max_requests}", request)
         size = len(json.dumps(sample).encode()) + 1
         if size > self.max_bytes:
             self._set_aside(
@@ -366,7 +365,7 @@ class BatchRunner(Runner):
         projected = sum(line.projected for line in draft.lines)
         started = time.time()
         try:
-            provider_batch_id = await self.provider.submit_batch(
+            provider_batch_id = await self.api.submit_batch(
                 [(line.custom_id, line.request) for line in draft.lines]
             )
         except ProviderError as exc:
@@ -412,13 +411,13 @@ class BatchRunner(Runner):
 
     async def _poll(self, batch: _OpenBatch) -> None:
         try:
-            status = await self.provider.poll_batch(batch.provider_batch_id)
+            status = await self.api.poll_batch(batch.provider_batch_id)
             if not status.ended:
                 batch.polls += 1
                 batch.poll_failures = 0
                 batch.next_poll = self.clock() + self.poll.delay(batch.polls)
                 return
-            results = await self.provider.batch_results(batch.provider_batch_id)
+            results = await self.api.batch_results(batch.provider_batch_id)
         except ProviderError as exc:
             self._poll_failed(batch, exc)
             return

@@ -374,7 +374,6 @@ class AnthropicProvider(Provider):
 
     supports_json_schema = False
     supports_tools = True
-    supports_batch = True
     batch_limits = BatchLimits(max_requests=100_000, max_bytes=256_000_000)
     context_tokens = 200_000
     refunds_unused_output = True

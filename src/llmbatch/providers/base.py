@@ -5,7 +5,7 @@ translates every SDK or transport error into llmbatch's exception tree at
 this edge, so nothing past it knows which SDK was used. Capabilities are
 class attributes; the runner reads them instead of checking names.
 
-A provider with ``supports_batch`` also runs packs through its batch API
+A provider that implements ``BatchAPI`` also runs packs through its batch API
 (``--mode batch``, ``_batch.BatchRunner``): ``batch_line`` renders one line,
 ``submit_batch`` uploads lines and returns the provider's batch id,
 ``poll_batch`` reports its state, ``batch_results`` downloads what it
@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar, runtime_checkable
 
 from .._exceptions import (
     AuthenticationError,
@@ -52,6 +52,7 @@ __all__ = [
     "TABLE",
     "TEXT",
     "WHOLE",
+    "BatchAPI",
     "BatchLimits",
     "BatchResult",
     "BatchStatus",
@@ -59,6 +60,7 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "api_key_or_placeholder",
+    "batch_api",
     "check_sampling",
     "create_provider",
     "deadline",
@@ -138,6 +140,40 @@ TEXT: Final = Param((str,), "a string")
 TABLE: Final = Param((dict,), "a table")
 
 
+@runtime_checkable
+class BatchAPI(Protocol):
+    """A provider's batch API (``--mode batch``, ``_batch.BatchRunner``), beside ``complete``.
+
+    A provider opts in by having these members; one without them is refused batch mode
+    with a usage error before anything starts (``batch_api``).
+    """
+
+    name: str
+    batch_limits: BatchLimits
+
+    def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
+        """The JSON object of one batch line (its size counts against ``batch_limits``)."""
+
+    async def submit_batch(self, lines: Sequence[tuple[str, Request]]) -> str:
+        """Submit (custom_id, request) lines as one batch; returns the provider's batch id."""
+
+    async def poll_batch(self, batch_id: str) -> BatchStatus:
+        """The batch's state now."""
+
+    async def batch_results(self, batch_id: str) -> list[BatchResult]:
+        """Every line's result of an ended batch, in the provider's order (not the input's).
+
+        A line with no result at all (a batch that failed validation) is simply absent.
+        """
+
+
+def batch_api(provider: Provider) -> BatchAPI:
+    """``provider`` as its batch API; a usage error when it has none."""
+    if not isinstance(provider, BatchAPI):
+        raise UsageError(f"provider {provider.name} has no batch API; use --mode sync")
+    return provider
+
+
 class Provider(ABC):
     """One backend. Use as ``async with provider:`` or call ``aclose()``."""
 
@@ -207,29 +243,10 @@ class Provider(ABC):
     async def aclose(self) -> None:
         """Release connections."""
 
-    # -- the batch API (optional: ``supports_batch``) ----------------------------------
-
-    supports_batch: ClassVar[bool] = False
-    batch_limits: ClassVar[BatchLimits] = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
-
-    def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
-        """The JSON object of one batch line (its size counts against ``batch_limits``)."""
-        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
-
-    async def submit_batch(self, lines: Sequence[tuple[str, Request]]) -> str:
-        """Submit (custom_id, request) lines as one batch; returns the provider's batch id."""
-        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
-
-    async def poll_batch(self, batch_id: str) -> BatchStatus:
-        """The batch's state now."""
-        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
-
-    async def batch_results(self, batch_id: str) -> list[BatchResult]:
-        """Every line's result of an ended batch, in the provider's order (not the input's).
-
-        A line with no result at all (a batch that failed validation) is simply absent.
-        """
-        raise UsageError(f"provider {self.name} has no batch API; use --mode sync")
+    @property
+    def supports_batch(self) -> bool:
+        """Whether this provider also has a batch API (implements ``BatchAPI``)."""
+        return isinstance(self, BatchAPI)
 
     async def __aenter__(self) -> Provider:
         await self.start()

@@ -304,7 +304,6 @@ class OpenAIProvider(Provider):
 
     supports_json_schema = True
     supports_tools = True
-    supports_batch = True
     batch_limits = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
     cache_min_prefix = 1024
     accepted_params: ClassVar[Mapping[str, Param]] = {
