@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._cache import ResultCache
+from ._cache import Cache
 from ._exceptions import FatalError, ProviderError, ServerError
 from ._limiter import RateLimiter
 from ._metrics import Metrics
@@ -133,7 +133,7 @@ class BatchRunner(Runner):
         *,
         price: Price | None = None,
         metrics: Metrics | None = None,
-        cache: ResultCache | None = None,
+        cache: Cache | None = None,
         on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
         poll_interval: float = 5.0,
         max_poll_interval: float = 60.0,

@@ -17,19 +17,36 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import platformdirs
 
 from ._task import canonical_json
 
-__all__ = ["CACHE_VERSION", "ResultCache", "default_cache_dir"]
+__all__ = ["CACHE_VERSION", "Cache", "ResultCache", "default_cache_dir"]
 
 CACHE_VERSION = "cache-v1"
 
 
 def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("llmbatch"))
+
+
+class Cache(Protocol):
+    """What a runner needs of its result cache: ``ResultCache`` (SQLite, one process) or
+    the Ray engine's ``SharedCache`` (one cache actor for every worker)."""
+
+    def key(self, text: str) -> str:
+        """The entry's key for a rendered input (the scope is the cache's own)."""
+        ...
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The answers found, by key."""
+        ...
+
+    def put_many(self, entries: Iterable[tuple[str, Any]]) -> None:
+        """Store (key, answer) pairs."""
+        ...
 
 
 class ResultCache:

@@ -19,12 +19,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from ._exceptions import ItemError
 from ._headers import BucketState, parse_rate_limits
 from ._types import FailureKind
 
-__all__ = ["RateLimiter", "Reservation", "TokenBucket"]
+__all__ = ["Limiter", "RateLimiter", "Reservation", "TokenBucket"]
 
 DEFAULT_HEADROOM = 1.0
 """Seconds of each limit's refill kept unspent (see TokenBucket): 1.7% of a minute."""
@@ -98,6 +99,51 @@ class Reservation:
     tokens: int
     input_tokens: int
     output_tokens: int
+
+
+class Limiter(Protocol):
+    """What a runner needs of its rate limiter: ``RateLimiter`` in one process, the Ray
+    engine's ``SharedLimiter`` (one limiter actor for every worker) across a cluster."""
+
+    @property
+    def buckets(self) -> Mapping[str, TokenBucket]:
+        """The limits in force, by name (``requests``, ``tokens``, ...): read, never drawn from."""
+        ...
+
+    def check(self, prompt_tokens: int, max_tokens: int) -> None:
+        """Raise ``ItemError`` (``too_large``) for a request no minute's allowance can admit."""
+        ...
+
+    async def acquire(self, prompt_tokens: int, max_tokens: int) -> Reservation:
+        """Wait until the request may be sent; the reservation to settle or release."""
+        ...
+
+    def settle(
+        self,
+        reservation: Reservation,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        refund_output: bool = False,
+    ) -> None:
+        """Reconcile an answered request's reservation with its usage."""
+        ...
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back what an unanswered request reserved."""
+        ...
+
+    def observe_headers(self, headers: Mapping[str, str]) -> None:
+        """Correct the limits from a response's rate-limit headers."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every sender for ``seconds`` (a 429's retry-after)."""
+        ...
+
+    def in_debt(self) -> bool:
+        """True while a limit, not the sender, sets the pace."""
+        ...
 
 
 class RateLimiter:

@@ -3,8 +3,8 @@
 SQLite's WAL mode needs every process that opens the file on one machine (it does
 not work over a network file system), so workers on other nodes never open the
 cache themselves: ``CacheActor`` is placed on the driver's node and keeps the one
-connection; each worker's Runner gets a ``SharedCache`` with ResultCache's
-interface that forwards to it. ``--cache-dir`` is then a path on the driver's
+connection; each worker's Runner gets a ``SharedCache`` (the Cache Protocol)
+that forwards to it. ``--cache-dir`` is then a path on the driver's
 machine (the head node under ``ray job submit``), and a re-run of a killed
 cluster job skips every record whose answer reached the cache.
 

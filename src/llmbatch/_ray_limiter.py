@@ -118,7 +118,7 @@ class RateLimiterActor:
 
 
 class SharedLimiter:
-    """What a worker's Runner sees as its limiter: the RateLimiter interface over the actor.
+    """What a worker's Runner sees as its limiter: the ``Limiter`` Protocol over the actor.
 
     ``acquire`` awaits the actor; ``settle``, ``release``, ``observe_headers`` and
     ``pause`` are sent without waiting (Ray runs one caller's calls to an actor in

@@ -15,13 +15,11 @@ import dataclasses
 import json
 import tempfile
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from ._cache import ResultCache
 from ._exceptions import FatalError, UsageError
 from ._ingest import ingest
 from ._io import Record, _jsonl_record, output_row
-from ._limiter import RateLimiter
 from ._metrics import Metrics
 from ._pricing import PriceTable, price_for
 from ._ray_cache import SharedCache
@@ -155,10 +153,8 @@ class BlockWorker:
                     spec.options,
                     price=price_for(provider.model, billed=provider.billed, prices=self.spec.prices),
                     metrics=metrics,
-                    # SharedLimiter has RateLimiter's interface, not its class (see _ray_limiter).
-                    limiter=cast(RateLimiter, SharedLimiter(spec.limiter, limits)),
-                    # SharedCache has ResultCache's interface, not its class (see _ray_cache).
-                    cache=cast(ResultCache | None, cache),
+                    limiter=SharedLimiter(spec.limiter, limits),
+                    cache=cache,
                     # What the worker's earlier blocks learnt (and they warmed the provider's cache).
                     steering=self._steering,
                 )

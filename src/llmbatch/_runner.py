@@ -20,7 +20,7 @@ from typing import Any
 
 from ._answer_budget import AnswerBudget
 from ._budget import Budget
-from ._cache import ResultCache
+from ._cache import Cache
 from ._control import ConcurrencyControl, LittleNeed, PackSizeControl
 from ._exceptions import (
     BudgetReached,
@@ -33,7 +33,7 @@ from ._exceptions import (
     RequestTimeout,
     UsageError,
 )
-from ._limiter import RateLimiter, Reservation, TokenBucket
+from ._limiter import Limiter, RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
 from ._pack_plan import JobShape, SizePlanner, allowance_requests, best_pack_size, burst_ready
 from ._packing import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
@@ -147,8 +147,8 @@ class Runner:
         *,
         price: Price | None = None,
         metrics: Metrics | None = None,
-        limiter: RateLimiter | None = None,
-        cache: ResultCache | None = None,
+        limiter: Limiter | None = None,
+        cache: Cache | None = None,
         on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
         steering: Steering | None = None,
         clock: Clock = time.monotonic,
