@@ -6,21 +6,22 @@ import random
 
 from llmbatch import Item, RetryPolicy
 from llmbatch._planner import ItemState, Pack, Planner
+from llmbatch._store import PendingItem
 
 POLICY = RetryPolicy(max_attempts=3)
 
 
 class Pages:
-    """A fake store: pending rows (idx, id, text, attempts), served by keyset; records every call."""
+    """A fake store: pending items, served by keyset; records every call."""
 
     def __init__(self, count: int, *, attempts: dict[int, int] | None = None) -> None:
         attempts = attempts or {}
-        self.rows = [(i, f"id{i}", f"text {i}", attempts.get(i, 0)) for i in range(count)]
+        self.rows = [PendingItem(i, f"id{i}", f"text {i}", attempts.get(i, 0)) for i in range(count)]
         self.calls: list[tuple[int, int]] = []
 
-    def __call__(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
+    def __call__(self, after: int, limit: int) -> list[PendingItem]:
         self.calls.append((after, limit))
-        return [row for row in self.rows if row[0] > after][:limit]
+        return [row for row in self.rows if row.position > after][:limit]
 
 
 def planner(pages: Pages, *, page_size: int = 1000, shuffle: bool = False, seed: int = 0) -> Planner:

@@ -45,7 +45,7 @@ from ._metrics import Metrics
 from ._planner import ItemState, Pack
 from ._pricing import Price
 from ._runner import Clock, Runner, RunOptions, Sleep
-from ._store import BatchRow, ItemUpdate, JobStore, RequestRow
+from ._store import BatchRow, ItemUpdate, JobStore, PendingItem, RequestRow
 from ._task import Task
 from ._types import Completion, Item, Request, Usage
 from .providers.base import BatchStatus, Provider, batch_api
@@ -201,13 +201,13 @@ class BatchRunner(Runner):
             self._unsaved_requests.append(request)
         self._unsaved.extend(updates)
 
-    def _load_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
+    def _load_page(self, after: int, limit: int) -> list[PendingItem]:
         while True:
             rows = super()._load_page(after, limit)
-            kept = [row for row in rows if row[0] not in self._held]
+            kept = [row for row in rows if row.position not in self._held]
             if kept or not rows:
                 return kept
-            after = rows[-1][0]
+            after = rows[-1].position
 
     def _commit(self, also: Callable[[], None] | None = None) -> None:
         """Write what the outcome rules produced since the last commit, and ``also`` (the

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._store import PendingItem
 from ._types import Item
 
 __all__ = ["ItemState", "Pack", "Planner"]
@@ -71,8 +72,8 @@ class Pack:
         return Pack(self.states[:middle]), Pack(self.states[middle:])
 
 
-PageLoader = Callable[[int, int], list[tuple[int, str, str, int]]]
-"""(after index, limit) → pending rows (idx, id, text, attempts) in input order."""
+PageLoader = Callable[[int, int], list[PendingItem]]
+"""(after index, limit) → pending items in input order."""
 
 
 class Planner:
@@ -156,7 +157,7 @@ class Planner:
         if not rows:
             self._exhausted = True
             return
-        self._after = rows[-1][0]
+        self._after = rows[-1].position
         states = [
             ItemState(Item(idx, item_id, text), attempts=attempts) for idx, item_id, text, attempts in rows
         ]

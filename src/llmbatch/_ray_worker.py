@@ -178,7 +178,7 @@ def _fail_pending(store: JobStore, reason: str) -> int:
     message = f"not sent: the job stopped ({reason}); run it again to resume"
     with store.transaction():
         store.update_items(
-            [ItemUpdate(idx, FAILED, attempts, None, message, "stopped") for idx, *_, attempts in rows]
+            [ItemUpdate(row.position, FAILED, row.attempts, None, message, "stopped") for row in rows]
         )
     return len(rows)
 

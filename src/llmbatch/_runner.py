@@ -41,7 +41,7 @@ from ._planner import ItemState, Pack, Planner
 from ._policy import RetryPolicy
 from ._pricing import Price
 from ._settle import Settlement, settle_answers, settle_error
-from ._store import DONE, FAILED, ItemUpdate, JobStore, RequestRow
+from ._store import DONE, FAILED, ItemUpdate, JobStore, PendingItem, RequestRow
 from ._task import Task
 from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
 from ._types import Completion, Item, Request, Usage
@@ -254,20 +254,20 @@ class Runner:
     def batch_size(self) -> int:
         return self.sizer.size
 
-    def _load_page(self, after: int, limit: int) -> list[tuple[int, str, str, int]]:
+    def _load_page(self, after: int, limit: int) -> list[PendingItem]:
         """The next pending items not answered by the cache (cache hits are stored as done)."""
         while True:
             rows = self.store.pending(after, limit)
             if not rows or self.cache is None:
                 return rows
-            keys = [self.cache.key(text) for _, _, text, _ in rows]
+            keys = [self.cache.key(row.text) for row in rows]
             hits = self.cache.get_many(keys)
             if not hits:
                 return rows
             misses, updates = [], []
             for row, key in zip(rows, keys, strict=True):
                 if key in hits:
-                    updates.append(ItemUpdate(row[0], DONE, row[3], hits[key]))
+                    updates.append(ItemUpdate(row.position, DONE, row.attempts, hits[key]))
                 else:
                     misses.append(row)
             self._write(updates)
@@ -275,7 +275,7 @@ class Runner:
             self.metrics.observe_items(ok=len(updates))
             if misses:
                 return misses
-            after = rows[-1][0]
+            after = rows[-1].position
 
     async def run(self) -> Metrics:
         """Send every pending item; returns the metrics. Raises FatalError if the job had to stop."""

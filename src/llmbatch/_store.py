@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._types import FailureKind, ItemStatus, Result, ResultStatus
 
-__all__ = ["BatchRow", "ItemUpdate", "JobStore", "RequestRow"]
+__all__ = ["BatchRow", "ItemUpdate", "JobStore", "PendingItem", "RequestRow"]
 
 PENDING, DONE, FAILED = ItemStatus.PENDING, ItemStatus.DONE, ItemStatus.FAILED
 """Short names of the ``ItemStatus`` members, for the modules that import them from here."""
@@ -118,6 +118,18 @@ MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial, _m0
 ItemRow = tuple[int, str, str | None, int, str | None, str | None, ItemStatus, str, str]
 """(idx, id, id_json, id_fallback, text, input_hash, status, error, error_kind): one ingested record."""
 _ITEM_COLUMNS = "idx, id, id_json, id_fallback, text, input_hash, status, error, error_kind"
+
+
+class PendingItem(NamedTuple):
+    """An item still to be answered, as the planner takes it from the store."""
+
+    position: int
+    """Its place in the input (the store's ``idx``)."""
+    id: str
+    text: str
+    """The rendered input sent for it."""
+    attempts: int
+    """Answer attempts already used (a resumed job keeps them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,16 +230,19 @@ class _BatchTable:
         ).fetchall()
         return [_batch_row(row) for row in rows]
 
-    def pending_at(self, positions: Sequence[int]) -> list[tuple[int, str, str, int]]:
-        """The pending items among ``positions``: (idx, id, text, attempts)."""
-        out: list[tuple[int, str, str, int]] = []
+    def pending_at(self, positions: Sequence[int]) -> list[PendingItem]:
+        """The pending items among ``positions``."""
+        out: list[PendingItem] = []
         for start in range(0, len(positions), 500):
             chunk = list(positions[start : start + 500])
             marks = ", ".join("?" * len(chunk))
-            out += self.db.execute(
-                f"SELECT idx, id, text, attempts FROM items WHERE status = ? AND idx IN ({marks})",
-                (ItemStatus.PENDING, *chunk),
-            ).fetchall()
+            out += map(
+                PendingItem._make,
+                self.db.execute(
+                    f"SELECT idx, id, text, attempts FROM items WHERE status = ? AND idx IN ({marks})",
+                    (ItemStatus.PENDING, *chunk),
+                ),
+            )
         return out
 
 
@@ -405,12 +420,13 @@ class JobStore(_BatchTable):
             for table in ("items", "requests", "batches", "meta"):
                 self.db.execute(f"DELETE FROM {table}")
 
-    def pending(self, after: int = -1, limit: int = 1000) -> list[tuple[int, str, str, int]]:
-        """The next pending items after position ``after``: (idx, id, text, attempts)."""
-        return self.db.execute(
+    def pending(self, after: int = -1, limit: int = 1000) -> list[PendingItem]:
+        """The next pending items after position ``after``, in input order."""
+        rows = self.db.execute(
             "SELECT idx, id, text, attempts FROM items WHERE status = ? AND idx > ? ORDER BY idx LIMIT ?",
             (ItemStatus.PENDING, after, limit),
-        ).fetchall()
+        )
+        return list(map(PendingItem._make, rows))
 
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall()
