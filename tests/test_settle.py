@@ -20,7 +20,7 @@ from llmbatch._exceptions import (
 )
 from llmbatch._planner import ItemState, Pack
 from llmbatch._policy import RetryPolicy
-from llmbatch._settle import TRUNCATED, Settlement, settle_answers, settle_error
+from llmbatch._settle import TRUNCATED, Settlement, settle_answers, settle_error, settle_unsendable
 from llmbatch._store import DONE, FAILED, PENDING
 from llmbatch._types import Item, Outcome
 
@@ -196,3 +196,12 @@ def test_a_rejected_pack_is_split_to_find_the_item_and_a_rejected_item_fails() -
 def test_the_settlement_reads_attempt_and_first_tries_before_the_outcome_changes_them() -> None:
     settled = failed(pack_of(3), ServerError("502"))
     assert (settled.attempt, settled.first_tries) == (0, 3)
+
+
+def test_an_unsendable_pack_is_split_and_an_unsendable_record_fails_as_too_large() -> None:
+    split = settle_unsendable(pack_of(3), "needs more than the context")
+    assert split.splits == 1 and sizes(split) == [1, 2] and split.updates == []
+    assert all(r.at == 0.0 for r in split.resend)
+    alone = settle_unsendable(pack_of(1), "needs more than the context")
+    assert statuses(alone) == [(0, FAILED, 0)]
+    assert alone.failed == {"too_large": 1} and alone.updates[0].error == "needs more than the context"

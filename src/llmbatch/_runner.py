@@ -37,11 +37,11 @@ from ._limiter import Limiter, RateLimiter, Reservation, TokenBucket
 from ._metrics import Metrics
 from ._pack_plan import JobShape, SizePlanner, allowance_requests, best_pack_size, burst_ready
 from ._packing import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
-from ._planner import ItemState, Pack, Planner
+from ._planner import Pack, Planner
 from ._policy import RetryPolicy
 from ._pricing import Price
-from ._settle import Settlement, settle_answers, settle_error
-from ._store import DONE, FAILED, ItemUpdate, JobStore, PendingItem, RequestRow
+from ._settle import Settlement, settle_answers, settle_error, settle_unsendable
+from ._store import DONE, ItemUpdate, JobStore, PendingItem, RequestRow
 from ._task import Task
 from ._tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
 from ._types import Completion, Item, Request, Usage
@@ -512,10 +512,7 @@ class Runner:
 
     def _set_aside(self, pack: Pack, reason: str) -> None:
         """A pack too large to send: split it, or fail its lone item (``too_large``)."""
-        if pack.size > 1:
-            self._split(pack, 0.0)
-        else:
-            self._fail(pack.states, reason, "too_large")
+        self._settle(settle_unsendable(pack, reason))
 
     def _cost(self, completion: Completion) -> float | None:
         return None if self.price is None else self.price.cost(completion.usage)
@@ -573,8 +570,9 @@ class Runner:
         )
         self.metrics.observe_model(self.provider.model, ok=settled.ok, cost=cost)
 
-    def _settle(self, settled: Settlement, row: RequestRow) -> None:
-        """Commit a settlement with its request's row (one transaction), then requeue."""
+    def _settle(self, settled: Settlement, row: RequestRow | None = None) -> None:
+        """Commit a settlement with its request's row (one transaction; no row for a pack
+        never sent), then requeue."""
         for kind, count in settled.failed.items():
             self.metrics.observe_failed(kind, count)
         self.metrics.splits += settled.splits
@@ -585,7 +583,8 @@ class Runner:
             self.planner.resend(resend.pack, resend.at, now=now)
         for state in settled.retry:
             self.planner.retry(state)
-        self._write(settled.updates, row)
+        if settled.updates or row is not None:
+            self._write(settled.updates, row)
 
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """Feed the controllers with one successful request."""
@@ -678,27 +677,3 @@ class Runner:
         )
         self._settle(settled, row)
         log.debug("request of %d items failed (%s): %s", pack.size, error.kind, error)
-
-    def _split(self, pack: Pack, at: float) -> None:
-        self.metrics.splits += 1
-        now = self.clock()
-        for half in pack.halves():
-            if half.states:
-                self.planner.resend(half, at, now=now)
-
-    def _failed_update(self, state: ItemState, reason: str, kind: str) -> ItemUpdate:
-        self.metrics.observe_failed(kind)
-        return ItemUpdate(state.index, FAILED, state.attempts, None, reason, kind)
-
-    def _fail(
-        self,
-        states: list[ItemState],
-        reason: str,
-        kind: str,
-        updates: list[ItemUpdate] | None = None,
-    ) -> None:
-        batch = [self._failed_update(state, reason, kind) for state in states]
-        if updates is None:
-            self._write(batch)
-        else:
-            updates.extend(batch)

@@ -34,7 +34,7 @@ from ._policy import Fail, Retry, RetryPolicy, Split, Stop, Wait
 from ._store import ItemUpdate
 from ._types import FailureKind, ItemStatus, Outcome
 
-__all__ = ["TRUNCATED", "Resend", "Settlement", "settle_answers", "settle_error"]
+__all__ = ["TRUNCATED", "Resend", "Settlement", "settle_answers", "settle_error", "settle_unsendable"]
 
 TRUNCATED = "answer truncated (finish_reason length)"
 
@@ -224,3 +224,14 @@ def _count_transient(
         else:
             survivors.append(state)
     return survivors
+
+
+def settle_unsendable(pack: Pack, reason: str) -> Settlement:
+    """A pack too large to send (the model's context, a minute's token limit, a batch's
+    bytes): split it, or fail its lone item as ``too_large``. Nothing was sent."""
+    settled = _begin(pack)
+    if pack.size > 1:
+        settled.split(pack, 0.0)
+    else:
+        settled.fail(pack.states[0], reason, FailureKind.TOO_LARGE)
+    return settled
