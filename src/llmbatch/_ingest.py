@@ -85,7 +85,8 @@ def _row(task: Task, record: Record) -> tuple[ItemRow, bool]:
         item_id, id_json = value, None
     else:
         item_id, id_json = _display(value), json.dumps(value)
-    if record.fields is None or problem:
+
+    def failed(reason: str, kind: str) -> tuple[ItemRow, bool]:
         return (
             record.index,
             item_id,
@@ -94,23 +95,16 @@ def _row(task: Task, record: Record) -> tuple[ItemRow, bool]:
             None,
             None,
             ItemStatus.FAILED,
-            record.error or problem,
-            FailureKind.INPUT,
+            reason,
+            kind,
         ), fallback
+
+    if record.fields is None or problem:
+        return failed(record.error or problem, FailureKind.INPUT)
     try:
         text = task.render_input(record.fields)
     except ItemError as exc:
-        return (
-            record.index,
-            item_id,
-            id_json,
-            int(fallback),
-            None,
-            None,
-            ItemStatus.FAILED,
-            str(exc),
-            exc.kind,
-        ), fallback
+        return failed(str(exc), exc.kind)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return (record.index, item_id, id_json, int(fallback), text, digest, ItemStatus.PENDING, "", ""), fallback
 

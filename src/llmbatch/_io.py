@@ -223,6 +223,17 @@ class Writer(ABC):
     def rows(self, items: Iterable[Result | Row]) -> Iterator[dict[str, Any]]:
         """The output row of each item: ``output_row`` followed by the extra columns."""
         names = self.extra_columns.keys()
+        if not names:
+            # The common case, and the hot one: the standard row as it is.
+            for item in items:
+                if isinstance(item, Row):
+                    if item.extras:
+                        raise ValueError(
+                            f"row {item.result.id!r} carries columns {sorted(item.extras)}, not []"
+                        )
+                    item = item.result
+                yield output_row(self.task, item)
+            return
         for item in items:
             result, extras = (item.result, item.extras) if isinstance(item, Row) else (item, {})
             if extras.keys() != names:
