@@ -37,7 +37,7 @@ from ._runner import Runner, RunOptions
 from ._store import ItemUpdate, JobStore
 from ._task import Task
 from ._types import FailureKind, ItemStatus
-from .providers.base import Provider
+from .providers.base import Provider, batch_api
 
 __all__ = ["JobResult", "JobSpec", "default_job_dir", "run_job"]
 
@@ -328,9 +328,9 @@ async def run_job(
     A second run on the same job dir while this one holds it raises ``UsageError``.
     """
     notices: list[str] = []
-    if spec.options.mode == "batch" and not provider.supports_batch:
+    if spec.options.mode == "batch":
         # Before the provider starts: a local model would load only to be refused.
-        raise UsageError(f"provider {provider.name} has no batch API; use --mode sync")
+        batch_api(provider)
     check_paths(spec)
     with JobLock.acquire(spec.job_dir), _store_errors(spec.job_dir):
         async with provider:
