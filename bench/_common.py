@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmbatch._tokens import count_tokens
+from llmbatch._pack.tokens import count_tokens
 from llmbatch.providers import Provider, ProviderConfig, create_provider
 
 __all__ = [
@@ -243,7 +243,7 @@ def reviews(count: int, *, tokens: tuple[int, int], seed: int = 0) -> list[dict[
     """``count`` product reviews {id, title, text}, each ``{title}: {text}`` about ``tokens`` long.
 
     Sentences are added until the rendered item reaches a length drawn from
-    ``tokens`` (low, high), as counted by ``llmbatch._tokens.count_tokens``.
+    ``tokens`` (low, high), as counted by ``llmbatch._pack.tokens.count_tokens``.
     Labels are spread 45% positive, 35% negative, 20% mixed.
     """
     rng = random.Random(seed)

@@ -33,16 +33,16 @@ from typing import Any
 
 from _common import Simulator, pct, print_table, provider_for, reviews, verdict, write_jsonl
 
-from llmbatch._estimate import StrategyEstimate, estimate_job
+from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import BudgetReached
 from llmbatch._io import open_reader
-from llmbatch._job import JobSpec, run_job
-from llmbatch._packing import PACKERS
+from llmbatch._jobs.estimate import StrategyEstimate, estimate_job
+from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._pack import PACKERS
+from llmbatch._pack.tokens import count_tokens
 from llmbatch._pricing import PriceTable
-from llmbatch._runner import RunOptions
-from llmbatch._store import JobStore
+from llmbatch._store.job import JobStore
 from llmbatch._task import Task
-from llmbatch._tokens import count_tokens
 from llmbatch._types import Usage
 
 LABELS = ["product_quality", "shipping", "customer_service", "price_value", "usability", "other"]

@@ -74,11 +74,11 @@ from _common import pct, print_table, verdict
 from tiers import CATEGORIES, LABELS, SINGLE_MAX_TOKENS, descriptions, single_body, single_charge
 from tiers import task as classification_task
 
-from llmbatch._answer_budget import AnswerBudget
+from llmbatch._engine.answer_budget import AnswerBudget
 from llmbatch._exceptions import UsageError
-from llmbatch._packing import PACKERS, PER_ITEM_OVERHEAD, SCHEMA_LINE, lone_field, pack_schema
+from llmbatch._pack import PACKERS, PER_ITEM_OVERHEAD, SCHEMA_LINE, lone_field, pack_schema
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._types import Completion, Item, Request
 from llmbatch.providers import Provider, ProviderConfig, create_provider
 from llmbatch.providers.anthropic import tool_schema

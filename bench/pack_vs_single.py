@@ -26,10 +26,10 @@ from typing import Any
 
 from _common import Simulator, print_table, provider_for, reviews, verdict, write_jsonl
 
-from llmbatch._job import JobSpec, run_job
-from llmbatch._runner import RunOptions
+from llmbatch._engine.runner import RunOptions
+from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._pack.tokens import count_tokens
 from llmbatch._task import Task
-from llmbatch._tokens import count_tokens
 
 INSTRUCTIONS = """\
 You are triaging customer reviews for an online shop's product team. For each review \

@@ -57,11 +57,11 @@ from typing import Any
 
 from _common import Simulator, pct, print_table, provider_for, reviews, verdict, write_jsonl
 
-from llmbatch._job import JobSpec, run_job
-from llmbatch._packing import PER_ITEM_OVERHEAD
-from llmbatch._runner import RunOptions
+from llmbatch._engine.runner import RunOptions
+from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._pack import PER_ITEM_OVERHEAD
+from llmbatch._pack.tokens import count_tokens
 from llmbatch._task import Task
-from llmbatch._tokens import count_tokens
 
 INSTRUCTIONS = (
     "Classify the overall sentiment of each product review: positive if the reviewer is "

@@ -110,11 +110,11 @@ from _common import (
     write_jsonl,
 )
 
+from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import RateLimited
-from llmbatch._job import JobSpec, run_job
-from llmbatch._runner import RunOptions
+from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._types import Completion, Request
 from llmbatch.providers import ProviderConfig
 from llmbatch.providers.openai import OpenAIProvider

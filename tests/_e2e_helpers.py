@@ -28,7 +28,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from llmbatch._io import RESERVED
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
 from llmbatch._task import Task
 from llmbatch.cli import main
 from llmbatch.sim import oracle_answer

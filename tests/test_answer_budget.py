@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmbatch._answer_budget import AnswerBudget, schema_bound
+from llmbatch._engine.answer_budget import AnswerBudget, schema_bound
 
 LABELS = [f"label_{i}" for i in range(57)]
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 import llmbatch
-from llmbatch import _api_options, _cli_options
+from llmbatch import _api_options
 from llmbatch._api_options import RunKwargs, check_options
-from llmbatch._runner import RunOptions
+from llmbatch._engine.runner import RunOptions
+from llmbatch.cli import options as _cli_options
 from llmbatch.sim import SimConfig
 
 OPTIONS = set(RunKwargs.__annotations__)

@@ -27,13 +27,13 @@ from _e2e_helpers import (
     run_args,
     write_jsonl,
 )
-from llmbatch._batch import BatchRunner, PollBackoff
+from llmbatch._engine.batch import BatchRunner, PollBackoff
+from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import AuthenticationError, BudgetReached, FatalError, UsageError
-from llmbatch._ingest import ingest
 from llmbatch._io import Record
 from llmbatch._pricing import Price, PriceTable
-from llmbatch._runner import RunOptions
-from llmbatch._store import ItemUpdate, JobStore
+from llmbatch._store.ingest import ingest
+from llmbatch._store.job import ItemUpdate, JobStore
 from llmbatch._task import Task
 from llmbatch._types import Completion, Request, Usage
 from llmbatch.providers import Provider, ProviderConfig, create_provider

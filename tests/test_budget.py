@@ -12,13 +12,13 @@ import pytest
 
 from _fakes import KeyedFake, reply_content
 from llmbatch import Completion, Request, RunOptions, Task, Usage
-from llmbatch._budget import Budget
+from llmbatch._engine.runner import Runner
 from llmbatch._exceptions import BudgetReached
-from llmbatch._ingest import ingest
+from llmbatch._gates.budget import Budget
 from llmbatch._io import Record
 from llmbatch._pricing import Price
-from llmbatch._runner import Runner
-from llmbatch._store import JobStore
+from llmbatch._store.ingest import ingest
+from llmbatch._store.job import JobStore
 from llmbatch.providers.base import Provider
 
 TASK = Task(instructions="Label each text.", input="{text}", output={"label": ["a", "b"]})

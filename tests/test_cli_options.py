@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from llmbatch._cli_options import local_model_options, provider_config
+from llmbatch.cli.options import local_model_options, provider_config
 from llmbatch.providers import ProviderConfig
 from llmbatch.providers import local as local_module
 from llmbatch.providers.local import LocalProvider, default_threads

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmbatch._control import ConcurrencyControl, PackSizeControl
+from llmbatch._engine.control import ConcurrencyControl, PackSizeControl
 
 
 class FakeClock:
@@ -225,7 +225,7 @@ def test_without_known_limits_it_probes_one_per_window_after_pressure() -> None:
 
 
 def test_the_need_is_the_binding_limits_rate_times_the_latency() -> None:
-    from llmbatch._control import LittleNeed
+    from llmbatch._engine.control import LittleNeed
 
     need = LittleNeed()
     assert need.of(request_rate=50.0, token_rate=20_000.0) is None  # no latency seen yet

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from llmbatch import JobSpec, PriceTable, ProviderConfig, RunOptions, Task, create_provider, run_job
-from llmbatch._estimate import estimate_job, typical_answer
 from llmbatch._io import open_reader
-from llmbatch._packing import PACKERS, shared_prefix_tokens
+from llmbatch._jobs.estimate import estimate_job, typical_answer
+from llmbatch._pack import PACKERS, shared_prefix_tokens
 from llmbatch._types import Item
 from llmbatch.cli import main
 from llmbatch.sim import SimConfig

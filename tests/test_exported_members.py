@@ -56,7 +56,8 @@ def test_every_exception_is_exported() -> None:
 def test_exported_members_claim_the_public_module() -> None:
     # Classes and functions re-exported from private modules are what users see; they must
     # still be the very objects the internals use (no copies, no shadowing).
-    from llmbatch import _packing, _task
+    from llmbatch import _pack as _packing
+    from llmbatch import _task
 
     assert llmbatch.Task is _task.Task
     assert llmbatch.PACKERS is _packing.PACKERS

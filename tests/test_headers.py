@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from llmbatch._headers import BucketState, parse_go_duration, parse_rate_limits, parse_retry_after
+from llmbatch._gates.headers import BucketState, parse_go_duration, parse_rate_limits, parse_retry_after
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 

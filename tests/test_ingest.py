@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from llmbatch import Task, UsageError
-from llmbatch._ingest import ingest
 from llmbatch._io import Record
-from llmbatch._store import JobStore
+from llmbatch._store.ingest import ingest
+from llmbatch._store.job import JobStore
 
 TASK = Task(instructions="Classify.", input="{text}", output="text")
 

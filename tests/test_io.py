@@ -461,5 +461,5 @@ def test_extra_columns_must_not_clash_with_the_answer(tmp_path: Path) -> None:
 
 def test_io_does_not_import_parquet_until_asked() -> None:
     # _parquet builds on _io; _io must reach it only lazily, through FORMATS (no import cycle).
-    code = "import sys, llmbatch._io; assert 'llmbatch._parquet' not in sys.modules"
+    code = "import sys, llmbatch._io; assert 'llmbatch._io.parquet' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

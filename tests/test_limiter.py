@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from llmbatch import ItemError
-from llmbatch._headers import BucketState
-from llmbatch._limiter import RateLimiter, TokenBucket
+from llmbatch._gates.headers import BucketState
+from llmbatch._gates.limiter import RateLimiter, TokenBucket
 
 
 class FakeTime:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from llmbatch import UsageError
-from llmbatch._lock import JobLock
+from llmbatch._store.lock import JobLock
 
 HOLD = (
-    "import sys, time; from pathlib import Path; from llmbatch._lock import JobLock\n"
+    "import sys, time; from pathlib import Path; from llmbatch._store.lock import JobLock\n"
     "lock = JobLock.acquire(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)"
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmbatch._pack_plan import (
+from llmbatch._engine.pack_plan import (
     JobShape,
     LatencyFit,
     SizePlanner,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llmbatch import PACKERS, Completion, Item, Task, Usage
-from llmbatch._packing import (
+from llmbatch._pack import (
     ITEMS_HEADER,
     PER_ITEM_OVERHEAD,
     SEPARATOR,
@@ -21,8 +21,8 @@ from llmbatch._packing import (
     lone_field,
     pack_schema,
 )
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 
 SENTIMENT = {
     "type": "object",

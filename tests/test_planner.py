@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from llmbatch import Item, RetryPolicy
-from llmbatch._planner import ItemState, Pack, Planner
-from llmbatch._store import PendingItem
+from llmbatch._engine.planner import ItemState, Pack, Planner
+from llmbatch._store.job import PendingItem
 
 POLICY = RetryPolicy(max_attempts=3)
 

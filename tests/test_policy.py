@@ -19,7 +19,7 @@ from llmbatch import (
     RetryPolicy,
     ServerError,
 )
-from llmbatch._policy import Backoff, Fail, Retry, Split, Stop, Wait
+from llmbatch._engine.policy import Backoff, Fail, Retry, Split, Stop, Wait
 
 POLICY = RetryPolicy()
 TRANSIENT = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmbatch import Completion, JobSpec, Request, RunOptions, Task, run_job
-from llmbatch._store import JobStore
+from llmbatch._store.job import JobStore
 from llmbatch.providers.mock import MockProvider, items, reply
 
 TASK = Task(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmbatch._quality import (
+from llmbatch._jobs.quality import (
     SizeScore,
     agreement,
     answer_length,

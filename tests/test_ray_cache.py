@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmbatch._cache import ResultCache
-from llmbatch._ray_cache import CacheActor, SharedCache
+from llmbatch._store.cache import ResultCache
+from llmbatch.ray.cache import CacheActor, SharedCache
 
 SCOPE = ("openai:http://127.0.0.1:1/v1", "sim-1", "fp-1")
 

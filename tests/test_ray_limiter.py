@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from llmbatch._limiter import RateLimiter, Reservation
+from llmbatch._gates.limiter import RateLimiter, Reservation
 from llmbatch._metrics import Metrics
-from llmbatch._ray_limiter import RateLimiterActor, SharedLimiter
+from llmbatch.ray.limiter import RateLimiterActor, SharedLimiter
 
 
 class _Method:

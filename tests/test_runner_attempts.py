@@ -9,10 +9,10 @@ from pathlib import Path
 
 from _fakes import KeyedFake, reply_content
 from llmbatch import Completion, Request, RunOptions, Task, Usage
-from llmbatch._ingest import ingest
+from llmbatch._engine.runner import Runner
 from llmbatch._io import Record
-from llmbatch._runner import Runner
-from llmbatch._store import JobStore
+from llmbatch._store.ingest import ingest
+from llmbatch._store.job import JobStore
 
 TASK = Task(instructions="Echo each text.", input="{text}", output="text")
 STUBBORN = "t0"

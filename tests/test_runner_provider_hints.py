@@ -84,7 +84,7 @@ def test_a_prefix_the_provider_caches_by_itself_is_warmed_up_first(tmp_path: Pat
 
 
 def test_cached_reads_are_not_charged_to_the_input_limit_when_the_provider_says_so(tmp_path: Path) -> None:
-    from llmbatch._limiter import RateLimiter
+    from llmbatch._gates.limiter import RateLimiter
 
     class NoCacheCharge(Recording):
         cache_reads_count_toward_limit: ClassVar[bool] = False
@@ -92,10 +92,10 @@ def test_cached_reads_are_not_charged_to_the_input_limit_when_the_provider_says_
     limiter = RateLimiter(input_tpm=1_000_000, learn=False, headroom=0.0)
     provider = NoCacheCharge()
     store_spec = _spec(tmp_path)
-    from llmbatch._ingest import ingest
+    from llmbatch._engine.runner import Runner
     from llmbatch._io import Record
-    from llmbatch._runner import Runner
-    from llmbatch._store import JobStore
+    from llmbatch._store.ingest import ingest
+    from llmbatch._store.job import JobStore
 
     store = JobStore.open(store_spec.job_dir)
     ingest(store, TASK, [Record(i, i, {"id": str(i), "text": f"t{i}"}) for i in range(4)])

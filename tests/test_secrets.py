@@ -19,7 +19,7 @@ from anthropic.types.messages import MessageBatchIndividualResponse
 from _e2e_helpers import read_jsonl, review_records, run_args, run_cli, subprocess_env, write_jsonl
 from _fakes import QuietJSONHandler
 from llmbatch._exceptions import ProviderError
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
 from llmbatch._task import Task
 from llmbatch._types import Item, Request
 from llmbatch.providers import ProviderConfig, create_provider

@@ -9,6 +9,9 @@ import random
 
 import pytest
 
+from llmbatch._engine.planner import ItemState, Pack
+from llmbatch._engine.policy import RetryPolicy
+from llmbatch._engine.settle import TRUNCATED, Settlement, settle_answers, settle_error, settle_unsendable
 from llmbatch._exceptions import (
     BadRequest,
     ConnectionFailed,
@@ -18,10 +21,7 @@ from llmbatch._exceptions import (
     RequestTimeout,
     ServerError,
 )
-from llmbatch._planner import ItemState, Pack
-from llmbatch._policy import RetryPolicy
-from llmbatch._settle import TRUNCATED, Settlement, settle_answers, settle_error, settle_unsendable
-from llmbatch._store import DONE, FAILED, PENDING
+from llmbatch._store.job import DONE, FAILED, PENDING
 from llmbatch._types import Item, Outcome
 
 POLICY = RetryPolicy()  # 3 answer attempts, 8 transient failures, split after 2 failures

@@ -7,10 +7,10 @@ import asyncio
 from pathlib import Path
 
 from llmbatch import Completion, Request, RunOptions, Task
-from llmbatch._ingest import ingest
+from llmbatch._engine.runner import Runner
 from llmbatch._io import Record
-from llmbatch._runner import Runner
-from llmbatch._store import JobStore
+from llmbatch._store.ingest import ingest
+from llmbatch._store.job import JobStore
 from llmbatch.providers.mock import MockProvider, items, reply
 
 TASK = Task(instructions="Echo each text.", input="{text}", output="text")

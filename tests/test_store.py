@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmbatch._store import DONE, FAILED, MIGRATIONS, PENDING, ItemRow, ItemUpdate, JobStore, RequestRow
+from llmbatch._store.job import DONE, FAILED, MIGRATIONS, PENDING, ItemRow, ItemUpdate, JobStore, RequestRow
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_migration_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         db.execute("CREATE TABLE half (x)")
         raise RuntimeError("migration failed midway")
 
-    import llmbatch._store as store_module
+    import llmbatch._store.job as store_module
 
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, half_done))
     with pytest.raises(RuntimeError, match="midway"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmbatch._tokens import Calibration, count_tokens
+from llmbatch._pack.tokens import Calibration, count_tokens
 
 
 @pytest.mark.parametrize(

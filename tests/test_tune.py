@@ -10,11 +10,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import UsageError
-from llmbatch._pricing import PriceTable
-from llmbatch._runner import RunOptions
-from llmbatch._task import Task
-from llmbatch._tune import (
+from llmbatch._jobs.tune import (
     SizeResult,
     TuneReport,
     estimate_tune_cost,
@@ -24,9 +22,11 @@ from llmbatch._tune import (
     tune,
     tuned_path,
 )
+from llmbatch._pricing import PriceTable
+from llmbatch._task import Task
+from llmbatch.cli.tune import COMMANDS, reservoir_sample
 from llmbatch.providers import ProviderConfig, create_provider
 from llmbatch.sim import SimConfig
-from llmbatch.tune_commands import COMMANDS, reservoir_sample
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 WORDS = ["great", "terrible", "kettle", "fast", "broken", "love", "refund", "fine", "box", "lid", "okay"]

@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from llmbatch import _exceptions
-from llmbatch._policy import MAY_PASS
+from llmbatch._engine.policy import MAY_PASS
 from llmbatch._types import FailureKind, ItemStatus
 
 

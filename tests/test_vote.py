@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 import pytest
 
 from _fakes import reply_content, request_texts
+from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import BudgetReached
+from llmbatch._jobs.vote import vote
 from llmbatch._pricing import Price, PriceTable
-from llmbatch._runner import RunOptions
 from llmbatch._task import Task
 from llmbatch._types import Completion, Request, Usage
-from llmbatch._vote import vote
 from llmbatch.providers.base import Provider
 
 TASK = Task(

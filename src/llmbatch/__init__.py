@@ -8,6 +8,8 @@ inside the provider's limits, resumable, and with every record accounted for.
 from __future__ import annotations
 
 from ._api import RunResult, aiter_results, arun, iter_results, run
+from ._engine.policy import RetryPolicy
+from ._engine.runner import RunOptions
 from ._exceptions import (
     AuthenticationError,
     BadRequest,
@@ -29,12 +31,10 @@ from ._exceptions import (
     UnknownProviderError,
     UsageError,
 )
-from ._job import JobResult, JobSpec, run_job
+from ._jobs.job import JobResult, JobSpec, run_job
 from ._metrics import Metrics
-from ._packing import PACKERS
-from ._policy import RetryPolicy
+from ._pack import PACKERS
 from ._pricing import Price, PriceTable
-from ._runner import RunOptions
 from ._task import Task
 from ._types import Completion, Item, Outcome, Request, Result, Usage
 from .providers import PROVIDERS, Provider, ProviderConfig, create_provider

@@ -26,10 +26,10 @@ from typing import Any, TypeVar, Unpack
 
 from ._api_options import Plan, RunKwargs, check_options, with_options_doc
 from ._exceptions import UsageError
-from ._ingest import record_id
 from ._io import Record
-from ._job import JobSpec, run_job
-from ._store import ItemUpdate, JobStore
+from ._jobs.job import JobSpec, run_job
+from ._store.ingest import record_id
+from ._store.job import ItemUpdate, JobStore
 from ._task import Task
 from ._types import ItemStatus, Result
 from .providers import create_provider

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
-from ._cache import default_cache_dir
+from ._engine.policy import RetryPolicy
+from ._engine.runner import RunOptions
 from ._exceptions import UsageError
-from ._packing import PACKERS
-from ._policy import RetryPolicy
+from ._pack import PACKERS
 from ._pricing import PriceTable
-from ._runner import RunOptions
+from ._store.cache import default_cache_dir
 from ._task import Task
 from .providers import ProviderConfig
 

@@ -36,9 +36,9 @@ from llmbatch._exceptions import (
     ServerError,
     UsageError,
 )
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._types import Item, Request
 from llmbatch.providers import ProviderConfig, create_provider
 from llmbatch.providers.anthropic import AnthropicProvider, messages_body, tool_schema

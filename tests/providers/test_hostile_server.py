@@ -24,7 +24,7 @@ import pytest
 
 from _e2e_helpers import invoke, load_task, read_jsonl, review_records, run_args, write_jsonl
 from llmbatch._exceptions import ConnectionFailed, NotAnAPI, ProviderError, RequestTimeout, ServerError
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
 from llmbatch._task import Task
 from llmbatch._types import Item, Request
 from llmbatch.providers import Provider, ProviderConfig, create_provider

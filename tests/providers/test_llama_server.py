@@ -38,7 +38,7 @@ if any(importlib.util.find_spec(name) is None for name in _SERVER_NEEDS):
 import openai  # noqa: E402
 from click.testing import CliRunner, Result  # noqa: E402
 
-from llmbatch._packing import pack_schema  # noqa: E402
+from llmbatch._pack import pack_schema  # noqa: E402
 from llmbatch._task import Task  # noqa: E402
 from llmbatch.cli import main  # noqa: E402
 from llmbatch.providers.local import bundled_model_path  # noqa: E402

@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
 from llmbatch._task import Task
 from llmbatch._types import Item
 from llmbatch.cli import main

@@ -10,8 +10,8 @@ import pytest
 
 import llmbatch
 from llmbatch import Completion, Item, JobSpec, RateLimited, Request, RunOptions, Task, run_job
-from llmbatch._packing import PACKERS, SEPARATOR
-from llmbatch._store import JobStore
+from llmbatch._pack import PACKERS, SEPARATOR
+from llmbatch._store.job import JobStore
 from llmbatch.providers import PROVIDERS, load_builtin
 from llmbatch.providers.mock import PLAIN, MockProvider, items, reply
 

@@ -20,7 +20,7 @@ import pytest
 from _e2e_helpers import invoke, read_jsonl, review_records, run_args, write_jsonl
 from _fakes import QuietJSONHandler
 from llmbatch._exceptions import UsageError
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
 from llmbatch._pricing import ModelTraits, PriceTable, model_traits
 from llmbatch._task import Task
 from llmbatch._types import Item, Request

@@ -20,8 +20,8 @@ from typing import Any
 
 from _e2e_helpers import load_task, review_records, write_jsonl
 from llmbatch import JobSpec, PriceTable, ProviderConfig, RetryPolicy, RunOptions, create_provider, run_job
-from llmbatch._policy import Backoff
-from llmbatch._store import JobStore, RequestRow
+from llmbatch._engine.policy import Backoff
+from llmbatch._store.job import JobStore, RequestRow
 from llmbatch.report.html import CHART_IDS
 from llmbatch.sim import SimConfig
 

@@ -10,7 +10,7 @@ import pytest
 from _report_helpers import run_sim_job
 
 from llmbatch.cli import main
-from llmbatch.report.commands import COMMANDS
+from llmbatch.cli.jobs import COMMANDS
 
 
 @pytest.fixture(scope="session")

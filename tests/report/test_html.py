@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from _report_helpers import ARTIFACTS, Item, chart_marks, error, load_in_chromium, make_store, ok
 
-from llmbatch._store import RequestRow
+from llmbatch._store.job import RequestRow
 from llmbatch.report.html import CHART_IDS, CSP, FAILED_ROWS_SHOWN, render_report
 
 HOSTILE_IDS = [

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
 from llmbatch._task import Task
 from llmbatch._types import Completion, Item, Outcome, Request, Usage
 from llmbatch.sim import SimConfig, SimEngine, SimResponse

@@ -14,10 +14,10 @@ import anthropic
 import pytest
 from sim_testkit import example_items, load_task, make_engine
 
-from llmbatch._headers import parse_rate_limits
-from llmbatch._packing import PACKERS
+from llmbatch._gates.headers import parse_rate_limits
+from llmbatch._pack import PACKERS
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._types import Item, Request
 from llmbatch.sim import SimConfig, SimEngine, SimServer, oracle_answer
 from llmbatch.sim._anthropic import AnthropicMessages, rfc3339

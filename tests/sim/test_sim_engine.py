@@ -15,9 +15,9 @@ from sim_testkit import (
     roundtrip,
 )
 
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._types import Item
 from llmbatch.sim import SimConfig, SimEngine, oracle_answer
 

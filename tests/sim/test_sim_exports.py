@@ -16,7 +16,7 @@ def test_all_is_honest() -> None:
 
 def test_sim_imports_only_leaf_modules_of_llmbatch() -> None:
     # The simulator checks the client; sharing its packer or providers would hide bugs.
-    allowed = {"llmbatch._tokens", "llmbatch._task"}
+    allowed = {"llmbatch._pack.tokens", "llmbatch._task"}
     for path in Path(llmbatch.sim.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sim_testkit import content_of, load_task, make_engine, roundtrip
 
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._types import Item
 from llmbatch.sim import SimConfig, SimEngine, oracle_answer
 from llmbatch.sim._ratelimit import go_duration

@@ -6,9 +6,9 @@ from typing import Any
 
 from sim_testkit import example_items, load_task, make_engine, roundtrip
 
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch.sim import SimConfig
 from llmbatch.sim._prefix_cache import MIN_TOKENS, STEP, TTL_SECONDS
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 from sim_testkit import example_items, load_task
 
-from llmbatch._packing import PACKERS
+from llmbatch._pack import PACKERS
 from llmbatch._types import Completion, Usage
 from llmbatch.sim import SimConfig, SimServer, oracle_answer, run_in_thread
 

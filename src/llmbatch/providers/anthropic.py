@@ -58,7 +58,7 @@ from .._exceptions import (
     UnknownProviderError,
     UsageError,
 )
-from .._headers import parse_retry_after, rate_limit_headers
+from .._gates.headers import parse_retry_after, rate_limit_headers
 from .._pricing import DEFAULT_TRAITS, ModelTraits, model_traits
 from .._types import Completion, Request, Usage
 from .base import (

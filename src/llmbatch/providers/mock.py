@@ -30,8 +30,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Final
 
-from .._packing import SCHEMA_LINE, SEPARATOR, SINGLE_FIELD, SINGLE_SCHEMA_RULE, TEXTS_HEADER
-from .._tokens import count_tokens
+from .._pack import SCHEMA_LINE, SEPARATOR, SINGLE_FIELD, SINGLE_SCHEMA_RULE, TEXTS_HEADER
+from .._pack.tokens import count_tokens
 from .._types import Completion, Request, Usage
 from .base import Param, Provider
 

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._exceptions import UsageError
-from .._store import JobStore
+from .._store.job import JobStore
 from .._types import FailureKind, ItemStatus
 from .series import Timeline
 

@@ -10,7 +10,7 @@ answers get wrong-but-valid or shorter as packs grow, the way real models' do.
     async with SimServer(SimConfig(seed=1, drop_rate=0.1)) as server:
         ...  # point any OpenAI client at server.base_url
 
-Only ``llmbatch._tokens`` and ``llmbatch._task`` are imported from the package,
+Only ``llmbatch._pack.tokens`` and ``llmbatch._task`` are imported from the package,
 so the simulator checks the client rather than sharing its assumptions.
 """
 

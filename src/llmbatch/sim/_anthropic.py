@@ -43,8 +43,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens
 
 from ._prompt import _keyed_items
 from ._ratelimit import Admission, TokenBucket

@@ -1,6 +1,6 @@
 """Reading a chat-completions body: which pack format it is, its items, its schema.
 
-The simulator understands the request layout that ``llmbatch._packing``
+The simulator understands the request layout that ``llmbatch._pack``
 renders, by its visible markers only (it imports nothing from the packer, so a
 change of format there shows up as a failing simulator test rather than a
 silent agreement)::
@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens, split_tokens
 from llmbatch._task import canonical_json
-from llmbatch._tokens import MESSAGE_OVERHEAD, count_tokens, split_tokens
 
 from ._prefix_cache import MIN_TOKENS, prefix_hashes
 

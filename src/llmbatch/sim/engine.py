@@ -30,8 +30,8 @@ from typing import Any
 
 import jsonschema
 
+from llmbatch._pack.tokens import count_tokens
 from llmbatch._task import canonical_json
-from llmbatch._tokens import count_tokens
 
 from . import _quality, oracle
 from ._faults import ERRORS, Faults, corrupt, draw, rng_for

@@ -1,0 +1,474 @@
+"""``--mode batch``: packs through the provider's batch API (half the price, results within 24 h).
+
+    pending items ─plan─▶ packs (fixed --batch-size) ─render─▶ batch lines (custom_id = pack id)
+    ─split by the limits─▶ batches ─record in the store─▶ submit ─▶ poll with backoff
+    ─▶ results, in any order ─join on custom_id─▶ the runner's outcome rules
+    ─▶ one transaction per result file ─▶ only failed, expired or invalid items go again
+
+``BatchRunner`` is a ``Runner``: the planner, the pack format, the outcome
+rules (``_settle``: parse per item, retry missing or invalid items in smaller
+packs and the last attempt alone; the retry policy for a failed or expired
+line), the cache, the budget and the metrics are the runner's own. What
+differs is how packs travel, so only that is here:
+
+- no controller: packs have the fixed ``--batch-size`` and are all sent at once,
+  split into batches of at most ``max_requests`` lines and ``max_bytes``;
+- a batch is written to the store (``batches``: its packs, their items and
+  retry state) *before* it is submitted and gets its provider id right after,
+  so a restarted process re-attaches to it instead of paying for it twice;
+- a finished batch's results are committed in one transaction together with
+  the batch's own row: the runner's writes (``_write``) are held until the
+  file is done (``_commit``);
+- cost is the batch price (``Price.batch``).
+
+A process killed between recording a batch and learning its provider id (one
+HTTP call) cannot tell whether the provider accepted it: the batch is marked
+``abandoned`` and its items are planned again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import FatalError, ProviderError, ServerError
+from .._gates.limiter import RateLimiter
+from .._metrics import Metrics
+from .._pricing import Price
+from .._store.cache import Cache
+from .._store.job import BatchRow, ItemUpdate, JobStore, PendingItem, RequestRow
+from .._task import Task
+from .._types import Completion, Item, Request, Usage
+from ..providers.base import BatchStatus, Provider, batch_api
+from .planner import ItemState, Pack
+from .runner import Clock, Runner, RunOptions, Sleep
+
+__all__ = ["DEFAULT_BATCH_SIZE", "BatchRunner", "PollBackoff"]
+
+log = logging.getLogger("llmbatch")
+
+DEFAULT_BATCH_SIZE = 20
+"""Records per pack when ``--batch-size`` is auto: batch mode has no feedback to adapt on."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollBackoff:
+    """How long to wait before polling a batch again: ``first`` seconds, growing by
+    ``factor`` per poll up to ``cap`` (batches take minutes to hours; early polls are cheap).
+
+    >>> PollBackoff(first=5, factor=2, cap=60).delay(3)
+    40.0
+    """
+
+    first: float = 5.0
+    factor: float = 1.5
+    cap: float = 60.0
+
+    def delay(self, polls: int) -> float:
+        return float(min(self.cap, self.first * self.factor ** min(polls, 60)))
+
+
+@dataclass(slots=True, eq=False)
+class _OpenBatch:
+    """A submitted batch the runner waits for: its row in the store, its packs by custom_id."""
+
+    row: int
+    provider_batch_id: str
+    packs: dict[str, Pack]
+    submitted: float
+    """Unix time of the submission (the latency of its lines runs from here)."""
+    next_poll: float = 0.0
+    """Clock time of the next poll."""
+    polls: int = 0
+    poll_failures: int = 0
+    projected: float = 0.0
+    """Most it can cost (USD), reserved against ``--max-cost`` until its results are in."""
+
+    @property
+    def positions(self) -> list[int]:
+        return [state.index for pack in self.packs.values() for state in pack.states]
+
+
+@dataclass(slots=True)
+class _Line:
+    custom_id: str
+    request: Request
+    pack: Pack
+    size: int
+    projected: float
+
+
+@dataclass(slots=True)
+class _Draft:
+    """Lines gathered for the next batch."""
+
+    lines: list[_Line] = field(default_factory=list)
+    size: int = 0
+
+
+class BatchRunner(Runner):
+    """Runs every pending item of a job's store through the provider's batch API.
+
+    >>> runner = BatchRunner(task, provider, store, RunOptions(batch_size=20))  # doctest: +SKIP
+    >>> metrics = await runner.run()  # submits, polls, re-submits what failed   # doctest: +SKIP
+
+    ``max_requests`` and ``max_bytes`` default to the provider's ``batch_limits``;
+    ``poll_interval`` is the first wait before polling a batch, growing to
+    ``max_poll_interval``. ``clock`` and ``sleep`` are injectable.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        provider: Provider,
+        store: JobStore,
+        options: RunOptions,
+        *,
+        price: Price | None = None,
+        metrics: Metrics | None = None,
+        cache: Cache | None = None,
+        on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 60.0,
+        max_requests: int | None = None,
+        max_bytes: int | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.api = batch_api(provider)
+        options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH_SIZE)
+        super().__init__(
+            task,
+            provider,
+            store,
+            options,
+            price=price,
+            metrics=metrics,
+            # Batch lines are not rate limited; only the model's context bounds a request.
+            limiter=RateLimiter(learn=False, clock=clock, sleep=sleep),
+            cache=cache,
+            on_settled=on_settled,
+            clock=clock,
+            sleep=sleep,
+        )
+        limits = self.api.batch_limits
+        self.max_requests = max_requests or limits.max_requests
+        self.max_bytes = max_bytes or limits.max_bytes
+        self.poll = PollBackoff(first=poll_interval, cap=max(poll_interval, max_poll_interval))
+        self.batches_submitted = 0
+        self.batches_reattached = 0
+        self._open: dict[int, _OpenBatch] = {}
+        self._held: set[int] = set()
+        """Positions of items in open batches: pending in the store, but not to be planned."""
+        self._unsaved: list[ItemUpdate] = []
+        self._unsaved_requests: list[RequestRow] = []
+        self._submit_after = 0.0
+        self._submit_failures = 0
+        self._halted = False
+        self._budget_full = False
+        """The last line drafted did not fit the budget: submitting waits for open batches."""
+        """A fatal error while polling: nothing more can be learnt now (the batches stay open)."""
+
+    # -- what differs from the synchronous runner ------------------------------------
+
+    def _cost(self, completion: Completion) -> float | None:
+        return None if self.price is None else self.price.cost(completion.usage, batch=True)
+
+    def _projected_cost(self, prompt_tokens: int, max_tokens: int) -> float | None:
+        if self.options.max_cost is None or self.price is None:
+            return None
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens)
+        return self.price.cost(usage, batch=True)
+
+    def _release(self, projected: float, *, count: int = 1) -> None:
+        if self.budget is not None:
+            self.budget.release(projected, count=count)
+
+    def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
+        """No controller: a batch's turnaround says nothing about the pack size."""
+
+    def _write(self, updates: Sequence[ItemUpdate], request: RequestRow | None = None) -> None:
+        # Held until ``_commit``: a result file is applied whole or not at all, and
+        # listeners hear only committed updates.
+        if request is not None:
+            self._unsaved_requests.append(request)
+        self._unsaved.extend(updates)
+
+    def _load_page(self, after: int, limit: int) -> list[PendingItem]:
+        while True:
+            rows = super()._load_page(after, limit)
+            kept = [row for row in rows if row.position not in self._held]
+            if kept or not rows:
+                return kept
+            after = rows[-1].position
+
+    def _commit(self, also: Callable[[], None] | None = None) -> None:
+        """Write what the outcome rules produced since the last commit, and ``also`` (the
+        batch's own row), in one transaction."""
+        requests, updates = self._unsaved_requests, self._unsaved
+        self._unsaved_requests, self._unsaved = [], []
+        if not requests and not updates and also is None:
+            return
+        with self.store.transaction():
+            for request in requests:
+                self.store.insert_request(request)
+            self.store.update_items(updates)
+            if also is not None:
+                also()
+        if self.on_settled is not None and updates:
+            self.on_settled(updates)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
+        self._reattach()
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            self._commit()  # what is held is whole (outcomes are applied without awaiting)
+            raise
+        self._commit()
+
+    async def _loop(self) -> None:
+        while True:
+            if self.stop_reason is None and self.clock() >= self._submit_after:
+                await self._submit_ready()
+            if self._halted:
+                return
+            if not self._open:
+                if self.stop_reason is not None or self.planner.idle:
+                    return
+                await self.sleep(max(0.0, self._submit_after - self.clock()))
+                continue
+            await self._poll_due()
+
+    def _reattach(self) -> None:
+        """Adopt the batches a previous process submitted and did not finish."""
+        for row in self.store.open_batches():
+            if row.provider_batch_id is None:
+                log.warning(
+                    "batch %d was recorded but its submission was not confirmed; its items are sent "
+                    "again (if the provider did accept it, those items are paid twice)",
+                    row.id,
+                )
+                self._abandon(row.id)
+                continue
+            packs = self._restore(row)
+            batch = _OpenBatch(row.id, row.provider_batch_id, packs, row.submitted, next_poll=self.clock())
+            self._open[row.id] = batch
+            self._held.update(batch.positions)
+            self.batches_reattached += 1
+            log.info("re-attached to batch %s (%d packs)", row.provider_batch_id, len(packs))
+
+    def _abandon(self, row: int) -> None:
+        self._commit(lambda: self.store.finish_batch(row, "abandoned", error="interrupted while submitting"))
+
+    def _restore(self, row: BatchRow) -> dict[str, Pack]:
+        positions = [entry[0] for record in row.packs.values() for entry in record["items"]]
+        pending = {
+            idx: (item_id, text, attempts)
+            for idx, item_id, text, attempts in self.store.pending_at(positions)
+        }
+        packs: dict[str, Pack] = {}
+        for custom_id, record in row.packs.items():
+            states = []
+            for position, transient, boosted in record["items"]:
+                if position in pending:
+                    item_id, text, attempts = pending[position]
+                    states.append(
+                        ItemState(
+                            Item(position, item_id, text),
+                            attempts=attempts,
+                            transient=transient,
+                            boosted=bool(boosted),
+                        )
+                    )
+            # Answers are matched to the items by their place in the pack as sent: a pack
+            # missing an item cannot be read back, and its other items are planned anew.
+            if states and len(states) == len(record["items"]):
+                packs[custom_id] = Pack(states, failures=record.get("failures", 0))
+        return packs
+
+    # -- submitting ----------------------------------------------------------------------
+
+    async def _submit_ready(self) -> None:
+        """Send everything the planner holds, as few batches as the limits allow."""
+        draft = _Draft()
+        self.metrics.pack_size, self.metrics.concurrency = self.batch_size, len(self._open)
+        self._budget_full = False
+        while self.stop_reason is None and not self._budget_full:
+            # Backoff delays of the retry policy are for hammering an endpoint; a batch
+            # is its own delay, so every waiting pack goes in now.
+            pack = self.planner.next_pack(self.batch_size, math.inf)
+            if pack is None:
+                break
+            line = self._line(pack, len(draft.lines))
+            if line is None:
+                continue
+            if len(draft.lines) >= self.max_requests or draft.size + line.size > self.max_bytes:
+                accepted = await self._submit(draft)
+                draft = _Draft()
+                if not accepted or self.stop_reason is not None:
+                    # Back off (or stop): this line waits with the packs that just failed.
+                    self._release(line.projected)
+                    self.planner.resend(line.pack)
+                    return
+                line.custom_id = "p0"
+            draft.lines.append(line)
+            draft.size += line.size
+        if draft.lines:
+            await self._submit(draft)
+
+    def _line(self, pack: Pack, number: int) -> _Line | None:
+        """The pack as a batch line, or None when it was split, failed or is over budget."""
+        budget = self.task.answer_budget * (self.policy.budget_boost if pack.boosted else 1)
+        request = self._render(pack, budget)
+        if request is None:
+            return None
+        # Measured with the longest custom_id and ASCII escapes: never below the bytes sent.
+        sample = self.api.batch_line(f"p{self.max_requests}", request)
+        size = len(json.dumps(sample).encode()) + 1
+        if size > self.max_bytes:
+            self._set_aside(
+                pack, f"the batch line takes {size} bytes, more than the {self.max_bytes} a batch may hold"
+            )
+            return None
+        estimate = self.calibration.correct(request.est_prompt_tokens)
+        projected = self._projected_cost(estimate, request.max_tokens)
+        if projected is not None and self.budget is not None and not self.budget.try_reserve(projected):
+            # Lines drafted or in open batches hold their worst case: submit what is drafted
+            # and wait for batches to settle (releasing what they did not spend) before
+            # deciding; stop only when nothing holds a reservation and this still does not fit.
+            self._budget_full = True
+            if not self.budget.held:
+                self._stop_for_budget(projected)
+            self.planner.resend(pack)
+            return None
+        return _Line(f"p{number}", request, pack, size, projected or 0.0)
+
+    async def _submit(self, draft: _Draft) -> bool:
+        """Record, then submit one batch; False when the provider did not take it."""
+        record = {line.custom_id: _pack_record(line.pack) for line in draft.lines}
+        rows: list[int] = []
+        # Recorded before it is sent: a restart finds it even if this process dies waiting.
+        self._commit(
+            lambda: rows.append(self.store.insert_batch(self.provider.name, record, len(record), draft.size))
+        )
+        row = rows[0]
+        projected = sum(line.projected for line in draft.lines)
+        started = time.time()
+        try:
+            provider_batch_id = await self.api.submit_batch(
+                [(line.custom_id, line.request) for line in draft.lines]
+            )
+        except ProviderError as exc:
+            self._release(projected, count=len(draft.lines))
+            for line in draft.lines:
+                self._on_error(line.pack, exc, started)
+            reason = str(exc)
+            self._commit(lambda: self.store.finish_batch(row, "abandoned", error=reason))
+            self._submit_failures += 1
+            self._submit_after = self.clock() + self.policy.backoff.delay(self._submit_failures, self.rng)
+            log.warning("submitting a batch of %d lines failed (%s): %s", len(record), exc.kind, exc)
+            return False
+        self._submit_failures = 0
+        self._commit(lambda: self.store.batch_submitted(row, provider_batch_id))
+        packs = {line.custom_id: line.pack for line in draft.lines}
+        batch = _OpenBatch(
+            row,
+            provider_batch_id,
+            packs,
+            started,
+            next_poll=self.clock() + self.poll.delay(0),
+            projected=projected,
+        )
+        self._open[row] = batch
+        self._held.update(batch.positions)
+        self.batches_submitted += 1
+        log.info("submitted batch %s: %d lines, %d bytes", provider_batch_id, len(record), draft.size)
+        return True
+
+    # -- polling -------------------------------------------------------------------------
+
+    async def _poll_due(self) -> None:
+        now = self.clock()
+        due = [batch for batch in self._open.values() if batch.next_poll <= now]
+        if not due:
+            wake = min(batch.next_poll for batch in self._open.values())
+            await self.sleep(max(0.0, wake - now))
+            return
+        for batch in due:
+            await self._poll(batch)
+            if self._halted:
+                return
+
+    async def _poll(self, batch: _OpenBatch) -> None:
+        try:
+            status = await self.api.poll_batch(batch.provider_batch_id)
+            if not status.ended:
+                batch.polls += 1
+                batch.poll_failures = 0
+                batch.next_poll = self.clock() + self.poll.delay(batch.polls)
+                return
+            results = await self.api.batch_results(batch.provider_batch_id)
+        except ProviderError as exc:
+            self._poll_failed(batch, exc)
+            return
+        self._apply(batch, status, results)
+
+    def _poll_failed(self, batch: _OpenBatch, error: ProviderError) -> None:
+        batch.poll_failures += 1
+        if isinstance(error, FatalError) or batch.poll_failures >= self.policy.max_transient:
+            self._halted = True
+            self.stop_reason = (
+                f"cannot follow batch {batch.provider_batch_id}: {error}; its items are kept waiting: "
+                "run the same command again to re-attach to it"
+            )
+            return
+        log.warning("polling batch %s failed (%s): %s", batch.provider_batch_id, error.kind, error)
+        batch.next_poll = self.clock() + self.policy.backoff.delay(batch.poll_failures, self.rng)
+
+    def _apply(
+        self,
+        batch: _OpenBatch,
+        status: BatchStatus,
+        results: Sequence[tuple[str, Completion | ProviderError]],
+    ) -> None:
+        """Join the results on custom_id and apply each line through the runner's outcome rules.
+
+        No await in here: a cancelled run never holds half a result file.
+        """
+        latency = max(0.0, time.time() - batch.submitted)
+        waiting = dict(batch.packs)
+        for custom_id, outcome in results:
+            pack = waiting.pop(custom_id, None)
+            if pack is None:
+                log.debug("batch %s: result for unknown line %r ignored", batch.provider_batch_id, custom_id)
+                continue
+            if isinstance(outcome, ProviderError):
+                self._on_error(pack, outcome, batch.submitted)
+            else:
+                self._on_completion(pack, dataclasses.replace(outcome, latency=latency), batch.submitted)
+        why = f"batch {status.status}" + (f": {status.message}" if status.message else "")
+        for pack in waiting.values():
+            self._on_error(pack, ServerError(f"no result for this line ({why})"), batch.submitted)
+        self._held.difference_update(batch.positions)
+        self._release(batch.projected, count=len(batch.packs))
+        del self._open[batch.row]
+        self._commit(lambda: self.store.finish_batch(batch.row, "processed", status.status, status.message))
+        log.info("batch %s %s: %d results", batch.provider_batch_id, status.status, len(results))
+
+
+def _pack_record(pack: Pack) -> dict[str, Any]:
+    """What the store keeps of a pack: its items' positions and retry state."""
+    return {
+        "items": [[state.index, state.transient, int(state.boosted)] for state in pack.states],
+        "failures": pack.failures,
+    }

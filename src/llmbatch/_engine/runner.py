@@ -1,0 +1,679 @@
+"""The orchestrator: the one module that wires the components together.
+
+    (_ingest: input → store)  →  plan packs  →  limiter  →  provider
+    →  parse  →  policy  →  store (one transaction per request)  →  output
+
+Every item ends ``done`` or ``failed``; the dispatcher stops only when the
+planner holds nothing and no request is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import (
+    BudgetReached,
+    ConnectionFailed,
+    EndpointUnreachable,
+    FatalError,
+    ItemError,
+    ProviderError,
+    RateLimited,
+    RequestTimeout,
+    UsageError,
+)
+from .._gates.budget import Budget
+from .._gates.limiter import Limiter, RateLimiter, Reservation, TokenBucket
+from .._metrics import Metrics
+from .._pack import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
+from .._pack.tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
+from .._pricing import Price
+from .._store.cache import Cache
+from .._store.job import DONE, ItemUpdate, JobStore, PendingItem, RequestRow
+from .._task import Task
+from .._types import Completion, Item, Request, Usage
+from ..providers.base import Provider
+from .answer_budget import AnswerBudget
+from .control import ConcurrencyControl, LittleNeed, PackSizeControl
+from .pack_plan import JobShape, SizePlanner, allowance_requests, best_pack_size, burst_ready
+from .planner import Pack, Planner
+from .policy import RetryPolicy
+from .settle import Settlement, settle_answers, settle_error, settle_unsendable
+
+__all__ = ["RunOptions", "Runner", "Steering"]
+
+log = logging.getLogger("llmbatch")
+
+UNSENT_PACKS = 2
+"""Most packs made but not yet sent (waiting for the rate limiter): enough that the limit
+is never left idle, few enough that packs are made at the size (and with the retries) of now."""
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run a job (the CLI's options, minus the I/O paths)."""
+
+    batch_size: int | None = None
+    """Records per request; None sizes packs adaptively (start 5, up to max_batch_size)."""
+    max_batch_size: int = 50
+    concurrency: int | None = None
+    """A cap on requests in flight; None: as many as the provider's limits and latency call for."""
+    pack: str | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 120.0
+    rpm: float | None = None
+    tpm: float | None = None
+    seed: int = 0
+    max_cost: float | None = None
+    """Stop before the projected spend (spent + requests in flight + the next one) passes this (USD)."""
+    shuffle: bool = True
+    """Place records in packs in a seeded random order (within a page of pending items),
+    so position effects inside a pack do not fall on the same records every run."""
+    mode: str = "sync"
+    """``sync``: requests now; ``batch``: the provider's batch API (half price, results within 24 h)."""
+    poll_interval: float = 5.0
+    """Batch mode: seconds before a batch is first polled (then ×1.5 per poll, up to a minute)."""
+    retry_failed: bool = True
+    """A re-run asks again the records that failed for reasons that may pass (``_policy.MAY_PASS``)."""
+
+
+# -- running -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Steering:
+    """What a run learns as it goes and steers by: handed on whole to the next runner of
+    the same job on the same provider (a Ray worker's next block), so it adapts once."""
+
+    sizer: PackSizeControl
+    flow: ConcurrencyControl
+    calibration: Calibration
+    """Prompt tokens as the provider counts them, against this process's estimate."""
+    answers: AnswerBudget
+    """Tokens per item's answer: the schema's bound at first, then what answers use."""
+    need: LittleNeed
+    """What the limits call for at the latency seen: where the concurrency ramps to."""
+    plan: SizePlanner
+    """What the rest of the job looks like: the pack size that finishes it soonest."""
+    best_latency: dict[int, float] = field(default_factory=dict)
+    """The fastest answer seen per pack size (the baseline latency growth is judged by)."""
+
+    @classmethod
+    def start(
+        cls, task: Task, options: RunOptions, clock: Clock, blank_prompt: Callable[[int], int]
+    ) -> Steering:
+        return cls(
+            sizer=PackSizeControl(
+                start=options.batch_size or 5,
+                max_batch=options.batch_size or options.max_batch_size,
+                adaptive=options.batch_size is None,
+                clock=clock,
+            ),
+            flow=ConcurrencyControl(
+                options.concurrency,
+                clock,
+                start=options.concurrency if options.batch_size and options.concurrency else None,
+            ),
+            calibration=Calibration(),
+            answers=AnswerBudget.for_task(task),
+            need=LittleNeed(),
+            plan=SizePlanner(blank_prompt),
+        )
+
+
+class Runner:
+    """Runs every pending item of a job's store through a provider.
+
+    >>> runner = Runner(task, provider, store, RunOptions())  # doctest: +SKIP
+    >>> metrics = await runner.run()                           # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        provider: Provider,
+        store: JobStore,
+        options: RunOptions,
+        *,
+        price: Price | None = None,
+        metrics: Metrics | None = None,
+        limiter: Limiter | None = None,
+        cache: Cache | None = None,
+        on_settled: Callable[[Sequence[ItemUpdate]], None] | None = None,
+        steering: Steering | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.task = task
+        self.provider = provider
+        self.store = store
+        self.options = options
+        self.price = price
+        self.clock = clock
+        self.sleep = sleep
+        self.metrics = metrics or Metrics(clock=clock)
+        self.limiter = limiter or RateLimiter(rpm=options.rpm, tpm=options.tpm, clock=clock, sleep=sleep)
+        self.policy = options.policy
+        self.rng = random.Random(options.seed)
+        self.packer = self._choose_packer()
+        self.cache = cache
+        self.on_settled = on_settled
+        """Hears every committed item update (after its transaction), e.g. to stream results."""
+        self.steering = steering or Steering.start(task, options, clock, self._blank_prompt_tokens)
+        self.sizer = self.steering.sizer
+        self.flow = self.steering.flow
+        self.calibration = self.steering.calibration
+        self.answers = self.steering.answers
+        self.need = self.steering.need
+        self.plan = self.steering.plan
+        self.best_latency = self.steering.best_latency
+        self._prefix_tokens: int | None = None
+        self.warm_up = steering is None and (
+            provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
+        )
+        """Send one request alone before fanning out, so that the rest read the provider's cache
+        (not when steering is handed on: the runner before this one warmed it)."""
+        self.planner = Planner(
+            self._load_page,
+            retry_size=self.policy.retry_size,
+            shuffle=options.shuffle,
+            rng=random.Random(options.seed),
+        )
+        self.stop_reason: str | None = None
+        self._stop_error: type[FatalError] = FatalError
+        self.budget_reached = False
+        self._unsent = 0
+        """Packs made but not yet sent (waiting for the budget or the rate limiter)."""
+        self._unsent_moved = asyncio.Event()
+        """Set (and replaced) each time one of them is sent or dropped."""
+        if options.max_cost is not None and price is None:
+            raise UsageError(
+                f"--max-cost needs the price of model {provider.model!r}; add it with --prices FILE"
+            )
+        self.metrics.budget = options.max_cost
+        # Sync requests journal their reservations in the store (batch mode has its batches table).
+        journal = self._journal_reserved if options.mode == "sync" else None
+        self.budget = (
+            None
+            if options.max_cost is None
+            else Budget(
+                options.max_cost, spent=lambda: self.metrics.spent_before + self.metrics.cost, journal=journal
+            )
+        )
+        self.in_flight = 0
+        self._unreachable_since: float | None = None
+        """When the connection failures began that no answer from the endpoint has followed."""
+
+    def _journal_reserved(self, amount: float) -> None:
+        self.store.set_meta("budget_in_flight", amount)
+
+    def _unsettled_before(self) -> float:
+        """Worst cases of requests earlier runs sent but never settled (killed or interrupted
+        while they were in flight): counted as spent, since the provider may have charged them."""
+        left = float(self.store.get_meta("budget_in_flight") or 0.0)
+        total = float(self.store.get_meta("budget_unsettled") or 0.0) + left
+        if left:
+            with self.store.transaction():
+                self.store.set_meta("budget_unsettled", total)
+                self.store.set_meta("budget_in_flight", 0.0)
+            log.warning(
+                "the last run ended with requests in flight: their worst case ($%.4f) counts as spent", left
+            )
+        return total
+
+    def _choose_packer(self) -> PackFormat:
+        name = self.options.pack or self.provider.default_pack
+        packer = PACKERS.get(name)
+        if packer is None:
+            raise UsageError(f"unknown pack format {name!r}; choose from {', '.join(PACKERS)}")
+        if packer.text_only and not self.task.is_text:
+            raise UsageError(f"the {name} pack format is for free-text answers; use json or numbered")
+        if packer.mode == "json_schema" and not self.provider.supports_json_schema:
+            raise UsageError(f"provider {self.provider.name} has no structured output; use --pack numbered")
+        if packer.mode == "tool" and not self.provider.supports_tools:
+            raise UsageError(f"provider {self.provider.name} has no tool calls; use --pack numbered")
+        return packer.with_schema_in_prompt() if self.provider.schema_in_prompt else packer
+
+    # -- the dispatch loop ---------------------------------------------------------
+
+    @property
+    def concurrency(self) -> int:
+        return self.flow.limit
+
+    @property
+    def batch_size(self) -> int:
+        return self.sizer.size
+
+    def _load_page(self, after: int, limit: int) -> list[PendingItem]:
+        """The next pending items not answered by the cache (cache hits are stored as done)."""
+        while True:
+            rows = self.store.pending(after, limit)
+            if not rows or self.cache is None:
+                return rows
+            keys = [self.cache.key(row.text) for row in rows]
+            hits = self.cache.get_many(keys)
+            if not hits:
+                return rows
+            misses, updates = [], []
+            for row, key in zip(rows, keys, strict=True):
+                if key in hits:
+                    updates.append(ItemUpdate(row.position, DONE, row.attempts, hits[key]))
+                else:
+                    misses.append(row)
+            self._write(updates)
+            self.metrics.items_cached += len(updates)
+            self.metrics.observe_items(ok=len(updates))
+            if misses:
+                return misses
+            after = rows[-1].position
+
+    async def run(self) -> Metrics:
+        """Send every pending item; returns the metrics. Raises FatalError if the job had to stop."""
+        counts = self.store.counts()
+        first_stage = not self.metrics.started  # a cascade runs several Runners on one Metrics
+        self.metrics.items_total = sum(counts.values())
+        self.metrics.items_ok = counts.get(DONE, 0)
+        self.metrics.items_failed = Counter(self.store.failures_by_kind())
+        if first_stage:
+            self.metrics.items_skipped = counts.get(DONE, 0)
+            self.metrics.spent_before = self.store.request_totals()["cost"] + self._unsettled_before()
+            self.metrics.start()
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            await self._dispatch(tasks)
+        finally:
+            if tasks:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self.metrics.finish()
+        if self.stop_reason is not None:
+            if self.budget_reached:
+                raise BudgetReached(self.stop_reason)
+            raise self._stop_error(self.stop_reason)
+        return self.metrics
+
+    async def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
+        while self.stop_reason is None:
+            if len(tasks) >= self._allowed_in_flight():
+                await self._wait_any(tasks)
+                continue
+            if self._unsent >= UNSENT_PACKS:
+                # Late binding: a pack is made when it can soon be sent (not a
+                # concurrency's worth ahead, waiting for the rate limiter), so it has
+                # the size the controller wants now and retries are not queued behind it.
+                await self._wait_any(tasks, wake=self._unsent_moved)
+                continue
+            now = self.clock()
+            pack = self.planner.next_pack(self.batch_size, now)
+            if pack is None:
+                if tasks:
+                    await self._wait_any(tasks, self._until_ready(now))
+                    continue
+                ready_at = self.planner.next_ready_at()
+                if ready_at is None and self.planner.idle:
+                    return
+                await self.sleep(max(0.0, (ready_at or now) - now))
+                continue
+            self.metrics.pack_size, self.metrics.concurrency = self.batch_size, self.concurrency
+            self._unsent += 1
+            task = asyncio.create_task(self._send(pack))
+            tasks.add(task)
+        # stopping: let requests in flight finish so their answers are kept
+        while tasks:
+            await self._wait_any(tasks)
+
+    def _cacheable(self, min_prefix: int | None) -> bool:
+        """Whether the provider caches the prefix of this job's first packs by itself."""
+        if min_prefix is None:
+            return False
+        blanks = [Item(i, str(i), "") for i in range(self.sizer.size)]
+        return shared_prefix_tokens(self.packer.render(self.task, blanks)) >= min_prefix
+
+    def _allowed_in_flight(self) -> int:
+        """The concurrency limit; 1 until the first answer when the provider's cache wants a warm-up."""
+        if self.warm_up and self.metrics.requests_ok == 0:
+            return 1
+        return self.concurrency
+
+    def _until_ready(self, now: float) -> float | None:
+        ready_at = self.planner.next_ready_at()
+        return None if ready_at is None else max(0.0, ready_at - now)
+
+    async def _wait_any(
+        self,
+        tasks: set[asyncio.Task[None]],
+        timeout: float | None = None,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Until a task ends (or ``timeout`` passes, or ``wake`` is set)."""
+        waker = None if wake is None else asyncio.ensure_future(wake.wait())
+        waiting: set[asyncio.Future[Any]] = set(tasks) if waker is None else {*tasks, waker}
+        try:
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if waker is not None:
+                waker.cancel()
+        done.discard(waker)
+        for task in done:
+            tasks.discard(task)
+            task.result()  # a bug in _send must surface, not vanish
+
+    # -- one request ---------------------------------------------------------------
+
+    async def _send(self, pack: Pack) -> None:
+        """One request of ``pack`` (counted in ``_unsent`` by the dispatcher until it goes)."""
+        try:
+            prepared = await self._prepare(pack)
+        finally:
+            self._unsent -= 1
+            self._unsent_moved.set()
+            self._unsent_moved = asyncio.Event()
+        if prepared is None:
+            return
+        request, reservation, projected = prepared
+        settled = False
+        try:
+            await self._call(pack, request, reservation)
+            settled = True
+        finally:
+            # A request cancelled in flight was sent and may be charged: its reservation stays
+            # in the journal, and the next run counts it as spent.
+            if self.budget is not None and projected is not None and settled:
+                self.budget.release(projected)
+
+    async def _prepare(self, pack: Pack) -> tuple[Request, Reservation, float | None] | None:
+        """Render ``pack`` and clear it with the budget and the limiter; None when it is not sent."""
+        if pack.boosted:
+            budget = self.task.answer_budget * self.policy.budget_boost
+        else:
+            budget = max(1, self.answers.per_item() - PER_ITEM_OVERHEAD)
+        request = self._render(pack, budget)
+        if request is None:
+            return None
+        self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
+        self.plan.sent(pack.size, request.est_prompt_tokens)
+        estimate = self.calibration.correct(request.est_prompt_tokens)
+        projected = self._projected_cost(estimate, request.max_tokens)
+        if projected is not None and not await self._reserve_budget(projected):
+            self.planner.resend(pack)
+            return None
+        try:
+            reservation = await self.limiter.acquire(estimate, request.max_tokens)
+        except BaseException:
+            if self.budget is not None and projected is not None:
+                self.budget.release(projected)
+            raise
+        return request, reservation, projected
+
+    def _write(self, updates: Sequence[ItemUpdate], request: RequestRow | None = None) -> None:
+        """Commit item updates, with the row of the request they came from, in one
+        transaction; then tell the listeners. The only place the outcome rules write (the
+        batch runner holds the writes instead, until a result file is applied whole)."""
+        if request is None:
+            with self.store.transaction():
+                self.store.update_items(updates)
+        else:
+            self.store.record_request(request, updates)
+        if self.on_settled is not None and updates:
+            self.on_settled(updates)
+
+    def _projected_cost(self, prompt_tokens: int, max_tokens: int) -> float | None:
+        """The most a request can cost (its whole answer budget used), when a budget is set."""
+        if self.options.max_cost is None or self.price is None:
+            return None
+        return self.price.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens))
+
+    async def _reserve_budget(self, projected: float) -> bool:
+        """Reserve a request's worst case against ``--max-cost``; False (the job stopping) if it
+        never fits — after the requests in flight have settled and released theirs."""
+        assert self.budget is not None
+        if await self.budget.reserve(projected, stopped=lambda: self.stop_reason is not None):
+            return True
+        self._stop_for_budget(projected)
+        return False
+
+    def _stop_for_budget(self, projected: float) -> None:
+        if self.stop_reason is None and self.budget is not None:
+            self.budget_reached = True
+            self.stop_reason = self.budget.refusal(projected)
+
+    async def _call(self, pack: Pack, request: Request, reservation: Reservation) -> None:
+        started = time.time()
+        self.in_flight += 1
+        try:
+            completion = await self.provider.complete(request)
+        except ProviderError as exc:
+            self.limiter.release(reservation)
+            self.limiter.observe_headers(exc.headers)
+            self._on_error(pack, exc, started)
+            return
+        finally:
+            self.in_flight -= 1
+        usage = completion.usage
+        self.calibration.observe(request.est_prompt_tokens, usage.prompt_tokens)
+        charged_prompt = usage.prompt_tokens
+        if not self.provider.cache_reads_count_toward_limit:
+            charged_prompt -= usage.cached_tokens
+        self.limiter.settle(
+            reservation,
+            charged_prompt,
+            usage.completion_tokens,
+            refund_output=self.provider.refunds_unused_output,
+        )
+        charged = charged_prompt + (
+            usage.completion_tokens if self.provider.refunds_unused_output else request.max_tokens
+        )
+        self.need.observe(latency=completion.latency, charged=charged)
+        self.limiter.observe_headers(completion.headers)
+        self._learn_answer_size(pack, completion, request.max_tokens)
+        self._on_completion(pack, completion, started)
+
+    def _fit(self, system: str, prompt_tokens: int, max_tokens: int, size: int) -> None:
+        """Cap the pack size at what fits the model's context and the token limit."""
+        if self._prefix_tokens is None:
+            self._prefix_tokens = count_tokens(system) + 2 * MESSAGE_OVERHEAD
+        per_item = max(1, prompt_tokens - self._prefix_tokens) / size + max_tokens / size
+        room = self.provider.context_tokens
+        tokens = self.limiter.buckets.get("tokens")
+        if tokens is not None:
+            room = min(room, int(tokens.capacity))
+        self.sizer.fit(int((room - self._prefix_tokens - 16) / per_item))
+
+    def _render(self, pack: Pack, answer_tokens: int) -> Request | None:
+        """The pack as a request, or None when it cannot be sent as it is: more than the
+        model's context or a minute's token limit (both runners prepare packs here)."""
+        request = self.packer.render(self.task, pack.items, answer_tokens=answer_tokens)
+        prompt_tokens, max_tokens = self.calibration.correct(request.est_prompt_tokens), request.max_tokens
+        context = self.provider.context_tokens
+        if prompt_tokens + max_tokens > context:
+            self._set_aside(
+                pack,
+                f"the request needs ~{prompt_tokens + max_tokens} tokens, more than the model's "
+                f"context of {context}",
+            )
+            return None
+        try:
+            self.limiter.check(prompt_tokens, max_tokens)
+        except ItemError as exc:
+            self._set_aside(pack, str(exc))
+            return None
+        return request
+
+    def _set_aside(self, pack: Pack, reason: str) -> None:
+        """A pack too large to send: split it, or fail its lone item (``too_large``)."""
+        self._settle(settle_unsendable(pack, reason))
+
+    def _cost(self, completion: Completion) -> float | None:
+        return None if self.price is None else self.price.cost(completion.usage)
+
+    def _learn_answer_size(self, pack: Pack, completion: Completion, max_tokens: int) -> None:
+        """What a pack's answers used sizes the next packs' ``max_tokens`` (charged against TPM)."""
+        if pack.boosted:
+            return  # a lone retry with a boosted budget says nothing of the usual answer
+        if completion.finish_reason == "length":
+            self.answers.on_truncated(max_tokens, pack.size)
+        elif completion.finish_reason == "stop":
+            self.answers.observe(completion.usage.completion_tokens, pack.size)
+
+    def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
+        self._unreachable_since = None
+        cost = self._cost(completion)
+        settled = settle_answers(
+            pack,
+            self.packer.parse(self.task, pack.items, completion),
+            truncated=completion.finish_reason == "length",
+            cost=cost,
+            policy=self.policy,
+        )
+        row = RequestRow(
+            started=started,
+            finished=time.time(),
+            keys=[s.index for s in pack.states],
+            attempt=settled.attempt,
+            status="ok",
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            latency=completion.latency,
+            cost=cost,
+            items_ok=settled.ok,
+        )
+        self._settle(settled, row)
+        if self.cache is not None:
+            self.cache.put_many((self.cache.key(state.item.text), u.answer) for u, state in settled.done)
+        self._steer(pack.size, completion.latency, settled.ok_first, settled.ok)
+        self.metrics.observe_request(
+            size=pack.size,
+            latency=completion.latency,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            cost=cost,
+            concurrency=self.concurrency,
+        )
+        self.metrics.observe_items(
+            ok=settled.ok,
+            ok_first_try=settled.ok_first,
+            first_tries=settled.first_tries,
+            retried=settled.retried,
+        )
+        self.metrics.observe_model(self.provider.model, ok=settled.ok, cost=cost)
+
+    def _settle(self, settled: Settlement, row: RequestRow | None = None) -> None:
+        """Commit a settlement with its request's row (one transaction; no row for a pack
+        never sent), then requeue."""
+        for kind, count in settled.failed.items():
+            self.metrics.observe_failed(kind, count)
+        self.metrics.splits += settled.splits
+        if settled.pause is not None:
+            self.limiter.pause(settled.pause)
+        now = self.clock()
+        for resend in settled.resend:
+            self.planner.resend(resend.pack, resend.at, now=now)
+        for state in settled.retry:
+            self.planner.retry(state)
+        if settled.updates or row is not None:
+            self._write(settled.updates, row)
+
+    def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
+        """Feed the controllers with one successful request."""
+        best = self.best_latency.get(size)
+        if best is None or latency < best:
+            self.best_latency[size] = latency
+        self.plan.answered(size, latency)
+        requests, tokens = self.limiter.buckets.get("requests"), self.limiter.buckets.get("tokens")
+        need = self.need.of(
+            request_rate=None if requests is None else requests.rate,
+            token_rate=None if tokens is None else tokens.rate,
+        )
+        shape = self._job_shape(requests, tokens)
+        planned = best_pack_size(shape, self.sizer.max_batch) if self.sizer.adaptive else self.batch_size
+        if need is not None and burst_ready(shape, self.batch_size, planned):
+            # Little's law holds at the refill rate; what the allowance left admits may go
+            # at once (a short job: all of it).
+            need = max(need, allowance_requests(shape, self.batch_size))
+        self.flow.on_success(latency, best, need)
+        self.sizer.observe(
+            size=size, ok_first=ok_first, ok=ok, latency=latency, limited=self.limiter.in_debt()
+        )
+        self.sizer.plan(planned)
+
+    def _job_shape(self, requests: TokenBucket | None, tokens: TokenBucket | None) -> JobShape:
+        """The rest of the job as the pack-size plan sees it (``_pack_plan``)."""
+        now = self.clock()
+        answer = self.answers.per_item()
+        ratio = self.calibration.ratio
+        plan = self.plan
+        metrics = self.metrics
+        latency = plan.latency.line() or (1.0, 0.0)
+
+        def charge(size: int) -> float:
+            return plan.prompt_tokens(size) * ratio + size * answer + 16
+
+        return JobShape(
+            remaining=metrics.items_total - metrics.items_ok - metrics.items_failed_total,
+            charge=charge,
+            latency=lambda size: latency[0] + latency[1] * size,
+            # Once limits are known the concurrency ramps to what they call for; until then it
+            # is what it has reached.
+            concurrency=self.flow.cap if requests is not None or tokens is not None else self.flow.limit,
+            cpu_per_request=plan.cpu_per_request,
+            request_rate=None if requests is None else requests.rate,
+            token_rate=None if tokens is None else tokens.rate,
+            request_level=0.0 if requests is None else requests.available(now),
+            token_level=0.0 if tokens is None else tokens.available(now),
+        )
+
+    def _blank_prompt_tokens(self, size: int) -> int:
+        """Prompt tokens of a pack of ``size`` empty records: its fixed part."""
+        blanks = [Item(i, str(i), "") for i in range(size)]
+        return self.packer.render(self.task, blanks).est_prompt_tokens
+
+    def _unreachable_for(self, error: ProviderError) -> float:
+        """Seconds the endpoint has been unreachable (0 once anything answered, even an error)."""
+        if isinstance(error, ConnectionFailed):
+            now = self.clock()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            return now - self._unreachable_since
+        if error.status is not None:
+            self._unreachable_since = None
+        return 0.0
+
+    def _on_error(self, pack: Pack, error: ProviderError, started: float) -> None:
+        settled = settle_error(
+            pack,
+            error,
+            policy=self.policy,
+            rng=self.rng,
+            now=self.clock(),
+            unreachable_for=self._unreachable_for(error),
+        )
+        self.metrics.observe_error(error.kind, size=pack.size, first_tries=settled.first_tries)
+        if isinstance(error, (RateLimited, RequestTimeout)):
+            self.flow.on_pressure(self.best_latency.get(pack.size, 1.0))
+        if settled.stop is not None and self.stop_reason is None:
+            self.stop_reason = settled.stop
+            self._stop_error = EndpointUnreachable if isinstance(error, ConnectionFailed) else FatalError
+        row = RequestRow(
+            started=started,
+            finished=time.time(),
+            keys=[s.index for s in pack.states],
+            attempt=settled.attempt,
+            status="error",
+            error_kind=error.kind,
+            error=str(error)[:500],
+        )
+        self._settle(settled, row)
+        log.debug("request of %d items failed (%s): %s", pack.size, error.kind, error)
