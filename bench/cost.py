@@ -33,11 +33,11 @@ from typing import Any
 
 from _common import Simulator, pct, print_table, provider_for, reviews, verdict, write_jsonl
 
-from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import BudgetReached
 from llmbatch._io import open_reader
 from llmbatch._jobs.estimate import StrategyEstimate, estimate_job
 from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._options import RunOptions
 from llmbatch._pack import PACKERS
 from llmbatch._pack.tokens import count_tokens
 from llmbatch._pricing import PriceTable

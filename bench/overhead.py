@@ -39,8 +39,8 @@ from typing import Any
 
 from _common import print_table, reviews, verdict
 
-from llmbatch._engine.runner import RunOptions
 from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._options import RunOptions
 from llmbatch._task import Task
 from llmbatch._types import Completion, Request, Usage
 from llmbatch.providers import Provider

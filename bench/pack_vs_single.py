@@ -26,8 +26,8 @@ from typing import Any
 
 from _common import Simulator, print_table, provider_for, reviews, verdict, write_jsonl
 
-from llmbatch._engine.runner import RunOptions
 from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._options import RunOptions
 from llmbatch._pack.tokens import count_tokens
 from llmbatch._task import Task
 

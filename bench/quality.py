@@ -46,10 +46,10 @@ from typing import Any
 from _common import Simulator, pct, print_table, provider_for, reviews, verdict, write_jsonl
 from pack_vs_single import task as triage_task
 
-from llmbatch._engine.runner import RunOptions
 from llmbatch._jobs.job import JobSpec, run_job
 from llmbatch._jobs.tune import tune
 from llmbatch._jobs.vote import vote
+from llmbatch._options import RunOptions
 from llmbatch._pack import PACKERS
 from llmbatch._pricing import PriceTable
 from llmbatch._store.job import JobStore

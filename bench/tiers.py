@@ -110,9 +110,9 @@ from _common import (
     write_jsonl,
 )
 
-from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import RateLimited
 from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._options import RunOptions
 from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
 from llmbatch._types import Completion, Request

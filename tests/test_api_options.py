@@ -10,7 +10,7 @@ import pytest
 import llmbatch
 from llmbatch import _api_options
 from llmbatch._api_options import RunKwargs, check_options
-from llmbatch._engine.runner import RunOptions
+from llmbatch._options import RunOptions
 from llmbatch.cli import options as _cli_options
 from llmbatch.sim import SimConfig
 

@@ -28,9 +28,9 @@ from _e2e_helpers import (
     write_jsonl,
 )
 from llmbatch._engine.batch import BatchRunner, PollBackoff
-from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import AuthenticationError, BudgetReached, FatalError, UsageError
 from llmbatch._io import Record
+from llmbatch._options import RunOptions
 from llmbatch._pricing import Price, PriceTable
 from llmbatch._store.ingest import ingest
 from llmbatch._store.job import ItemUpdate, JobStore

@@ -10,21 +10,22 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import UsageError
 from llmbatch._jobs.tune import (
     SizeResult,
     TuneReport,
     estimate_tune_cost,
     load_tuned_ceiling,
+    reservoir_sample,
     sample_records,
     save_tuned,
     tune,
     tuned_path,
 )
+from llmbatch._options import RunOptions
 from llmbatch._pricing import PriceTable
 from llmbatch._task import Task
-from llmbatch.cli.tune import COMMANDS, reservoir_sample
+from llmbatch.cli.tune import COMMANDS
 from llmbatch.providers import ProviderConfig, create_provider
 from llmbatch.sim import SimConfig
 

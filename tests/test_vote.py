@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import pytest
 
 from _fakes import reply_content, request_texts
-from llmbatch._engine.runner import RunOptions
 from llmbatch._exceptions import BudgetReached
 from llmbatch._jobs.vote import vote
+from llmbatch._options import RunOptions
 from llmbatch._pricing import Price, PriceTable
 from llmbatch._task import Task
 from llmbatch._types import Completion, Request, Usage

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ._api import RunResult, aiter_results, arun, iter_results, run
 from ._engine.policy import RetryPolicy
-from ._engine.runner import RunOptions
 from ._exceptions import (
     AuthenticationError,
     BadRequest,
@@ -33,6 +32,7 @@ from ._exceptions import (
 )
 from ._jobs.job import JobResult, JobSpec, run_job
 from ._metrics import Metrics
+from ._options import RunOptions
 from ._pack import PACKERS
 from ._pricing import Price, PriceTable
 from ._task import Task

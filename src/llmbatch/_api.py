@@ -29,7 +29,7 @@ from ._exceptions import UsageError
 from ._io import Record
 from ._jobs.job import JobSpec, run_job
 from ._store.ingest import record_id
-from ._store.job import ItemUpdate, JobStore
+from ._store.job import ItemUpdate, read_results
 from ._task import Task
 from ._types import ItemStatus, Result
 from .providers import create_provider
@@ -105,14 +105,6 @@ def _inputs(caller: str, task: Any, records: Any) -> Iterable[Mapping[str, Any]]
     return checked()
 
 
-def _results(job_dir: Path) -> list[Result]:
-    store = JobStore.open(job_dir, readonly=True)
-    try:
-        return list(store.results())
-    finally:
-        store.close()
-
-
 @with_options_doc
 async def arun(task: Task, records: Iterable[Mapping[str, Any]], **options: Unpack[RunKwargs]) -> RunResult:
     """Run ``task`` over ``records`` (dicts); every record's result, in input order.
@@ -128,7 +120,7 @@ async def _arun(task: Task, records: Iterable[Mapping[str, Any]], plan: Plan) ->
     spec, scratch = _spec(task, records, plan)
     try:
         job = await run_job(spec, provider)
-        return RunResult(_results(spec.job_dir), job.metrics.summary())
+        return RunResult(read_results(spec.job_dir), job.metrics.summary())
     finally:
         if scratch is not None:
             scratch.cleanup()
@@ -179,7 +171,7 @@ async def _aiter(task: Task, records: Iterable[Mapping[str, Any]], plan: Plan) -
                     seen.add(update.index)
                     yield _result(update, ids[update.index])
         job.result()  # a failed job raises here
-        for result in _results(spec.job_dir):  # ingest failures, resumed items
+        for result in read_results(spec.job_dir):  # ingest failures, resumed items
             if result.index not in seen:
                 yield result
     finally:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from ._engine.policy import RetryPolicy
-from ._engine.runner import RunOptions
 from ._exceptions import UsageError
+from ._options import RunOptions
 from ._pack import PACKERS
 from ._pricing import PriceTable
 from ._store.cache import default_cache_dir

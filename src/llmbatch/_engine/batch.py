@@ -41,6 +41,7 @@ from typing import Any
 from .._exceptions import FatalError, ProviderError, ServerError
 from .._gates.limiter import RateLimiter
 from .._metrics import Metrics
+from .._options import RunOptions
 from .._pricing import Price
 from .._store.cache import Cache
 from .._store.job import BatchRow, ItemUpdate, JobStore, PendingItem, RequestRow
@@ -48,7 +49,8 @@ from .._task import Task
 from .._types import Completion, Item, Request, Usage
 from ..providers.base import BatchStatus, Provider, batch_api
 from .planner import ItemState, Pack
-from .runner import Clock, Runner, RunOptions, Sleep
+from .runner import Runner
+from .steering import Clock, Sleep
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BatchRunner", "PollBackoff"]
 

@@ -14,8 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._exceptions import (
@@ -32,103 +31,27 @@ from .._exceptions import (
 from .._gates.budget import Budget
 from .._gates.limiter import Limiter, RateLimiter, Reservation, TokenBucket
 from .._metrics import Metrics
-from .._pack import PACKERS, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
-from .._pack.tokens import MESSAGE_OVERHEAD, Calibration, count_tokens
+from .._options import RunOptions
+from .._pack import PER_ITEM_OVERHEAD, choose_packer, shared_prefix_tokens
+from .._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from .._pricing import Price
 from .._store.cache import Cache
 from .._store.job import DONE, ItemUpdate, JobStore, PendingItem, RequestRow
 from .._task import Task
 from .._types import Completion, Item, Request, Usage
 from ..providers.base import Provider
-from .answer_budget import AnswerBudget
-from .control import ConcurrencyControl, LittleNeed, PackSizeControl
-from .pack_plan import JobShape, SizePlanner, allowance_requests, best_pack_size, burst_ready
+from .pack_plan import JobShape, allowance_requests, best_pack_size, burst_ready
 from .planner import Pack, Planner
-from .policy import RetryPolicy
 from .settle import Settlement, settle_answers, settle_error, settle_unsendable
+from .steering import Clock, Sleep, Steering
 
-__all__ = ["RunOptions", "Runner", "Steering"]
+__all__ = ["Runner"]
 
 log = logging.getLogger("llmbatch")
 
 UNSENT_PACKS = 2
 """Most packs made but not yet sent (waiting for the rate limiter): enough that the limit
 is never left idle, few enough that packs are made at the size (and with the retries) of now."""
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    """How to run a job (the CLI's options, minus the I/O paths)."""
-
-    batch_size: int | None = None
-    """Records per request; None sizes packs adaptively (start 5, up to max_batch_size)."""
-    max_batch_size: int = 50
-    concurrency: int | None = None
-    """A cap on requests in flight; None: as many as the provider's limits and latency call for."""
-    pack: str | None = None
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout: float = 120.0
-    rpm: float | None = None
-    tpm: float | None = None
-    seed: int = 0
-    max_cost: float | None = None
-    """Stop before the projected spend (spent + requests in flight + the next one) passes this (USD)."""
-    shuffle: bool = True
-    """Place records in packs in a seeded random order (within a page of pending items),
-    so position effects inside a pack do not fall on the same records every run."""
-    mode: str = "sync"
-    """``sync``: requests now; ``batch``: the provider's batch API (half price, results within 24 h)."""
-    poll_interval: float = 5.0
-    """Batch mode: seconds before a batch is first polled (then ×1.5 per poll, up to a minute)."""
-    retry_failed: bool = True
-    """A re-run asks again the records that failed for reasons that may pass (``_policy.MAY_PASS``)."""
-
-
-# -- running -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Steering:
-    """What a run learns as it goes and steers by: handed on whole to the next runner of
-    the same job on the same provider (a Ray worker's next block), so it adapts once."""
-
-    sizer: PackSizeControl
-    flow: ConcurrencyControl
-    calibration: Calibration
-    """Prompt tokens as the provider counts them, against this process's estimate."""
-    answers: AnswerBudget
-    """Tokens per item's answer: the schema's bound at first, then what answers use."""
-    need: LittleNeed
-    """What the limits call for at the latency seen: where the concurrency ramps to."""
-    plan: SizePlanner
-    """What the rest of the job looks like: the pack size that finishes it soonest."""
-    best_latency: dict[int, float] = field(default_factory=dict)
-    """The fastest answer seen per pack size (the baseline latency growth is judged by)."""
-
-    @classmethod
-    def start(
-        cls, task: Task, options: RunOptions, clock: Clock, blank_prompt: Callable[[int], int]
-    ) -> Steering:
-        return cls(
-            sizer=PackSizeControl(
-                start=options.batch_size or 5,
-                max_batch=options.batch_size or options.max_batch_size,
-                adaptive=options.batch_size is None,
-                clock=clock,
-            ),
-            flow=ConcurrencyControl(
-                options.concurrency,
-                clock,
-                start=options.concurrency if options.batch_size and options.concurrency else None,
-            ),
-            calibration=Calibration(),
-            answers=AnswerBudget.for_task(task),
-            need=LittleNeed(),
-            plan=SizePlanner(blank_prompt),
-        )
 
 
 class Runner:
@@ -165,7 +88,7 @@ class Runner:
         self.limiter = limiter or RateLimiter(rpm=options.rpm, tpm=options.tpm, clock=clock, sleep=sleep)
         self.policy = options.policy
         self.rng = random.Random(options.seed)
-        self.packer = self._choose_packer()
+        self.packer = choose_packer(self.options.pack or self.provider.default_pack, self.task, self.provider)
         self.cache = cache
         self.on_settled = on_settled
         """Hears every committed item update (after its transaction), e.g. to stream results."""
@@ -230,19 +153,6 @@ class Runner:
                 "the last run ended with requests in flight: their worst case ($%.4f) counts as spent", left
             )
         return total
-
-    def _choose_packer(self) -> PackFormat:
-        name = self.options.pack or self.provider.default_pack
-        packer = PACKERS.get(name)
-        if packer is None:
-            raise UsageError(f"unknown pack format {name!r}; choose from {', '.join(PACKERS)}")
-        if packer.text_only and not self.task.is_text:
-            raise UsageError(f"the {name} pack format is for free-text answers; use json or numbered")
-        if packer.mode == "json_schema" and not self.provider.supports_json_schema:
-            raise UsageError(f"provider {self.provider.name} has no structured output; use --pack numbered")
-        if packer.mode == "tool" and not self.provider.supports_tools:
-            raise UsageError(f"provider {self.provider.name} has no tool calls; use --pack numbered")
-        return packer.with_schema_in_prompt() if self.provider.schema_in_prompt else packer
 
     # -- the dispatch loop ---------------------------------------------------------
 

@@ -4,7 +4,7 @@ Read in record batches and written in row groups, so memory holds a batch,
 not the file. The output schema comes from the task's answer schema (and the
 declared types of the writer's extra columns), not from the first rows, so a
 column that starts with nulls keeps its type. Found by ``_io.FORMATS``, which
-imports this module on first use: it builds on ``_io``, never the reverse.
+imports this module on first use, so pyarrow loads only for Parquet files.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from .._exceptions import UsageError
 from .._task import Task
 from .._types import Result
-from . import Reader, Record, Row, Writer, answer_columns
+from ._base import Reader, Record, Row, Writer, answer_columns
 
 __all__ = ["ParquetReader", "ParquetWriter"]
 

@@ -26,10 +26,11 @@ from typing import Any
 
 from .._engine.batch import BatchRunner
 from .._engine.policy import MAY_PASS
-from .._engine.runner import Runner, RunOptions
+from .._engine.runner import Runner
 from .._exceptions import BudgetReached, JobStopped, LLMBatchError, UsageError
 from .._io import Record, open_reader, open_writer
 from .._metrics import Metrics
+from .._options import RunOptions
 from .._pricing import Price, PriceTable, price_for
 from .._store.cache import ResultCache
 from .._store.ingest import ingest
@@ -39,13 +40,19 @@ from .._task import Task
 from .._types import FailureKind, ItemStatus
 from ..providers.base import Provider, batch_api
 
-__all__ = ["JobResult", "JobSpec", "default_job_dir", "run_job"]
+__all__ = ["JobResult", "JobSpec", "default_job_dir", "job_name", "run_job"]
+
+
+def job_name(input_path: str | Path, task: Task) -> str:
+    """``<input name>-<task name>`` (``stdin-<task name>`` for ``-``): what a job's directory
+    and its default output file are called."""
+    stem = "stdin" if str(input_path) == "-" else Path(input_path).stem
+    return f"{stem}-{task.name}"
 
 
 def default_job_dir(input_path: str | Path, task: Task) -> Path:
     """``.llmbatch/<input name>-<task name>`` in the current directory."""
-    stem = "stdin" if str(input_path) == "-" else Path(input_path).stem
-    return Path(".llmbatch") / f"{stem}-{task.name}"
+    return Path(".llmbatch") / job_name(input_path, task)
 
 
 @dataclass(slots=True)

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._engine.runner import RunOptions
 from .._exceptions import BudgetReached, ItemError, UsageError
-from .._pack import PACKERS
+from .._options import RunOptions
+from .._pack import choose_packer
 from .._pricing import Price, PriceTable
-from .._store.job import JobStore
+from .._store.job import read_results
 from .._task import Task
 from .._types import JSON, IdValue, Item, Usage
 from ..providers.base import Provider
@@ -46,6 +46,7 @@ __all__ = [
     "TuneReport",
     "estimate_tune_cost",
     "load_tuned_ceiling",
+    "reservoir_sample",
     "sample_records",
     "save_tuned",
     "tune",
@@ -141,10 +142,25 @@ def sample_records(records: Sequence[Mapping[str, Any]], sample: int, seed: int)
     """``sample`` records drawn with ``random.Random(seed)``, kept in input order (all when fewer)."""
     if sample < 1:
         raise UsageError("the sample needs at least 1 record")
-    if sample >= len(records):
-        return [dict(r) for r in records]
-    chosen = sorted(random.Random(seed).sample(range(len(records)), sample))
-    return [dict(records[i]) for i in chosen]
+    return [dict(r) for r in reservoir_sample(records, sample, seed)]
+
+
+def reservoir_sample(records: Iterable[Mapping[str, Any]], size: int, seed: int) -> list[Mapping[str, Any]]:
+    """``size`` records chosen uniformly in one pass (Algorithm R), returned in input order.
+
+    The input is streamed: memory holds the sample, not the file. The CLI samples a file
+    with it and the Python API a list, so one seed picks the same records either way.
+    """
+    rng = random.Random(seed)
+    kept: list[tuple[int, Mapping[str, Any]]] = []
+    for seen, record in enumerate(records):
+        if seen < size:
+            kept.append((seen, record))
+            continue
+        slot = rng.randint(0, seen)
+        if slot < size:
+            kept[slot] = (seen, record)
+    return [record for _, record in sorted(kept, key=lambda pair: pair[0])]
 
 
 def estimate_tune_cost(
@@ -158,9 +174,7 @@ def estimate_tune_cost(
     price: Price | None = None,
 ) -> TuneEstimate:
     """Tokens and cost of tune's first attempts, from the rendered packs (no API calls)."""
-    packer = PACKERS.get(pack)
-    if packer is None:
-        raise UsageError(f"unknown pack format {pack!r}; choose from {', '.join(PACKERS)}")
+    packer = choose_packer(pack, task)
     items: list[Item] = []
     for index, record in enumerate(sample_records(records, sample, seed)):
         try:
@@ -295,11 +309,7 @@ def _size_result(
 
 def _answers(job_dir: Path) -> dict[IdValue, JSON]:
     """The successful answers of a finished job, by record id."""
-    store = JobStore.open(job_dir, readonly=True)
-    try:
-        return {r.id: r.answer for r in store.results() if r.status == "ok"}
-    finally:
-        store.close()
+    return {r.id: r.answer for r in read_results(job_dir) if r.status == "ok"}
 
 
 def _write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._engine.runner import RunOptions
 from .._exceptions import BudgetReached, UsageError
 from .._io import Row, open_reader, open_writer
+from .._options import RunOptions
 from .._pricing import PriceTable
-from .._store.job import JobStore
+from .._store.job import read_results
 from .._task import Task
 from .._types import JSON, FailureKind, IdValue, Result
 from ..providers.base import Provider
@@ -205,7 +205,7 @@ async def vote(
         )
         job = await run_job(spec, provider_factory(), notify=notify, provider_for=provider_for)
         passes.append(PassResult(number, job.metrics.items_total, job))
-        for result in _results(spec.job_dir):
+        for result in read_results(spec.job_dir):
             # Passes 1 and 2 read the input itself; a later pass reads its targets, in order.
             index = result.index if targets is None else targets[result.index]
             ballot = ballots.setdefault(index, _Ballot(result.id))
@@ -244,14 +244,6 @@ def _row(index: int, ballot: _Ballot) -> Row:
         error_kind=ballot.error_kind,
     )
     return Row(result, {"agreement": None, "votes": 0})
-
-
-def _results(job_dir: Path) -> list[Result]:
-    store = JobStore.open(job_dir, readonly=True)
-    try:
-        return list(store.results())
-    finally:
-        store.close()
 
 
 def _replayable_input(

@@ -549,3 +549,13 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def read_results(job_dir: Path) -> list[Result]:
+    """Every result of the job in ``job_dir``, in input order: how a front end reads a
+    finished job back (the Python API's rows, each vote pass, tune's answers)."""
+    store = JobStore.open(job_dir, readonly=True)
+    try:
+        return list(store.results())
+    finally:
+        store.close()

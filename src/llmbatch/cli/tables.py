@@ -1,4 +1,4 @@
-"""The metrics table printed at the end of a run."""
+"""The tables the commands print: a run's metrics, an estimate, tune's sizes, a vote's agreement."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["metrics_table"]
+from .._jobs.tune import TuneReport
+from .._jobs.vote import VoteReport
+
+__all__ = ["estimate_table", "metrics_table", "tune_table", "vote_table"]
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
@@ -54,9 +57,9 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
     if summary.get("items_cached"):
         rows.append(("from cache", f"{summary['items_cached']:,}"))
     rows += [
-        ("batch success rate", _pct(summary["batch_success_rate"])),
-        ("item success rate", _pct(summary["item_success_rate"])),
-        ("first-try success", _pct(summary["first_try_rate"])),
+        ("batch success rate", percent(summary["batch_success_rate"])),
+        ("item success rate", percent(summary["item_success_rate"])),
+        ("first-try success", percent(summary["first_try_rate"])),
         (
             "throughput",
             f"{summary['items_per_min']:,.0f} items/min ({done:,} in {summary['elapsed_s']:.1f} s)",
@@ -119,4 +122,76 @@ def estimate_table(report: Any, *, model: str, rpm: float | None, tpm: float | N
             _usd(s.cost_per_record, 6),
             "no limits given" if minutes is None else f"≥ {minutes:,.1f} min",
         )
+    return table
+
+
+def _num(value: float | None) -> str:
+    """Whole numbers, with one decimal below 10 (a local model answers a few items a minute)."""
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if abs(value) < 10 else f"{value:,.0f}"
+
+
+def _per_1k(value: float | None) -> str:
+    return "unknown" if value is None else f"${value * 1000:.4f}"
+
+
+def tune_table(report: TuneReport, *, title: str = "tune") -> Table:
+    """One row per pack size; the recommended size is marked, sizes below the floor in red.
+
+    Columns: first-try success, agreement with size 1, answer length relative to
+    size 1, items/min, tokens per item (in / out), cost per 1,000 items.
+    """
+    table = Table(title=title, title_justify="left")
+    for name in ("size", "first try", "agreement", "length", "items/min", "tokens/item", "$/1k items"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for row in report.sizes:
+        below = row.agreement is not None and row.agreement < report.min_agreement
+        agreement = percent(row.agreement)
+        mark = ""
+        if row.size == report.recommended:
+            mark = "[bold green]◀ best[/]"
+        elif below:
+            mark = "[red]< floor[/]"
+        table.add_row(
+            str(row.size),
+            percent(row.first_try_rate),
+            f"[red]{agreement}[/]" if below else agreement,
+            "–" if row.length_ratio is None else f"{row.length_ratio:.2f}×",
+            _num(row.items_per_min),
+            f"{_num(row.prompt_tokens_per_item)} / {_num(row.completion_tokens_per_item)}",
+            _per_1k(row.cost_per_item),
+            mark,
+        )
+    return table
+
+
+def vote_table(report: VoteReport, *, title: str = "votes") -> Table:
+    """What permutation voting did (``run --votes K``): passes, early stops, agreement, extra spend."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    first = report.passes[0] if report.passes else None
+    rows = [
+        ("records", f"{report.records:,} ({report.ok:,} ok, {report.failed:,} failed)"),
+        ("votes per record", f"up to {report.votes}"),
+        ("records per pass", " / ".join(f"{p.records:,}" for p in report.passes)),
+        ("settled early (majority certain)", f"{report.settled_early:,}"),
+        ("unanimous", f"{report.unanimous:,}"),
+        ("mean agreement", percent(report.mean_agreement)),
+        (
+            "requests",
+            f"{report.requests:,} ({report.extra_requests:,} beyond one pass)" if first is not None else "0",
+        ),
+        (
+            "cost",
+            "unknown"
+            if report.cost is None
+            else f"${report.cost:.4f} (${report.extra_cost or 0:.4f} beyond one pass)",
+        ),
+        ("time", f"{report.elapsed_s:.1f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
     return table

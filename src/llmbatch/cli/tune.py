@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
-from collections.abc import Iterable
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from .._engine.policy import RetryPolicy
-from .._engine.runner import RunOptions
 from .._exceptions import UsageError
 from .._io import open_reader
 from .._jobs import tune as _tune
@@ -32,18 +28,19 @@ from .._jobs.tune import (
     TuneReport,
     estimate_tune_cost,
     normalise_sizes,
+    reservoir_sample,
     save_tuned,
 )
-from .._jobs.vote import VoteReport
-from .._pack import PACKERS
+from .._options import RunOptions
+from .._pack import PACKERS, choose_packer
 from .._pricing import PriceTable, price_for
 from .._task import Task
 from ..providers import create_provider
+from ._console import err
 from .options import default_provider, local_model_options, provider_config
+from .tables import percent, tune_table
 
-__all__ = ["COMMANDS", "reservoir_sample", "tune", "tune_table", "vote_table"]
-
-err = Console(stderr=True, soft_wrap=True)
+__all__ = ["COMMANDS", "tune"]
 
 
 class _Sizes(click.ParamType):  # type: ignore[type-arg]
@@ -63,99 +60,6 @@ class _Sizes(click.ParamType):  # type: ignore[type-arg]
         return sizes
 
 
-def reservoir_sample(records: Iterable[dict[str, Any]], size: int, seed: int) -> list[dict[str, Any]]:
-    """``size`` records chosen uniformly in one pass (Algorithm R), returned in input order.
-
-    The input is streamed: memory holds the sample, not the file.
-    """
-    rng = random.Random(seed)
-    kept: list[tuple[int, dict[str, Any]]] = []
-    for seen, record in enumerate(records):
-        if seen < size:
-            kept.append((seen, record))
-            continue
-        slot = rng.randint(0, seen)
-        if slot < size:
-            kept[slot] = (seen, record)
-    return [record for _, record in sorted(kept, key=lambda pair: pair[0])]
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f}%"
-
-
-def _num(value: float | None) -> str:
-    """Whole numbers, with one decimal below 10 (a local model answers a few items a minute)."""
-    if value is None:
-        return "–"
-    return f"{value:.1f}" if abs(value) < 10 else f"{value:,.0f}"
-
-
-def _per_1k(value: float | None) -> str:
-    return "unknown" if value is None else f"${value * 1000:.4f}"
-
-
-def tune_table(report: TuneReport, *, title: str = "tune") -> Table:
-    """One row per pack size; the recommended size is marked, sizes below the floor in red.
-
-    Columns: first-try success, agreement with size 1, answer length relative to
-    size 1, items/min, tokens per item (in / out), cost per 1,000 items.
-    """
-    table = Table(title=title, title_justify="left")
-    for name in ("size", "first try", "agreement", "length", "items/min", "tokens/item", "$/1k items"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
-    for row in report.sizes:
-        below = row.agreement is not None and row.agreement < report.min_agreement
-        agreement = _pct(row.agreement)
-        mark = ""
-        if row.size == report.recommended:
-            mark = "[bold green]◀ best[/]"
-        elif below:
-            mark = "[red]< floor[/]"
-        table.add_row(
-            str(row.size),
-            _pct(row.first_try_rate),
-            f"[red]{agreement}[/]" if below else agreement,
-            "–" if row.length_ratio is None else f"{row.length_ratio:.2f}×",
-            _num(row.items_per_min),
-            f"{_num(row.prompt_tokens_per_item)} / {_num(row.completion_tokens_per_item)}",
-            _per_1k(row.cost_per_item),
-            mark,
-        )
-    return table
-
-
-def vote_table(report: VoteReport, *, title: str = "votes") -> Table:
-    """What permutation voting did (``run --votes K``): passes, early stops, agreement, extra spend."""
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column("metric", style="bold")
-    table.add_column("value", justify="right")
-    first = report.passes[0] if report.passes else None
-    rows = [
-        ("records", f"{report.records:,} ({report.ok:,} ok, {report.failed:,} failed)"),
-        ("votes per record", f"up to {report.votes}"),
-        ("records per pass", " / ".join(f"{p.records:,}" for p in report.passes)),
-        ("settled early (majority certain)", f"{report.settled_early:,}"),
-        ("unanimous", f"{report.unanimous:,}"),
-        ("mean agreement", _pct(report.mean_agreement)),
-        (
-            "requests",
-            f"{report.requests:,} ({report.extra_requests:,} beyond one pass)" if first is not None else "0",
-        ),
-        (
-            "cost",
-            "unknown"
-            if report.cost is None
-            else f"${report.cost:.4f} (${report.extra_cost or 0:.4f} beyond one pass)",
-        ),
-        ("time", f"{report.elapsed_s:.1f} s"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
-
-
 def _estimate_line(estimate: TuneEstimate, sizes: list[int], model: str) -> str:
     spend = (
         f"up to ${estimate.cost:.4f}"
@@ -171,11 +75,11 @@ def _estimate_line(estimate: TuneEstimate, sizes: list[int], model: str) -> str:
 
 def _verdict(report: TuneReport) -> str:
     best = report.recommended
-    floor = _pct(report.min_agreement)
+    floor = percent(report.min_agreement)
     if best == 1 and any(r.size > 1 for r in report.sizes):
         return f"no pack size kept agreement ≥ {floor}: recommended 1 record per request"
     chosen = report.result(best)
-    detail = "" if chosen is None else f" (agreement {_pct(chosen.agreement)})"
+    detail = "" if chosen is None else f" (agreement {percent(chosen.agreement)})"
     return (
         f"recommended: {best} records per request{detail}: the best items/min × first-try success "
         f"among sizes with agreement ≥ {floor}"
@@ -257,9 +161,7 @@ def tune(**opts: Any) -> None:
         opts["provider"] = default_provider(opts, notice=lambda text: err.print(text, highlight=False))
     name = opts["provider"]
     probe = create_provider(name, config)  # not started: only its model, price and pack format
-    packer = PACKERS[opts["pack"] or probe.default_pack]
-    if packer.text_only and not task.is_text:
-        raise UsageError(f"the {packer.name} pack format is for free-text answers; use json or numbered")
+    packer = choose_packer(opts["pack"] or probe.default_pack, task, probe)
     prices = PriceTable.load(opts["prices"])
     price = price_for(probe.model, billed=probe.billed, prices=prices)
     sizes = normalise_sizes(opts["sizes"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -442,9 +443,18 @@ def register(name: str) -> Callable[[P], P]:
     return add
 
 
-def create_provider(name: str, config: ProviderConfig) -> Provider:
-    from . import load_builtin
+# Built-in providers, imported on first use so that an optional dependency
+# (llama-cpp-python, anthropic) is only needed by the provider that uses it.
+_BUILTIN = ("openai", "anthropic", "sim", "local")
 
+
+def load_builtin() -> None:
+    """Register every built-in provider (each module registers itself on import)."""
+    for module in _BUILTIN:
+        importlib.import_module(f"{__package__}.{module}")
+
+
+def create_provider(name: str, config: ProviderConfig) -> Provider:
     load_builtin()
     try:
         factory = PROVIDERS[name]

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._engine.runner import Runner, RunOptions
+from .._engine.runner import Runner
 from .._exceptions import JobStopped, LLMBatchError, UsageError
 from .._io import open_writer
 from .._metrics import Metrics
+from .._options import RunOptions
 from .._pricing import PriceTable
 from .._store.job import JobStore
 from .._task import Task

@@ -17,10 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from .._engine.runner import Runner, RunOptions, Steering
+from .._engine.runner import Runner
+from .._engine.steering import Steering
 from .._exceptions import FatalError, UsageError
-from .._io import Record, _jsonl_record, output_row
+from .._io import Record, output_row
+from .._io.jsonl import jsonl_record
 from .._metrics import Metrics
+from .._options import RunOptions
 from .._pricing import PriceTable, price_for
 from .._store.ingest import ingest
 from .._store.job import FAILED, ItemUpdate, JobStore
@@ -110,7 +113,7 @@ class BlockWorker:
         position = int(row.pop(POSITION))
         source = self.spec.source
         if source == "jsonl":
-            return _jsonl_record(position, row[_LINE_NO], row[_LINE])
+            return jsonl_record(position, row[_LINE_NO], row[_LINE])
         if source == "csv":
             fields = {str(k).strip(): "" if v is None else v for k, v in row.items()}
             return Record(position, position + 1, fields)

@@ -47,6 +47,25 @@ FALLBACK_RESUME = "run the same llmbatch run command again (same --job-dir)"
 _SECRET_OPTIONS = ("--api-key",)
 
 
+def blank_secrets(argv: list[str]) -> list[str]:
+    """``argv`` with the value of every secret option (``--api-key``) replaced by ``***``:
+    how a run stores its command line, which ``resume_command`` later reads back."""
+    cleaned: list[str] = []
+    hide = False
+    for arg in argv:
+        if hide:
+            cleaned.append("***")
+            hide = False
+        elif arg in _SECRET_OPTIONS:
+            cleaned.append(arg)
+            hide = True
+        elif arg.startswith(tuple(f"{o}=" for o in _SECRET_OPTIONS)):
+            cleaned.append(arg.partition("=")[0] + "=***")
+        else:
+            cleaned.append(arg)
+    return cleaned
+
+
 @contextmanager
 def open_job(job_dir: str | Path) -> Iterator[sqlite3.Connection]:
     """The job's store, read-only, inside one read transaction (a consistent snapshot).
