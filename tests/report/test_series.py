@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from llmbatch._store.reads import RequestRecord
 from llmbatch.report.series import (
-    RequestRecord,
     Timeline,
     bucket_width,
     concurrency,

@@ -13,7 +13,6 @@ would not run even if it got past the escaping. All data is escaped.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -23,17 +22,16 @@ from typing import Any
 from .._exceptions import UsageError
 from .._metrics import percentile
 from .._pricing import PriceTable
-from .._types import FailureKind, ItemStatus
+from .._store.reads import FailedItem, RequestRecord, open_snapshot
+from .._types import FailureKind
 from . import status as fmt
 from .assets import CSP, CSS, SCRIPT
 from .series import (
-    RequestRecord,
     Timeline,
     bucket_width,
     concurrency,
     histogram,
     pack_sizes,
-    read_requests,
     throughput,
 )
 from .svg import Bar, Plot, bar_chart, fmt_seconds, message_chart
@@ -61,14 +59,11 @@ def render_report(job_dir: str | Path, path: str | Path, *, now: float | None = 
     Safe while the job runs: one read-only snapshot of the store.
     """
     now = time.time() if now is None else now
-    with fmt.open_job(job_dir) as db:
-        status = fmt.collect_status(db, job_dir, now=now)
-        requests = read_requests(db)
-        failed = db.execute(
-            "SELECT idx, id, error_kind, attempts, error FROM items WHERE status = ? ORDER BY idx LIMIT ?",
-            (ItemStatus.FAILED, FAILED_ROWS_SHOWN),
-        ).fetchall()
-        price = _price(db, status["model"])
+    with open_snapshot(job_dir) as job:
+        status = fmt.collect_status(job, job_dir, now=now)
+        requests = job.requests()
+        failed = job.failed_items(FAILED_ROWS_SHOWN)
+        price = _price(job.meta("price"), status["model"])
     page = _page(status, requests, failed, price, now)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -81,9 +76,9 @@ def render_report(job_dir: str | Path, path: str | Path, *, now: float | None = 
     return path
 
 
-def _price(db: sqlite3.Connection, model: str | None) -> tuple[dict[str, float], str] | None:
-    """Per-million prices (input, cached_input, output) and where they came from."""
-    stored = fmt.read_meta(db, "price")
+def _price(stored: Any, model: str | None) -> tuple[dict[str, float], str] | None:
+    """Per-million prices (input, cached_input, output) and where they came from: the job's
+    own (``stored``, its ``meta["price"]``), else the shipped table's."""
     if isinstance(stored, dict) and all(isinstance(stored.get(k), int | float) for k in ("input", "output")):
         cached = stored.get("cached_input")
         return {
@@ -105,7 +100,7 @@ def _price(db: sqlite3.Connection, model: str | None) -> tuple[dict[str, float],
 def _page(
     status: Mapping[str, Any],
     requests: Sequence[RequestRecord],
-    failed: Sequence[tuple[int, str, str, int, str]],
+    failed: Sequence[FailedItem],
     price: tuple[dict[str, float], str] | None,
     now: float,
 ) -> str:

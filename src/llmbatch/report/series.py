@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import bisect
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from .._store.reads import RequestRecord
 
 __all__ = [
     "IDLE_GAP",
     "Histogram",
-    "RequestRecord",
     "Series",
     "Timeline",
     "bucket_width",
     "concurrency",
     "histogram",
     "pack_sizes",
-    "read_requests",
     "throughput",
 ]
 
@@ -36,32 +35,6 @@ IDLE_GAP = 60.0
 """Seconds with nothing in flight after which the gap is cut out of the time axis."""
 
 _NICE_WIDTHS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One row of the ``requests`` table (the columns the views need)."""
-
-    started: float
-    finished: float
-    size: int
-    status: str
-    error_kind: str
-    items_ok: int
-    latency: float | None
-    cost: float | None
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-
-
-def read_requests(db: sqlite3.Connection) -> list[RequestRecord]:
-    """Every request of the job, in the order they started."""
-    rows = db.execute(
-        "SELECT started, finished, size, status, error_kind, items_ok, latency, cost,"
-        " prompt_tokens, completion_tokens, cached_tokens FROM requests ORDER BY started, id"
-    )
-    return [RequestRecord(*row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,9 @@ job's writes nor blocks them.
 
 from __future__ import annotations
 
-import json
 import shlex
-import sqlite3
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +21,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .._exceptions import UsageError
-from .._store.job import JobStore
+from .._store.reads import JobSnapshot, open_snapshot
 from .._types import FailureKind, ItemStatus
 from .series import Timeline
 
@@ -33,8 +29,6 @@ __all__ = [
     "RECENT_WINDOW",
     "collect_status",
     "job_status",
-    "open_job",
-    "read_meta",
     "resume_command",
     "status_table",
 ]
@@ -64,48 +58,6 @@ def blank_secrets(argv: list[str]) -> list[str]:
         else:
             cleaned.append(arg)
     return cleaned
-
-
-@contextmanager
-def open_job(job_dir: str | Path) -> Iterator[sqlite3.Connection]:
-    """The job's store, read-only, inside one read transaction (a consistent snapshot).
-
-    A missing job or a file that is not a job store is a ``UsageError`` with one line.
-    """
-    job_dir = Path(job_dir)
-    if job_dir.exists() and not job_dir.is_dir():
-        raise UsageError(
-            f"{job_dir} is a file, not a job directory: pass the --job-dir of a job that has run"
-        )
-    if not job_dir.is_dir():
-        raise UsageError(f"no job directory {job_dir}: pass the --job-dir of a job that has run")
-    if not (job_dir / "job.sqlite").is_file():
-        raise UsageError(f"{job_dir} holds no job (no job.sqlite): pass the --job-dir of a job that has run")
-    try:
-        store = JobStore.open(job_dir, readonly=True)
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot open the job store in {job_dir}: {exc}") from exc
-    try:
-        store.db.execute("BEGIN")
-        store.db.execute("SELECT 1 FROM items, requests, meta LIMIT 0")
-        yield store.db
-    except sqlite3.DatabaseError as exc:
-        raise UsageError(f"{job_dir / 'job.sqlite'} is not a readable llmbatch job store: {exc}") from exc
-    finally:
-        if store.db.in_transaction:
-            store.db.execute("ROLLBACK")
-        store.close()
-
-
-def read_meta(db: sqlite3.Connection, key: str) -> Any:
-    """``meta[key]`` as JSON data; None when absent or unreadable."""
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    if row is None:
-        return None
-    try:
-        return json.loads(row[0])
-    except ValueError:
-        return None
 
 
 def resume_command(command: Any, cwd: Any = None) -> tuple[str, str]:
@@ -150,45 +102,24 @@ def job_status(job_dir: str | Path, *, now: float | None = None) -> dict[str, An
     Costs: a request that failed has no usage and costs nothing; spend is
     unknown (None) when a request that got an answer has no price.
     """
-    with open_job(job_dir) as db:
-        return collect_status(db, job_dir, now=now)
+    with open_snapshot(job_dir) as job:
+        return collect_status(job, job_dir, now=now)
 
 
-def collect_status(
-    db: sqlite3.Connection, job_dir: str | Path, *, now: float | None = None
-) -> dict[str, Any]:
-    """``job_status`` over an open store (inside ``open_job``, so it shares the caller's snapshot)."""
+def collect_status(job: JobSnapshot, job_dir: str | Path, *, now: float | None = None) -> dict[str, Any]:
+    """``job_status`` over an open snapshot (so it shares the caller's moment)."""
     now = time.time() if now is None else now
-    counts = dict(db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())
-    from_cache = db.execute("SELECT COUNT(*) FROM items WHERE from_cache").fetchone()[0]
-    failures = {
-        kind or FailureKind.UNKNOWN: n
-        for kind, n in db.execute(
-            "SELECT error_kind, COUNT(*) FROM items WHERE status = ? GROUP BY error_kind ORDER BY 2 DESC",
-            (ItemStatus.FAILED,),
-        )
-    }
+    counts = job.item_counts()
+    from_cache = job.cached_items()
+    failures = job.failures_by_kind()
     (requests, ok, answered, spend, unpriced, prompt, completion, cached, mean_size, first, last) = (
-        db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(items_ok), 0),"
-            " COALESCE(SUM(cost), 0), COALESCE(SUM(status = 'ok' AND cost IS NULL), 0),"
-            " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
-            " COALESCE(SUM(cached_tokens), 0), AVG(size), MIN(started), MAX(finished) FROM requests"
-        ).fetchone()
+        job.request_totals()
     )
-    errors = {
-        kind or FailureKind.UNKNOWN: n
-        for kind, n in db.execute(
-            "SELECT error_kind, COUNT(*) FROM requests WHERE status != 'ok'"
-            " GROUP BY error_kind ORDER BY 2 DESC"
-        )
-    }
-    recent = db.execute(
-        "SELECT COALESCE(SUM(items_ok), 0) FROM requests WHERE finished > ?", (now - RECENT_WINDOW,)
-    ).fetchone()[0]
-    timeline = Timeline.from_intervals(db.execute("SELECT started, finished FROM requests"))
-    identity = read_meta(db, "identity") or {}
-    command, note = resume_command(read_meta(db, "command"), read_meta(db, "cwd"))
+    errors = job.request_errors_by_kind()
+    recent = job.items_answered_since(now - RECENT_WINDOW)
+    timeline = Timeline.from_intervals(job.request_intervals())
+    identity = job.meta("identity") or {}
+    command, note = resume_command(job.meta("command"), job.meta("cwd"))
 
     done = counts.get(ItemStatus.DONE, 0)
     failed = counts.get(ItemStatus.FAILED, 0)
