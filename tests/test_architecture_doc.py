@@ -2,11 +2,13 @@
 
 A row's first cell names top-level modules (``_task.py``) or one package (``_engine/``);
 a package's row must name each of its modules (``runner.py``) somewhere in the row.
-The "Where a change goes" table may only point at files that exist.
+The "Where a change goes" table may only point at files that exist, and a module
+over 400 lines says in its docstring why it is still one concept.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -69,3 +71,20 @@ def test_where_a_change_goes_points_at_files_that_exist() -> None:
             assert (PACKAGE / path.split("/")[0]).is_dir(), path
             continue
         assert (PACKAGE / path).is_file() or (ROOT / path).is_file(), path
+
+
+LONG_MODULE = 400
+"""Lines past which a module must say, in its docstring, why it is still one concept."""
+
+
+def test_a_long_module_says_why_it_is_one() -> None:
+
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") <= LONG_MODULE:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if "Why one module:" not in docstring:
+            unexplained.append(f"{path.relative_to(PACKAGE)} ({text.count(chr(10))} lines)")
+    assert unexplained == [], "split these, or say 'Why one module:' in their docstring"

@@ -181,7 +181,7 @@ class UnknownProviderError(RetryableError):
 
     Retried like any transient failure, its records failing only once ``max_transient`` is
     spent. ``kind`` stays ``provider_error``, the name such failures have always had in
-    metrics and failed rows (a re-run asks them again: ``_policy.MAY_PASS``).
+    metrics and failed rows (a re-run asks them again: ``_engine.policy.MAY_PASS``).
     """
 
     kind = FailureKind.PROVIDER_ERROR

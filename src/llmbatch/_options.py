@@ -36,4 +36,4 @@ class RunOptions:
     poll_interval: float = 5.0
     """Batch mode: seconds before a batch is first polled (then ×1.5 per poll, up to a minute)."""
     retry_failed: bool = True
-    """A re-run asks again the records that failed for reasons that may pass (``_policy.MAY_PASS``)."""
+    """A re-run asks again the records that failed for reasons that may pass (``_engine.policy.MAY_PASS``)."""

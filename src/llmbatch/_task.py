@@ -7,6 +7,10 @@ A task comes from a TOML file (``Task.from_file``) or from Python::
         confidence: float
 
     task = llmbatch.Task(instructions="Classify the review.", input="{text}", output=Sentiment)
+
+Why one module: a task is one value. Its fingerprint (the cache key and the job's
+identity), its strict schema and its rendering are functions of the same fields, and the
+TOML and pydantic routes must build the same value.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class FailureKind(enum.StrEnum):
 
     Each member is its string (a ``StrEnum``): the values are stored in job stores and
     shown in metrics and ``status``, so never rename one. "Asked again" means a re-run
-    of the same command makes the record pending again (``_policy.MAY_PASS``);
+    of the same command makes the record pending again (``_engine.policy.MAY_PASS``);
     ``--no-retry-failed`` keeps it failed.
 
         >>> FailureKind.TIMEOUT == "timeout", f"{FailureKind.TIMEOUT}"

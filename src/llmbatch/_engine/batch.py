@@ -6,7 +6,7 @@
     ─▶ one transaction per result file ─▶ only failed, expired or invalid items go again
 
 ``BatchRunner`` is a ``Runner``: the planner, the pack format, the outcome
-rules (``_settle``: parse per item, retry missing or invalid items in smaller
+rules (``settle``: parse per item, retry missing or invalid items in smaller
 packs and the last attempt alone; the retry policy for a failed or expired
 line), the cache, the budget and the metrics are the runner's own. What
 differs is how packs travel, so only that is here:
@@ -24,6 +24,10 @@ differs is how packs travel, so only that is here:
 A process killed between recording a batch and learning its provider id (one
 HTTP call) cannot tell whether the provider accepted it: the batch is marked
 ``abandoned`` and its items are planned again.
+
+Why one module: it is one mode (submit, poll, re-attach after a crash, join results
+back) around one store table, ``batches``. It reuses the runner's prepare and settle
+steps and adds only how packs travel.
 """
 
 from __future__ import annotations

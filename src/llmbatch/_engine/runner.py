@@ -1,10 +1,16 @@
 """The orchestrator: the one module that wires the components together.
 
-    (_ingest: input → store)  →  plan packs  →  limiter  →  provider
+    (ingest: input → store)  →  plan packs  →  limiter  →  provider
     →  parse  →  policy  →  store (one transaction per request)  →  output
 
 Every item ends ``done`` or ``failed``; the dispatcher stops only when the
 planner holds nothing and no request is in flight.
+
+Why one module: the dispatch loop is one piece of state (requests in flight, the
+limiter's and the budget's reservations, the controllers) that every step of it reads
+and writes. The rules it applies live elsewhere (``settle``, ``policy``, ``planner``,
+``control``, ``pack_plan``, ``steering``); what stays is the loop and its two seams,
+``_render`` and ``_write``, which the batch runner overrides.
 """
 
 from __future__ import annotations
@@ -520,7 +526,7 @@ class Runner:
         self.sizer.plan(planned)
 
     def _job_shape(self, requests: TokenBucket | None, tokens: TokenBucket | None) -> JobShape:
-        """The rest of the job as the pack-size plan sees it (``_pack_plan``)."""
+        """The rest of the job as the pack-size plan sees it (``pack_plan``)."""
         now = self.clock()
         answer = self.answers.per_item()
         ratio = self.calibration.ratio

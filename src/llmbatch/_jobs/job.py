@@ -8,7 +8,7 @@ output is rebuilt from the store. When the task, provider, model or input
 (by content: a file, stdin or records from Python) changed since the job
 started, its stored answers no longer apply and the job starts over (saying so).
 
-One process runs a job at a time (``_lock``). The output is written on every
+One process runs a job at a time (``_store.lock``). The output is written on every
 exit — finished, stopped by the budget or the provider, or interrupted — with
 a ``stopped`` row for each record not answered yet.
 """
@@ -90,7 +90,7 @@ class JobResult:
 def _identity(spec: JobSpec, provider: Provider) -> dict[str, Any]:
     """What a job's stored answers depend on besides its input; a change means starting over.
 
-    The input itself is compared by content when it is ingested (``_ingest``).
+    The input itself is compared by content when it is ingested (``_store.ingest``).
     """
     return {
         "task": spec.task.fingerprint,

@@ -3,7 +3,7 @@
 A seeded sample is run once per pack size, each as a job of its own (a fresh
 store in a temporary directory, no result cache, the size fixed), with size 1 —
 one record per request — as the reference. For every size it reports first-try
-success, agreement with the size-1 answers (``_quality``), the answers' length
+success, agreement with the size-1 answers (``quality``), the answers' length
 relative to size 1, items/min, tokens and cost per item, and it recommends the
 size with the best items/min × first-try success among those whose agreement is
 at least the floor. ``save_tuned`` writes that size next to the task file, where

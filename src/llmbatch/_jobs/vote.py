@@ -10,7 +10,7 @@ overtaken by the votes left (Lin et al. 2023, BatchPrompt: BPE with SEAS):
 
     votes 3:  two equal answers after pass 2 settle a record; only disagreements get pass 3
 
-Two votes are the same answer when their ``_quality.vote_key`` is (canonical
+Two votes are the same answer when their ``quality.vote_key`` is (canonical
 JSON, strings case- and space-normalised): exact for enums, numbers and
 booleans, the whole object for objects. A tie goes to the earliest vote among
 the tied. Output rows gain ``agreement`` (the winner's share of the votes) and

@@ -7,6 +7,10 @@ retries and failures, its usage and cost — is committed in one transaction
 items are still ``pending`` and are sent again on resume.
 
 Migrations are numbered functions; the ``migrations`` table records which ran.
+
+Why one module: the schema, its migrations and every write are one contract (one
+transaction per request), which holds only while one class owns all the SQL that changes
+the file. The queries the views make are in ``reads.py``.
 """
 
 from __future__ import annotations

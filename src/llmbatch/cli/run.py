@@ -1,4 +1,9 @@
-"""``llmbatch run``: one task over every record of a file or stdin, on this machine or on Ray."""
+"""``llmbatch run``: one task over every record of a file or stdin, on this machine or on Ray.
+
+Why one module: it is one command. Its options and the helpers that turn them into a job
+(the spec, logging, progress, votes, the Ray path, the exits) change together whenever
+an option does.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``llmbatch tune``: find the largest pack size whose answers still match one-at-a-time answers.
 
 The command is attached to the main group by ``cli.py`` (``COMMANDS``); the
-measuring is ``_tune``'s, the table and the wording are here.
+measuring is ``_jobs.tune``'s, the table and the wording are here.
 
     llmbatch tune reviews.jsonl --task sentiment.toml --model gpt-4o-mini --save
 """

@@ -31,6 +31,10 @@ Sampling: the SDK (1.0 on) has no ``temperature``, ``top_p`` or ``top_k`` argume
 while the API still takes them on the models that sample (Opus 4.7 on rejects them:
 ``ModelTraits.sampling`` in the model table). They are sent as extra body fields, and
 only when the task sets them; by default Claude samples at its own default.
+
+Why one module: a provider is one module. Its request body, error mapping and batch API
+share one SDK client and its quirks, so adding or fixing a provider means reading one
+file.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ this edge, so nothing past it knows which SDK was used. Capabilities are
 class attributes; the runner reads them instead of checking names.
 
 A provider that implements ``BatchAPI`` also runs packs through its batch API
-(``--mode batch``, ``_batch.BatchRunner``): ``batch_line`` renders one line,
+(``--mode batch``, ``_engine.batch.BatchRunner``): ``batch_line`` renders one line,
 ``submit_batch`` uploads lines and returns the provider's batch id,
 ``poll_batch`` reports its state, ``batch_results`` downloads what it
 answered, joined by the caller on ``custom_id`` (results come in any order).
@@ -17,6 +17,10 @@ an error is short and holds no part of the key), ``json_body`` (a 200 that is no
 JSON is a clear error), and the checks of a task's ``[params]`` and sampling
 parameters against what the provider (``accepted_params``) and the model
 (``ModelTraits`` from the model table) take.
+
+Why one module: it is what every provider imports: the interface, the registry, the
+capability defaults, the ``BatchAPI`` Protocol and the one status-to-error mapping.
+Split, each provider would import from four places to say what it is.
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ TABLE: Final = Param((dict,), "a table")
 
 @runtime_checkable
 class BatchAPI(Protocol):
-    """A provider's batch API (``--mode batch``, ``_batch.BatchRunner``), beside ``complete``.
+    """A provider's batch API (``--mode batch``, ``_engine.batch.BatchRunner``), beside ``complete``.
 
     A provider opts in by having these members; one without them is refused batch mode
     with a usage error before anything starts (``batch_api``).

@@ -10,7 +10,7 @@ awaitable of one), or raises an llmbatch error (``RateLimited``, ``ServerError``
 which the runner handles as it would a real provider's: retried, split, or the job stopped.
 
 A ``Request`` carries rendered prompts, not items, so two helpers stand between a handler
-and the pack layout (``_packing``), whichever pack format the job uses:
+and the pack layout (``_pack``), whichever pack format the job uses:
 
 - ``items(request)``: ``{key: item text}``, in the order sent;
 - ``reply(request, {key: answer})``: the completion a model answering those items writes,
@@ -128,7 +128,7 @@ def items(request: Request) -> dict[str, str]:
     if _is_plain(request):
         return {PLAIN: request.user}
     header, _, body = request.user.partition("\n")
-    # Every item's text is one JSON-quoted line (``_packing._quote``): no line break or
+    # Every item's text is one JSON-quoted line (``_pack._codec.quote``): no line break or
     # separator inside a record can split it.
     if header.startswith(_TEXTS_START):
         texts = body.split(f"\n{SEPARATOR}\n")
@@ -184,7 +184,7 @@ def _plain_content(request: Request, answers: Mapping[str, Any]) -> str:
     answer = answers[PLAIN]
     if request.schema is not None:
         # A task whose answer is not an object is asked for it in an ``answer`` field
-        # (strict modes need an object root: ``_packing.single_schema``).
+        # (strict modes need an object root: ``_pack.schema.single_schema``).
         fields = list(request.schema.get("properties", {}))
         wrapped = isinstance(answer, dict) and set(answer) <= {SINGLE_FIELD}
         if fields == [SINGLE_FIELD] and not wrapped:
@@ -196,7 +196,7 @@ def _plain_content(request: Request, answers: Mapping[str, Any]) -> str:
 
 
 def _packed(schema: Mapping[str, Any], answer: Any) -> Any:
-    """``answer`` as a pack holds it: a lone field's value alone (``_packing.lone_field``).
+    """``answer`` as a pack holds it: a lone field's value alone (``_pack.schema.lone_field``).
 
     ``schema`` is what one item's answer looks like in the pack: when it names the answer's
     one field, the answer is the task's own object; otherwise that field is the lone one.

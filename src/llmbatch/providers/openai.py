@@ -20,6 +20,10 @@ reasoning models get ``max_completion_tokens`` and no default temperature. The
 official endpoint gets ``max_completion_tokens`` for every model (it takes it on all
 current ones); a server of its own (``--base-url``: vLLM, llama.cpp, the simulator)
 keeps ``max_tokens``, which is what they read.
+
+Why one module: a provider is one module. Its request body, error mapping and batch API
+share one SDK client and its quirks, so adding or fixing a provider means reading one
+file.
 """
 
 from __future__ import annotations

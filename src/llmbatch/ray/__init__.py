@@ -20,6 +20,10 @@ Ray is optional: ``pip install 'llmbatch[ray]'``. Example::
     out = llmbatch.ray.process(ray.data.read_parquet("s3://bucket/reviews/"), task,
         provider_config={"model": "gpt-4o-mini"}, workers=8, rpm=5000, cache_dir="/shared/cache")
     out.write_parquet("s3://bucket/labels/")
+
+Why one module: it is the public entry points (``process``, ``run_ray``) and the block
+bookkeeping both share: positions, input reading and the merge of the workers' results.
+The actors are in ``worker``, ``limiter`` and ``cache``.
 """
 
 from __future__ import annotations

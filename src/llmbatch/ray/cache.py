@@ -10,7 +10,7 @@ cluster job skips every record whose answer reached the cache.
 
 The cache key is computed by the actor, from the item text, with ResultCache's
 own function: the proxy's ``key`` is the text itself, so the key's definition
-lives in one place (``_cache``).
+lives in one place (``_store.cache``).
 """
 
 from __future__ import annotations

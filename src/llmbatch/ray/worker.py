@@ -2,7 +2,7 @@
 and the step that numbers the input's rows.
 
 A block's records go into a temporary JobStore (ingest as in one process), the
-Runner sends them through the shared limiter (``_ray_limiter``) and the shared
+Runner sends them through the shared limiter (``ray.limiter``) and the shared
 cache, and every record comes back as one row — a failed item as a failed row,
 a job that had to stop as failed rows of kind ``stopped``. Ray itself is
 imported on first use (``import_ray``), so this module loads without it.

@@ -31,6 +31,10 @@ Anthropic, there is no minimum cacheable length (1024–4096 tokens by model).
 
 ``usage`` counts the request as sent; ``/sim/stats`` counts the chat form the
 engine answered, where an open tool schema was widened to the pack's keys.
+
+Why one module: it is one simulated API surface. Checking a Messages body, translating
+it for the engine and writing the answer back in Anthropic's shape are read together
+whenever the real API changes.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ OpenAI's file is validated as OpenAI does: unique ``custom_id``, one model,
 ``url`` = the batch's endpoint, at most 50,000 lines and 200 MB; otherwise the
 batch ends ``failed`` with ``errors``. Anthropic refuses more than 100,000
 requests with a 400.
+
+Why one module: it is one simulated API surface, the two providers' batch endpoints over
+one in-memory file and batch store. They share the lifecycle (validating, in progress,
+ended) and the engine call per line.
 """
 
 from __future__ import annotations
