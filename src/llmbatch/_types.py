@@ -110,6 +110,19 @@ class FailureKind(enum.StrEnum):
     """Shown for a failed row stored without a kind; never written as one."""
 
 
+class LimitName(enum.StrEnum):
+    """A provider rate limit, per minute: the rate limiter's bucket names, the names the
+    rate-limit headers are parsed into, and the keys of a Ray run's shared limits."""
+
+    REQUESTS = "requests"
+    TOKENS = "tokens"
+    """Prompt plus answer budget (OpenAI's TPM)."""
+    INPUT_TOKENS = "input_tokens"
+    """Prompt tokens alone (Anthropic's ITPM)."""
+    OUTPUT_TOKENS = "output_tokens"
+    """Answer tokens alone (Anthropic's OTPM)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One record, ready to pack.

@@ -44,7 +44,7 @@ from .._pricing import Price
 from .._store.cache import Cache
 from .._store.job import DONE, ItemUpdate, JobStore, PendingItem, RequestRow
 from .._task import Task
-from .._types import Completion, Item, Request, Usage
+from .._types import Completion, Item, LimitName, Request, Usage
 from ..providers.base import Provider
 from .pack_plan import JobShape, allowance_requests, best_pack_size, burst_ready
 from .planner import Pack, Planner
@@ -401,7 +401,7 @@ class Runner:
             self._prefix_tokens = count_tokens(system) + 2 * MESSAGE_OVERHEAD
         per_item = max(1, prompt_tokens - self._prefix_tokens) / size + max_tokens / size
         room = self.provider.context_tokens
-        tokens = self.limiter.buckets.get("tokens")
+        tokens = self.limiter.buckets.get(LimitName.TOKENS)
         if tokens is not None:
             room = min(room, int(tokens.capacity))
         self.sizer.fit(int((room - self._prefix_tokens - 16) / per_item))
@@ -508,7 +508,8 @@ class Runner:
         if best is None or latency < best:
             self.best_latency[size] = latency
         self.plan.answered(size, latency)
-        requests, tokens = self.limiter.buckets.get("requests"), self.limiter.buckets.get("tokens")
+        buckets = self.limiter.buckets
+        requests, tokens = buckets.get(LimitName.REQUESTS), buckets.get(LimitName.TOKENS)
         need = self.need.of(
             request_rate=None if requests is None else requests.rate,
             token_rate=None if tokens is None else tokens.rate,

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .._types import LimitName
+
 __all__ = [
     "RATE_LIMIT_HEADER_PREFIXES",
     "BucketState",
@@ -99,10 +101,11 @@ class BucketState:
 
 
 def parse_rate_limits(headers: Mapping[str, str], now: float) -> dict[str, BucketState]:
-    """Buckets named ``requests``, ``tokens``, ``input_tokens``, ``output_tokens`` found in headers."""
+    """The limits found in headers, by ``LimitName``."""
     lowered = {k.lower(): v for k, v in headers.items()}
     found: dict[str, BucketState] = {}
-    for bucket in ("requests", "tokens", "input-tokens", "output-tokens"):
+    for name in LimitName:
+        bucket = name.replace("_", "-")  # as the headers spell it
         for prefix, names in (
             ("x-ratelimit-", ("limit-{b}", "remaining-{b}", "reset-{b}")),
             ("anthropic-ratelimit-", ("{b}-limit", "{b}-remaining", "{b}-reset")),
@@ -115,7 +118,7 @@ def parse_rate_limits(headers: Mapping[str, str], now: float) -> dict[str, Bucke
                 remaining=_number(raw[1]),
                 reset=None if raw[2] is None else _reset_seconds(raw[2], now),
             )
-            found[bucket.replace("-", "_")] = state
+            found[name] = state
     return found
 
 

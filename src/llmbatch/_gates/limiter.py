@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .._exceptions import ItemError
-from .._types import FailureKind
+from .._types import FailureKind, LimitName
 from .headers import BucketState, parse_rate_limits
 
 __all__ = ["Limiter", "RateLimiter", "Reservation", "TokenBucket"]
@@ -173,10 +173,10 @@ class RateLimiter:
         self.buckets: dict[str, TokenBucket] = {}
         self.configured: set[str] = set()
         for name, limit in (
-            ("requests", rpm),
-            ("tokens", tpm),
-            ("input_tokens", input_tpm),
-            ("output_tokens", output_tpm),
+            (LimitName.REQUESTS, rpm),
+            (LimitName.TOKENS, tpm),
+            (LimitName.INPUT_TOKENS, input_tpm),
+            (LimitName.OUTPUT_TOKENS, output_tpm),
         ):
             if limit:
                 self.buckets[name] = TokenBucket(limit, now, headroom=headroom)
@@ -199,10 +199,10 @@ class RateLimiter:
     @staticmethod
     def _amounts(prompt_tokens: int, max_tokens: int) -> dict[str, int]:
         return {
-            "requests": 1,
-            "tokens": prompt_tokens + max_tokens,
-            "input_tokens": prompt_tokens,
-            "output_tokens": max_tokens,
+            LimitName.REQUESTS: 1,
+            LimitName.TOKENS: prompt_tokens + max_tokens,
+            LimitName.INPUT_TOKENS: prompt_tokens,
+            LimitName.OUTPUT_TOKENS: max_tokens,
         }
 
     async def acquire(self, prompt_tokens: int, max_tokens: int) -> Reservation:
@@ -213,14 +213,14 @@ class RateLimiter:
         wait = 0.0
         for name, bucket in self.buckets.items():
             wait = max(wait, bucket.take(amounts[name], now))
-        reservation = Reservation(1, amounts["tokens"], prompt_tokens, max_tokens)
+        reservation = Reservation(1, amounts[LimitName.TOKENS], prompt_tokens, max_tokens)
         if wait > 0:
             try:
                 await self.sleep(wait)
             except asyncio.CancelledError:
                 # Never sent: give back the request slot as well as the tokens.
                 self.release(reservation)
-                slots = self.buckets.get("requests")
+                slots = self.buckets.get(LimitName.REQUESTS)
                 if slots is not None:
                     slots.give(reservation.requests, self.clock())
                 raise
@@ -255,9 +255,9 @@ class RateLimiter:
         prompt_delta = reservation.input_tokens - prompt_tokens
         output_delta = reservation.output_tokens - completion_tokens if refund_output else 0
         for name, delta in (
-            ("tokens", prompt_delta + output_delta),
-            ("input_tokens", prompt_delta),
-            ("output_tokens", output_delta),
+            (LimitName.TOKENS, prompt_delta + output_delta),
+            (LimitName.INPUT_TOKENS, prompt_delta),
+            (LimitName.OUTPUT_TOKENS, output_delta),
         ):
             bucket = self.buckets.get(name)
             if bucket is not None and delta:

@@ -47,7 +47,7 @@ from .._options import RunOptions
 from .._pricing import PriceTable
 from .._store.job import JobStore
 from .._task import Task
-from .._types import IdValue, Result
+from .._types import IdValue, LimitName, Result
 from ..providers import ProviderConfig, create_provider
 from .cache import CacheActor, SharedCache
 from .limiter import RateLimiterActor, SharedLimiter
@@ -192,7 +192,10 @@ def _start(
     if task.models and config.model is None:
         config = dataclasses.replace(config, model=task.models[0])
     _check_supported(task, options, provider, config)
-    limits = {"requests": rpm or options.rpm, "tokens": tpm or options.tpm}
+    limits: dict[str, float | None] = {
+        LimitName.REQUESTS: rpm or options.rpm,
+        LimitName.TOKENS: tpm or options.tpm,
+    }
     actor = limiter_actor(limiter_name, limits, detached=detached)
     blocks, records = positioned(dataset, rows_per_block, workers=workers, split_lines=source == "jsonl")
     spec = WorkerSpec(

@@ -29,18 +29,19 @@ from typing import Any
 from .._gates.headers import rate_limit_headers
 from .._gates.limiter import DEFAULT_HEADROOM, RateLimiter, Reservation, TokenBucket
 from .._metrics import Metrics
+from .._types import LimitName
 
 __all__ = ["RateLimiterActor", "SharedLimiter"]
 
-_LIMIT_NAMES = ("requests", "tokens", "input_tokens", "output_tokens")
+_LIMIT_NAMES = tuple(LimitName)
 
 
 def _limiter_for(limits: Mapping[str, float], *, learn: bool, headroom: float) -> RateLimiter:
     return RateLimiter(
-        rpm=limits.get("requests"),
-        tpm=limits.get("tokens"),
-        input_tpm=limits.get("input_tokens"),
-        output_tpm=limits.get("output_tokens"),
+        rpm=limits.get(LimitName.REQUESTS),
+        tpm=limits.get(LimitName.TOKENS),
+        input_tpm=limits.get(LimitName.INPUT_TOKENS),
+        output_tpm=limits.get(LimitName.OUTPUT_TOKENS),
         learn=learn,
         headroom=headroom,
     )
