@@ -5,11 +5,11 @@
     ─▶ results, in any order ─join on custom_id─▶ the runner's outcome rules
     ─▶ one transaction per result file ─▶ only failed, expired or invalid items go again
 
-``BatchRunner`` is a ``Runner``: the planner, the pack format, the outcome
-rules (``settle``: parse per item, retry missing or invalid items in smaller
-packs and the last attempt alone; the retry policy for a failed or expired
-line), the cache, the budget and the metrics are the runner's own. What
-differs is how packs travel, so only that is here:
+``BatchRunner`` composes the same ``RunCore`` as the synchronous ``Runner``: the
+planner, the pack format, the one prepare step, the outcome rules (``settle``:
+parse per item, retry missing or invalid items in smaller packs and the last
+attempt alone; the retry policy for a failed or expired line), the cache, the
+budget and the metrics. What differs is how packs travel, so only that is here:
 
 - no controller: packs have the fixed ``--batch-size`` and are all sent at once,
   split into batches of at most ``max_requests`` lines and ``max_bytes``;
@@ -17,8 +17,8 @@ differs is how packs travel, so only that is here:
   retry state) *before* it is submitted and gets its provider id right after,
   so a restarted process re-attaches to it instead of paying for it twice;
 - a finished batch's results are committed in one transaction together with
-  the batch's own row: the runner's writes (``_write``) are held until the
-  file is done (``_commit``);
+  the batch's own row: the core's writes are held (``Writes(held=True)``) until
+  the file is done (``commit``);
 - cost is the batch price (``Price.batch``).
 
 A process killed between recording a batch and learning its provider id (one
@@ -26,7 +26,7 @@ HTTP call) cannot tell whether the provider accepted it: the batch is marked
 ``abandoned`` and its items are planned again.
 
 Why one module: it is one mode (submit, poll, re-attach after a crash, join results
-back) around one store table, ``batches``. It reuses the runner's prepare and settle
+back) around one store table, ``batches``. It reuses the core's prepare and settle
 steps and adds only how packs travel.
 """
 
@@ -46,14 +46,16 @@ from .._exceptions import FatalError, ProviderError, ServerError
 from .._gates.limiter import RateLimiter
 from .._metrics import Metrics
 from .._options import RunOptions
+from .._pack import choose_packer
+from .._pack.tokens import Calibration
 from .._pricing import Price
 from .._store.cache import Cache
-from .._store.job import BatchRow, ItemUpdate, JobStore, PendingItem, RequestRow
+from .._store.job import BatchRow, ItemUpdate, JobStore
 from .._task import Task
-from .._types import Completion, Item, Request, Usage
+from .._types import Completion, Item, Request
 from ..providers.base import BatchStatus, Provider, batch_api
+from .core import RunCore
 from .planner import ItemState, Pack
-from .runner import Runner
 from .steering import Clock, Sleep
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BatchRunner", "PollBackoff"]
@@ -119,7 +121,7 @@ class _Draft:
     size: int = 0
 
 
-class BatchRunner(Runner):
+class BatchRunner:
     """Runs every pending item of a job's store through the provider's batch API.
 
     >>> runner = BatchRunner(task, provider, store, RunOptions(batch_size=20))  # doctest: +SKIP
@@ -149,21 +151,39 @@ class BatchRunner(Runner):
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.api = batch_api(provider)
-        options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH_SIZE)
-        super().__init__(
+        self.task = task
+        self.provider = provider
+        self.store = store
+        self.options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH_SIZE)
+        self.batch_size: int = self.options.batch_size or DEFAULT_BATCH_SIZE
+        self.policy = options.policy
+        self.clock = clock
+        self.sleep = sleep
+        self.metrics = metrics or Metrics(clock=clock)
+        self._held: set[int] = set()
+        """Positions of items in open batches: pending in the store, but not to be planned."""
+        self.core = RunCore(
             task,
             provider,
             store,
-            options,
-            price=price,
-            metrics=metrics,
+            self.options,
+            choose_packer(self.options.pack or provider.default_pack, task, provider),
             # Batch lines are not rate limited; only the model's context bounds a request.
-            limiter=RateLimiter(learn=False, clock=clock, sleep=sleep),
+            RateLimiter(learn=False, clock=clock, sleep=sleep),
+            Calibration(),
+            price=price,
+            metrics=self.metrics,
             cache=cache,
             on_settled=on_settled,
             clock=clock,
-            sleep=sleep,
+            batch_prices=True,
+            journal=False,  # the batches table holds what is in flight
+            held=True,  # a result file is applied whole, in one transaction
+            exclude=self._held,
         )
+        self.budget = self.core.budget
+        self.planner = self.core.planner
+        self._commit = self.core.writes.commit
         limits = self.api.batch_limits
         self.max_requests = max_requests or limits.max_requests
         self.max_bytes = max_bytes or limits.max_bytes
@@ -171,69 +191,29 @@ class BatchRunner(Runner):
         self.batches_submitted = 0
         self.batches_reattached = 0
         self._open: dict[int, _OpenBatch] = {}
-        self._held: set[int] = set()
-        """Positions of items in open batches: pending in the store, but not to be planned."""
-        self._unsaved: list[ItemUpdate] = []
-        self._unsaved_requests: list[RequestRow] = []
         self._submit_after = 0.0
         self._submit_failures = 0
         self._halted = False
+        """A fatal error while polling: nothing more can be learnt now (the batches stay open)."""
         self._budget_full = False
         """The last line drafted did not fit the budget: submitting waits for open batches."""
-        """A fatal error while polling: nothing more can be learnt now (the batches stay open)."""
 
-    # -- what differs from the synchronous runner ------------------------------------
+    @property
+    def stop_reason(self) -> str | None:
+        return self.core.stop_reason
 
-    def _cost(self, completion: Completion) -> float | None:
-        return None if self.price is None else self.price.cost(completion.usage, batch=True)
-
-    def _projected_cost(self, prompt_tokens: int, max_tokens: int) -> float | None:
-        if self.options.max_cost is None or self.price is None:
-            return None
-        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens)
-        return self.price.cost(usage, batch=True)
+    async def run(self) -> Metrics:
+        """Submit, poll and re-submit until every pending item is settled; the metrics.
+        Raises ``BudgetReached`` or a ``FatalError`` if the job had to stop."""
+        return await self.core.run(self._dispatch)
 
     def _release(self, projected: float, *, count: int = 1) -> None:
         if self.budget is not None:
             self.budget.release(projected, count=count)
 
-    def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
-        """No controller: a batch's turnaround says nothing about the pack size."""
-
-    def _write(self, updates: Sequence[ItemUpdate], request: RequestRow | None = None) -> None:
-        # Held until ``_commit``: a result file is applied whole or not at all, and
-        # listeners hear only committed updates.
-        if request is not None:
-            self._unsaved_requests.append(request)
-        self._unsaved.extend(updates)
-
-    def _load_page(self, after: int, limit: int) -> list[PendingItem]:
-        while True:
-            rows = super()._load_page(after, limit)
-            kept = [row for row in rows if row.position not in self._held]
-            if kept or not rows:
-                return kept
-            after = rows[-1].position
-
-    def _commit(self, also: Callable[[], None] | None = None) -> None:
-        """Write what the outcome rules produced since the last commit, and ``also`` (the
-        batch's own row), in one transaction."""
-        requests, updates = self._unsaved_requests, self._unsaved
-        self._unsaved_requests, self._unsaved = [], []
-        if not requests and not updates and also is None:
-            return
-        with self.store.transaction():
-            for request in requests:
-                self.store.insert_request(request)
-            self.store.update_items(updates)
-            if also is not None:
-                also()
-        if self.on_settled is not None and updates:
-            self.on_settled(updates)
-
     # -- the loop ------------------------------------------------------------------------
 
-    async def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
+    async def _dispatch(self) -> None:
         self._reattach()
         try:
             await self._loop()
@@ -335,26 +315,26 @@ class BatchRunner(Runner):
     def _line(self, pack: Pack, number: int) -> _Line | None:
         """The pack as a batch line, or None when it was split, failed or is over budget."""
         budget = self.task.answer_budget * (self.policy.budget_boost if pack.boosted else 1)
-        request = self._render(pack, budget)
+        request = self.core.render(pack, budget)
         if request is None:
             return None
         # Measured with the longest custom_id and ASCII escapes: never below the bytes sent.
         sample = self.api.batch_line(f"p{self.max_requests}", request)
         size = len(json.dumps(sample).encode()) + 1
         if size > self.max_bytes:
-            self._set_aside(
+            self.core.set_aside(
                 pack, f"the batch line takes {size} bytes, more than the {self.max_bytes} a batch may hold"
             )
             return None
-        estimate = self.calibration.correct(request.est_prompt_tokens)
-        projected = self._projected_cost(estimate, request.max_tokens)
+        estimate = self.core.calibration.correct(request.est_prompt_tokens)
+        projected = self.core.projected_cost(estimate, request.max_tokens)
         if projected is not None and self.budget is not None and not self.budget.try_reserve(projected):
             # Lines drafted or in open batches hold their worst case: submit what is drafted
             # and wait for batches to settle (releasing what they did not spend) before
             # deciding; stop only when nothing holds a reservation and this still does not fit.
             self._budget_full = True
             if not self.budget.held:
-                self._stop_for_budget(projected)
+                self.core.stop_for_budget(projected)
             self.planner.resend(pack)
             return None
         return _Line(f"p{number}", request, pack, size, projected or 0.0)
@@ -377,11 +357,13 @@ class BatchRunner(Runner):
         except ProviderError as exc:
             self._release(projected, count=len(draft.lines))
             for line in draft.lines:
-                self._on_error(line.pack, exc, started)
+                self.core.on_error(line.pack, exc, started)
             reason = str(exc)
             self._commit(lambda: self.store.finish_batch(row, "abandoned", error=reason))
             self._submit_failures += 1
-            self._submit_after = self.clock() + self.policy.backoff.delay(self._submit_failures, self.rng)
+            self._submit_after = self.clock() + self.policy.backoff.delay(
+                self._submit_failures, self.core.rng
+            )
             log.warning("submitting a batch of %d lines failed (%s): %s", len(record), exc.kind, exc)
             return False
         self._submit_failures = 0
@@ -433,13 +415,13 @@ class BatchRunner(Runner):
         batch.poll_failures += 1
         if isinstance(error, FatalError) or batch.poll_failures >= self.policy.max_transient:
             self._halted = True
-            self.stop_reason = (
+            self.core.stop_reason = (
                 f"cannot follow batch {batch.provider_batch_id}: {error}; its items are kept waiting: "
                 "run the same command again to re-attach to it"
             )
             return
         log.warning("polling batch %s failed (%s): %s", batch.provider_batch_id, error.kind, error)
-        batch.next_poll = self.clock() + self.policy.backoff.delay(batch.poll_failures, self.rng)
+        batch.next_poll = self.clock() + self.policy.backoff.delay(batch.poll_failures, self.core.rng)
 
     def _apply(
         self,
@@ -459,12 +441,17 @@ class BatchRunner(Runner):
                 log.debug("batch %s: result for unknown line %r ignored", batch.provider_batch_id, custom_id)
                 continue
             if isinstance(outcome, ProviderError):
-                self._on_error(pack, outcome, batch.submitted)
+                self.core.on_error(pack, outcome, batch.submitted)
             else:
-                self._on_completion(pack, dataclasses.replace(outcome, latency=latency), batch.submitted)
+                self.core.on_completion(
+                    pack,
+                    dataclasses.replace(outcome, latency=latency),
+                    batch.submitted,
+                    concurrency=len(self._open),
+                )
         why = f"batch {status.status}" + (f": {status.message}" if status.message else "")
         for pack in waiting.values():
-            self._on_error(pack, ServerError(f"no result for this line ({why})"), batch.submitted)
+            self.core.on_error(pack, ServerError(f"no result for this line ({why})"), batch.submitted)
         self._held.difference_update(batch.positions)
         self._release(batch.projected, count=len(batch.packs))
         del self._open[batch.row]

@@ -1,40 +1,28 @@
-"""The orchestrator: the one module that wires the components together.
+"""The synchronous runner: packs sent request by request, as fast as the limits allow.
 
-    (ingest: input → store)  →  plan packs  →  limiter  →  provider
-    →  parse  →  policy  →  store (one transaction per request)  →  output
+    (ingest: input → store)  →  plan packs  →  budget, limiter  →  provider
+    →  parse  →  settle  →  store (one transaction per request)  →  output
 
-Every item ends ``done`` or ``failed``; the dispatcher stops only when the
-planner holds nothing and no request is in flight.
-
-Why one module: the dispatch loop is one piece of state (requests in flight, the
-limiter's and the budget's reservations, the controllers) that every step of it reads
-and writes. The rules it applies live elsewhere (``settle``, ``policy``, ``planner``,
-``control``, ``pack_plan``, ``steering``); what stays is the loop and its two seams,
-``_render`` and ``_write``, which the batch runner overrides.
+The items' side (loading, rendering, the outcome rules, writing) is ``RunCore``, shared
+with the batch runner; what is here is how packs travel: the dispatch loop, the budget
+and the rate limiter around each request, and the controllers (pack size, concurrency,
+answer budget) steered by each answer. Every item ends ``done`` or ``failed``; the
+dispatcher stops only when the planner holds nothing and no request is in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._exceptions import (
-    BudgetReached,
-    ConnectionFailed,
-    EndpointUnreachable,
-    FatalError,
-    ItemError,
     ProviderError,
     RateLimited,
     RequestTimeout,
-    UsageError,
 )
-from .._gates.budget import Budget
 from .._gates.limiter import Limiter, RateLimiter, Reservation, TokenBucket
 from .._metrics import Metrics
 from .._options import RunOptions
@@ -42,13 +30,14 @@ from .._pack import PER_ITEM_OVERHEAD, choose_packer, shared_prefix_tokens
 from .._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from .._pricing import Price
 from .._store.cache import Cache
-from .._store.job import DONE, ItemUpdate, JobStore, PendingItem, RequestRow
+from .._store.job import ItemUpdate, JobStore
 from .._task import Task
-from .._types import Completion, Item, LimitName, Request, Usage
+from .._types import Completion, Item, LimitName, Request
 from ..providers.base import Provider
+from .core import RunCore
 from .pack_plan import JobShape, allowance_requests, best_pack_size, burst_ready
-from .planner import Pack, Planner
-from .settle import Settlement, settle_answers, settle_error, settle_unsendable
+from .planner import Pack
+from .settle import Settlement
 from .steering import Clock, Sleep, Steering
 
 __all__ = ["Runner"]
@@ -61,10 +50,14 @@ is never left idle, few enough that packs are made at the size (and with the ret
 
 
 class Runner:
-    """Runs every pending item of a job's store through a provider.
+    """Runs every pending item of a job's store through a provider, request by request.
 
     >>> runner = Runner(task, provider, store, RunOptions())  # doctest: +SKIP
     >>> metrics = await runner.run()                           # doctest: +SKIP
+
+    The items' side (loading, rendering, the outcome rules, writes) is its ``core``
+    (``RunCore``); what is here is how packs travel: the dispatch loop, the rate limiter
+    and the budget around each request, and the controllers steered by each answer.
     """
 
     def __init__(
@@ -87,17 +80,11 @@ class Runner:
         self.provider = provider
         self.store = store
         self.options = options
-        self.price = price
         self.clock = clock
         self.sleep = sleep
         self.metrics = metrics or Metrics(clock=clock)
         self.limiter = limiter or RateLimiter(rpm=options.rpm, tpm=options.tpm, clock=clock, sleep=sleep)
-        self.policy = options.policy
-        self.rng = random.Random(options.seed)
-        self.packer = choose_packer(self.options.pack or self.provider.default_pack, self.task, self.provider)
-        self.cache = cache
-        self.on_settled = on_settled
-        """Hears every committed item update (after its transaction), e.g. to stream results."""
+        self.packer = choose_packer(options.pack or provider.default_pack, task, provider)
         self.steering = steering or Steering.start(task, options, clock, self._blank_prompt_tokens)
         self.sizer = self.steering.sizer
         self.flow = self.steering.flow
@@ -106,61 +93,37 @@ class Runner:
         self.need = self.steering.need
         self.plan = self.steering.plan
         self.best_latency = self.steering.best_latency
+        self.core = RunCore(
+            task,
+            provider,
+            store,
+            options,
+            self.packer,
+            self.limiter,
+            self.steering.calibration,
+            price=price,
+            metrics=self.metrics,
+            cache=cache,
+            on_settled=on_settled,
+            clock=clock,
+        )
+        self.budget = self.core.budget
+        self.planner = self.core.planner
         self._prefix_tokens: int | None = None
         self.warm_up = steering is None and (
             provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
         )
         """Send one request alone before fanning out, so that the rest read the provider's cache
         (not when steering is handed on: the runner before this one warmed it)."""
-        self.planner = Planner(
-            self._load_page,
-            retry_size=self.policy.retry_size,
-            shuffle=options.shuffle,
-            rng=random.Random(options.seed),
-        )
-        self.stop_reason: str | None = None
-        self._stop_error: type[FatalError] = FatalError
-        self.budget_reached = False
         self._unsent = 0
         """Packs made but not yet sent (waiting for the budget or the rate limiter)."""
         self._unsent_moved = asyncio.Event()
         """Set (and replaced) each time one of them is sent or dropped."""
-        if options.max_cost is not None and price is None:
-            raise UsageError(
-                f"--max-cost needs the price of model {provider.model!r}; add it with --prices FILE"
-            )
-        self.metrics.budget = options.max_cost
-        # Sync requests journal their reservations in the store (batch mode has its batches table).
-        journal = self._journal_reserved if options.mode == "sync" else None
-        self.budget = (
-            None
-            if options.max_cost is None
-            else Budget(
-                options.max_cost, spent=lambda: self.metrics.spent_before + self.metrics.cost, journal=journal
-            )
-        )
         self.in_flight = 0
-        self._unreachable_since: float | None = None
-        """When the connection failures began that no answer from the endpoint has followed."""
 
-    def _journal_reserved(self, amount: float) -> None:
-        self.store.set_meta("budget_in_flight", amount)
-
-    def _unsettled_before(self) -> float:
-        """Worst cases of requests earlier runs sent but never settled (killed or interrupted
-        while they were in flight): counted as spent, since the provider may have charged them."""
-        left = float(self.store.get_meta("budget_in_flight") or 0.0)
-        total = float(self.store.get_meta("budget_unsettled") or 0.0) + left
-        if left:
-            with self.store.transaction():
-                self.store.set_meta("budget_unsettled", total)
-                self.store.set_meta("budget_in_flight", 0.0)
-            log.warning(
-                "the last run ended with requests in flight: their worst case ($%.4f) counts as spent", left
-            )
-        return total
-
-    # -- the dispatch loop ---------------------------------------------------------
+    @property
+    def stop_reason(self) -> str | None:
+        return self.core.stop_reason
 
     @property
     def concurrency(self) -> int:
@@ -170,57 +133,24 @@ class Runner:
     def batch_size(self) -> int:
         return self.sizer.size
 
-    def _load_page(self, after: int, limit: int) -> list[PendingItem]:
-        """The next pending items not answered by the cache (cache hits are stored as done)."""
-        while True:
-            rows = self.store.pending(after, limit)
-            if not rows or self.cache is None:
-                return rows
-            keys = [self.cache.key(row.text) for row in rows]
-            hits = self.cache.get_many(keys)
-            if not hits:
-                return rows
-            misses, updates = [], []
-            for row, key in zip(rows, keys, strict=True):
-                if key in hits:
-                    updates.append(ItemUpdate(row.position, DONE, row.attempts, hits[key]))
-                else:
-                    misses.append(row)
-            self._write(updates)
-            self.metrics.items_cached += len(updates)
-            self.metrics.observe_items(ok=len(updates))
-            if misses:
-                return misses
-            after = rows[-1].position
-
     async def run(self) -> Metrics:
         """Send every pending item; returns the metrics. Raises FatalError if the job had to stop."""
-        counts = self.store.counts()
-        first_stage = not self.metrics.started  # a cascade runs several Runners on one Metrics
-        self.metrics.items_total = sum(counts.values())
-        self.metrics.items_ok = counts.get(DONE, 0)
-        self.metrics.items_failed = Counter(self.store.failures_by_kind())
-        if first_stage:
-            self.metrics.items_skipped = counts.get(DONE, 0)
-            self.metrics.spent_before = self.store.request_totals()["cost"] + self._unsettled_before()
-            self.metrics.start()
+        return await self.core.run(self._dispatch)
+
+    # -- the dispatch loop ---------------------------------------------------------
+
+    async def _dispatch(self) -> None:
         tasks: set[asyncio.Task[None]] = set()
         try:
-            await self._dispatch(tasks)
+            await self._dispatch_all(tasks)
         finally:
             if tasks:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-            self.metrics.finish()
-        if self.stop_reason is not None:
-            if self.budget_reached:
-                raise BudgetReached(self.stop_reason)
-            raise self._stop_error(self.stop_reason)
-        return self.metrics
 
-    async def _dispatch(self, tasks: set[asyncio.Task[None]]) -> None:
-        while self.stop_reason is None:
+    async def _dispatch_all(self, tasks: set[asyncio.Task[None]]) -> None:
+        while self.core.stop_reason is None:
             if len(tasks) >= self._allowed_in_flight():
                 await self._wait_any(tasks)
                 continue
@@ -311,16 +241,16 @@ class Runner:
     async def _prepare(self, pack: Pack) -> tuple[Request, Reservation, float | None] | None:
         """Render ``pack`` and clear it with the budget and the limiter; None when it is not sent."""
         if pack.boosted:
-            budget = self.task.answer_budget * self.policy.budget_boost
+            budget = self.task.answer_budget * self.options.policy.budget_boost
         else:
             budget = max(1, self.answers.per_item() - PER_ITEM_OVERHEAD)
-        request = self._render(pack, budget)
+        request = self.core.render(pack, budget)
         if request is None:
             return None
         self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
         self.plan.sent(pack.size, request.est_prompt_tokens)
-        estimate = self.calibration.correct(request.est_prompt_tokens)
-        projected = self._projected_cost(estimate, request.max_tokens)
+        estimate = self.core.calibration.correct(request.est_prompt_tokens)
+        projected = self.core.projected_cost(estimate, request.max_tokens)
         if projected is not None and not await self._reserve_budget(projected):
             self.planner.resend(pack)
             return None
@@ -332,37 +262,14 @@ class Runner:
             raise
         return request, reservation, projected
 
-    def _write(self, updates: Sequence[ItemUpdate], request: RequestRow | None = None) -> None:
-        """Commit item updates, with the row of the request they came from, in one
-        transaction; then tell the listeners. The only place the outcome rules write (the
-        batch runner holds the writes instead, until a result file is applied whole)."""
-        if request is None:
-            with self.store.transaction():
-                self.store.update_items(updates)
-        else:
-            self.store.record_request(request, updates)
-        if self.on_settled is not None and updates:
-            self.on_settled(updates)
-
-    def _projected_cost(self, prompt_tokens: int, max_tokens: int) -> float | None:
-        """The most a request can cost (its whole answer budget used), when a budget is set."""
-        if self.options.max_cost is None or self.price is None:
-            return None
-        return self.price.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens))
-
     async def _reserve_budget(self, projected: float) -> bool:
         """Reserve a request's worst case against ``--max-cost``; False (the job stopping) if it
         never fits — after the requests in flight have settled and released theirs."""
         assert self.budget is not None
         if await self.budget.reserve(projected, stopped=lambda: self.stop_reason is not None):
             return True
-        self._stop_for_budget(projected)
+        self.core.stop_for_budget(projected)
         return False
-
-    def _stop_for_budget(self, projected: float) -> None:
-        if self.stop_reason is None and self.budget is not None:
-            self.budget_reached = True
-            self.stop_reason = self.budget.refusal(projected)
 
     async def _call(self, pack: Pack, request: Request, reservation: Reservation) -> None:
         started = time.time()
@@ -377,7 +284,7 @@ class Runner:
         finally:
             self.in_flight -= 1
         usage = completion.usage
-        self.calibration.observe(request.est_prompt_tokens, usage.prompt_tokens)
+        self.core.calibration.observe(request.est_prompt_tokens, usage.prompt_tokens)
         charged_prompt = usage.prompt_tokens
         if not self.provider.cache_reads_count_toward_limit:
             charged_prompt -= usage.cached_tokens
@@ -406,33 +313,6 @@ class Runner:
             room = min(room, int(tokens.capacity))
         self.sizer.fit(int((room - self._prefix_tokens - 16) / per_item))
 
-    def _render(self, pack: Pack, answer_tokens: int) -> Request | None:
-        """The pack as a request, or None when it cannot be sent as it is: more than the
-        model's context or a minute's token limit (both runners prepare packs here)."""
-        request = self.packer.render(self.task, pack.items, answer_tokens=answer_tokens)
-        prompt_tokens, max_tokens = self.calibration.correct(request.est_prompt_tokens), request.max_tokens
-        context = self.provider.context_tokens
-        if prompt_tokens + max_tokens > context:
-            self._set_aside(
-                pack,
-                f"the request needs ~{prompt_tokens + max_tokens} tokens, more than the model's "
-                f"context of {context}",
-            )
-            return None
-        try:
-            self.limiter.check(prompt_tokens, max_tokens)
-        except ItemError as exc:
-            self._set_aside(pack, str(exc))
-            return None
-        return request
-
-    def _set_aside(self, pack: Pack, reason: str) -> None:
-        """A pack too large to send: split it, or fail its lone item (``too_large``)."""
-        self._settle(settle_unsendable(pack, reason))
-
-    def _cost(self, completion: Completion) -> float | None:
-        return None if self.price is None else self.price.cost(completion.usage)
-
     def _learn_answer_size(self, pack: Pack, completion: Completion, max_tokens: int) -> None:
         """What a pack's answers used sizes the next packs' ``max_tokens`` (charged against TPM)."""
         if pack.boosted:
@@ -443,64 +323,10 @@ class Runner:
             self.answers.observe(completion.usage.completion_tokens, pack.size)
 
     def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
-        self._unreachable_since = None
-        cost = self._cost(completion)
-        settled = settle_answers(
-            pack,
-            self.packer.parse(self.task, pack.items, completion),
-            truncated=completion.finish_reason == "length",
-            cost=cost,
-            policy=self.policy,
-        )
-        row = RequestRow(
-            started=started,
-            finished=time.time(),
-            keys=[s.index for s in pack.states],
-            attempt=settled.attempt,
-            status="ok",
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            latency=completion.latency,
-            cost=cost,
-            items_ok=settled.ok,
-        )
-        self._settle(settled, row)
-        if self.cache is not None:
-            self.cache.put_many((self.cache.key(state.item.text), u.answer) for u, state in settled.done)
-        self._steer(pack.size, completion.latency, settled.ok_first, settled.ok)
-        self.metrics.observe_request(
-            size=pack.size,
-            latency=completion.latency,
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            cost=cost,
-            concurrency=self.concurrency,
-        )
-        self.metrics.observe_items(
-            ok=settled.ok,
-            ok_first_try=settled.ok_first,
-            first_tries=settled.first_tries,
-            retried=settled.retried,
-        )
-        self.metrics.observe_model(self.provider.model, ok=settled.ok, cost=cost)
+        def steer(settled: Settlement) -> None:
+            self._steer(pack.size, completion.latency, settled.ok_first, settled.ok)
 
-    def _settle(self, settled: Settlement, row: RequestRow | None = None) -> None:
-        """Commit a settlement with its request's row (one transaction; no row for a pack
-        never sent), then requeue."""
-        for kind, count in settled.failed.items():
-            self.metrics.observe_failed(kind, count)
-        self.metrics.splits += settled.splits
-        if settled.pause is not None:
-            self.limiter.pause(settled.pause)
-        now = self.clock()
-        for resend in settled.resend:
-            self.planner.resend(resend.pack, resend.at, now=now)
-        for state in settled.retry:
-            self.planner.retry(state)
-        if settled.updates or row is not None:
-            self._write(settled.updates, row)
+        self.core.on_completion(pack, completion, started, concurrency=self.concurrency, steer=steer)
 
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """Feed the controllers with one successful request."""
@@ -530,7 +356,7 @@ class Runner:
         """The rest of the job as the pack-size plan sees it (``pack_plan``)."""
         now = self.clock()
         answer = self.answers.per_item()
-        ratio = self.calibration.ratio
+        ratio = self.core.calibration.ratio
         plan = self.plan
         metrics = self.metrics
         latency = plan.latency.line() or (1.0, 0.0)
@@ -557,40 +383,7 @@ class Runner:
         blanks = [Item(i, str(i), "") for i in range(size)]
         return self.packer.render(self.task, blanks).est_prompt_tokens
 
-    def _unreachable_for(self, error: ProviderError) -> float:
-        """Seconds the endpoint has been unreachable (0 once anything answered, even an error)."""
-        if isinstance(error, ConnectionFailed):
-            now = self.clock()
-            if self._unreachable_since is None:
-                self._unreachable_since = now
-            return now - self._unreachable_since
-        if error.status is not None:
-            self._unreachable_since = None
-        return 0.0
-
     def _on_error(self, pack: Pack, error: ProviderError, started: float) -> None:
-        settled = settle_error(
-            pack,
-            error,
-            policy=self.policy,
-            rng=self.rng,
-            now=self.clock(),
-            unreachable_for=self._unreachable_for(error),
-        )
-        self.metrics.observe_error(error.kind, size=pack.size, first_tries=settled.first_tries)
         if isinstance(error, (RateLimited, RequestTimeout)):
             self.flow.on_pressure(self.best_latency.get(pack.size, 1.0))
-        if settled.stop is not None and self.stop_reason is None:
-            self.stop_reason = settled.stop
-            self._stop_error = EndpointUnreachable if isinstance(error, ConnectionFailed) else FatalError
-        row = RequestRow(
-            started=started,
-            finished=time.time(),
-            keys=[s.index for s in pack.states],
-            attempt=settled.attempt,
-            status="error",
-            error_kind=error.kind,
-            error=str(error)[:500],
-        )
-        self._settle(settled, row)
-        log.debug("request of %d items failed (%s): %s", pack.size, error.kind, error)
+        self.core.on_error(pack, error, started)

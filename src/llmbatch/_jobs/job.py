@@ -208,7 +208,7 @@ def _runner(
     metrics: Metrics | None,
     cache: ResultCache | None,
     on_settled: Callable[[Sequence[ItemUpdate]], None] | None,
-) -> Runner:
+) -> Runner | BatchRunner:
     """The runner of ``spec.options.mode``: ``sync`` requests, or the provider's ``batch`` API."""
     options = spec.options
     if options.mode == "batch":
