@@ -54,6 +54,7 @@ from llmbatch._pack import PACKERS
 from llmbatch._pricing import PriceTable
 from llmbatch._store.job import JobStore
 from llmbatch._task import Task
+from llmbatch._types import IdValue
 from llmbatch.sim import oracle_answer
 
 BASE_LATENCY = 0.4
@@ -69,12 +70,12 @@ def expected_answers(task: Task, records: list[dict[str, Any]]) -> dict[str, Any
     return {r["id"]: oracle_answer(task.item_schema, system, task.render_input(r)) for r in records}
 
 
-def accuracy(answers: Mapping[str, Any], expected: Mapping[str, Any]) -> float:
+def accuracy(answers: Mapping[IdValue, Any], expected: Mapping[str, Any]) -> float:
     right: int = sum(answers.get(key) == value for key, value in expected.items())
     return right / len(expected)
 
 
-def stored_answers(job_dir: Path) -> dict[str, Any]:
+def stored_answers(job_dir: Path) -> dict[IdValue, Any]:
     store = JobStore.open(job_dir, readonly=True)
     try:
         return {r.id: r.answer for r in store.results() if r.status == "ok"}

@@ -144,7 +144,8 @@ def test_a_misspelt_option_is_a_type_error_with_the_close_match(function: str, n
 
 def test_every_misspelt_option_is_named_at_once(nothing_built: None) -> None:
     with pytest.raises(TypeError) as info:
-        llmbatch.run(TASK, REVIEWS, provider="sim", max_costs=0.0001, concurency=1)
+        # Misspelt on purpose: run() must name both in one TypeError.
+        llmbatch.run(TASK, REVIEWS, provider="sim", max_costs=0.0001, concurency=1)  # type: ignore[call-arg]
     message = str(info.value)
     assert "'max_costs' (did you mean 'max_cost'?)" in message
     assert "'concurency' (did you mean 'concurrency'?)" in message
@@ -152,7 +153,8 @@ def test_every_misspelt_option_is_named_at_once(nothing_built: None) -> None:
 
 def test_a_task_field_given_to_run_says_where_it_belongs(nothing_built: None) -> None:
     with pytest.raises(TypeError, match=r"'temperature' \(it is a Task field"):
-        llmbatch.run(TASK, REVIEWS, provider="sim", temperature=0.7)
+        # Not an option of run() on purpose: the error must point to the Task.
+        llmbatch.run(TASK, REVIEWS, provider="sim", temperature=0.7)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -185,7 +187,14 @@ def test_a_bad_option_value_is_a_usage_error(
 
 def test_every_bad_value_is_named_in_one_line(nothing_built: None) -> None:
     with pytest.raises(llmbatch.UsageError) as info:
-        llmbatch.run(TASK, REVIEWS, provider="sim", concurrency=0, max_cost=-1, mode="fast")
+        llmbatch.run(
+            TASK,
+            REVIEWS,
+            provider="sim",
+            concurrency=0,
+            max_cost=-1,
+            mode="fast",  # type: ignore[arg-type]  # not a mode, on purpose
+        )
     message = str(info.value)
     assert "\n" not in message
     assert all(name in message for name in ("concurrency", "max_cost", "mode"))
@@ -193,7 +202,8 @@ def test_every_bad_value_is_named_in_one_line(nothing_built: None) -> None:
 
 def test_a_bad_api_key_value_is_not_echoed(nothing_built: None) -> None:
     with pytest.raises(llmbatch.UsageError) as info:
-        llmbatch.run(TASK, REVIEWS, provider="sim", api_key=b"sk-secret-123")
+        # bytes on purpose: a bad value must be rejected without being echoed.
+        llmbatch.run(TASK, REVIEWS, provider="sim", api_key=b"sk-secret-123")  # type: ignore[arg-type]
     assert "api_key" in str(info.value) and "sk-secret" not in str(info.value)
 
 
@@ -213,7 +223,9 @@ def test_bad_records_or_task_are_usage_errors(task: Any, records: Any, fragment:
 
 
 @pytest.mark.parametrize("batch_size", ["auto", None])
-def test_batch_size_auto_or_none_is_adaptive_as_on_the_command_line(batch_size: str | None) -> None:
+def test_batch_size_auto_or_none_is_adaptive_as_on_the_command_line(
+    batch_size: Literal["auto"] | None,
+) -> None:
     result = llmbatch.run(TASK, REVIEWS, provider="sim", cache_dir=False, batch_size=batch_size)
     assert result.metrics["items_ok"] == len(REVIEWS)
 

@@ -27,13 +27,14 @@ from _e2e_helpers import (
     run_args,
     write_jsonl,
 )
+from _time import FakeClock
 from llmbatch._engine.batch import BatchRunner, PollBackoff
 from llmbatch._exceptions import AuthenticationError, BudgetReached, FatalError, UsageError
 from llmbatch._io import Record
 from llmbatch._options import RunOptions
 from llmbatch._pricing import Price, PriceTable
 from llmbatch._store.ingest import ingest
-from llmbatch._store.job import ItemUpdate, JobStore
+from llmbatch._store.job import DONE, ItemUpdate, JobStore
 from llmbatch._task import Task
 from llmbatch._types import Completion, Request, Usage
 from llmbatch.providers import Provider, ProviderConfig, create_provider
@@ -47,20 +48,12 @@ FAULTS = {"batch_failure_rate": 0.05, "batch_expire_rate": 0.02}
 PACK = {"openai": "json", "anthropic": "tools"}
 
 
-class FakeTime:
-    """A clock that sleeping moves; a sleep of s seconds takes s milliseconds of real time
+class FakeTime(FakeClock):
+    """The fake clock, whose sleep of s seconds also takes s milliseconds of real time
     (at most 50), so the simulator's thread gets on with the batch meanwhile."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
     async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+        await super().sleep(seconds)
         await asyncio.sleep(min(seconds / 1000, 0.05))
 
 
@@ -98,7 +91,7 @@ def batch_runner(
         options,
         price=sim_price(),
         poll_interval=30.0,
-        clock=fake.clock,
+        clock=fake,
         sleep=fake.sleep,
         **kwargs,
     )
@@ -238,7 +231,7 @@ async def test_a_pack_that_lost_an_item_while_away_is_planned_again_not_misread(
             await kill_mid_poll(task, provider, store)
             planted = {"label": "neutral", "confidence": 0.5}
             with store.transaction():
-                store.update_items([ItemUpdate(5, "done", 1, answer=planted)])
+                store.update_items([ItemUpdate(5, DONE, 1, answer=planted)])
             second = batch_runner(task, provider, store, FakeTime())
             await second.run()
         stats = sim.stats()["batches"]
@@ -309,7 +302,7 @@ async def test_max_cost_stops_submitting_and_a_rerun_finishes_without_repaying(t
             options = RunOptions(batch_size=20, seed=3, max_cost=0.002)
             fake = FakeTime()
             runner = BatchRunner(
-                task, provider, store, options, price=sim_price(), clock=fake.clock, sleep=fake.sleep
+                task, provider, store, options, price=sim_price(), clock=fake, sleep=fake.sleep
             )
             with pytest.raises(BudgetReached, match="--max-cost"):
                 await runner.run()

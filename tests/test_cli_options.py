@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from llmbatch.cli.options import local_model_options, provider_config
 from llmbatch.providers import ProviderConfig
-from llmbatch.providers import local as local_module
 from llmbatch.providers.local import LocalProvider, default_threads
 
 BASE = {"model": None, "base_url": None, "api_key": None, "timeout": 30.0}
@@ -48,7 +47,7 @@ def test_the_local_provider_uses_the_options_without_loading_the_model() -> None
 def test_default_threads_leave_one_core_free(
     monkeypatch: pytest.MonkeyPatch, cores: Any, threads: int
 ) -> None:
-    monkeypatch.setattr(local_module.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr("llmbatch.providers.local.os.cpu_count", lambda: cores)
     assert default_threads() == threads
 
 

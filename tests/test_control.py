@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
+from _time import FakeClock
 from llmbatch._engine.control import ConcurrencyControl, PackSizeControl
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_concurrency_starts_low_and_slow_starts_to_the_cap() -> None:
@@ -66,7 +59,7 @@ def _window(control: PackSizeControl, clock: FakeClock, *, seconds: float, ok_sh
     for _ in range(control.window_requests):
         ok = round(size * ok_share)
         control.observe(size=size, ok_first=ok, ok=ok, latency=seconds)
-        clock.now += seconds
+        clock.advance(seconds)
 
 
 def test_pack_size_grows_while_answers_hold_and_throughput_rises() -> None:
@@ -99,7 +92,7 @@ def test_answers_of_another_size_are_not_judged() -> None:
 def _rate_window(control: PackSizeControl, clock: FakeClock, per_answer: float, limited: bool) -> None:
     size = control.size
     for _ in range(control.window_requests):
-        clock.now += per_answer
+        clock.advance(per_answer)
         control.observe(size=size, ok_first=size, ok=size, latency=per_answer, limited=limited)
 
 
@@ -123,7 +116,7 @@ def test_the_pace_answers_arrive_at_is_not_judged_only_their_latency() -> None:
     for _ in range(4):
         size = control.size
         for _ in range(2):
-            clock.now += next(gaps)
+            clock.advance(next(gaps))
             control.observe(size=size, ok_first=size, ok=size, latency=1.0 + size / 100)
     assert control.size == 50
 

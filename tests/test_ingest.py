@@ -12,7 +12,7 @@ import pytest
 from llmbatch import Task, UsageError
 from llmbatch._io import Record
 from llmbatch._store.ingest import ingest
-from llmbatch._store.job import JobStore
+from llmbatch._store.job import PENDING, JobStore
 
 TASK = Task(instructions="Classify.", input="{text}", output="text")
 
@@ -141,7 +141,7 @@ def test_an_unchanged_file_skips_the_rescan(store: JobStore) -> None:
 
 def test_an_ingest_cut_short_is_redone_from_this_input(store: JobStore) -> None:
     # A first run died while reading input A: some of A's rows, no digest.
-    store.add_items([(0, "a", None, 0, "from A", "h", "pending", "", "")])
+    store.add_items([(0, "a", None, 0, "from A", "h", PENDING, "", "")])
     report = ingest(store, TASK, records({"id": "b", "text": "from B"}, {"id": "c", "text": "also B"}))
     assert not report.resumed
     assert [r.id for r in store.results()] == ["b", "c"]

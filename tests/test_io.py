@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from llmbatch import Result, Task, UsageError
-from llmbatch._io import CsvReader, JsonlReader, Record, Row, open_reader, open_writer, output_row
+from llmbatch._io import Record, Row, open_reader, open_writer, output_row
+from llmbatch._io.csv import CsvReader
+from llmbatch._io.jsonl import JsonlReader
 
 SCHEMA = {
     "type": "object",

@@ -7,29 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from _time import FakeClock
 from llmbatch import ItemError
 from llmbatch._gates.headers import BucketState
 from llmbatch._gates.limiter import RateLimiter, TokenBucket
 
 
-class FakeTime:
-    """A clock and a sleep: ``sleep`` records the wait and moves the clock (unless frozen)."""
-
-    def __init__(self, start: float = 1000.0, *, advance: bool = True) -> None:
-        self.now = start
-        self.advance = advance
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self.advance:
-            self.now += seconds
-
-
-def limiter(fake: FakeTime, **limits: float) -> RateLimiter:
+def limiter(fake: FakeClock, **limits: float) -> RateLimiter:
     """No headroom: the arithmetic below is exact (headroom has tests of its own)."""
     return RateLimiter(clock=fake, sleep=fake.sleep, headroom=0.0, **limits)  # type: ignore[arg-type]
 
@@ -59,7 +43,7 @@ def test_headroom_keeps_seconds_of_refill_unspent() -> None:
 
 
 async def test_the_limiter_keeps_a_second_of_headroom_by_default() -> None:
-    fake = FakeTime()
+    fake = FakeClock(1000.0)
     gate = RateLimiter(tpm=6000, clock=fake, sleep=fake.sleep)
     await gate.acquire(5900, 0)
     assert fake.sleeps == []
@@ -116,7 +100,7 @@ def test_bucket_sync_adopts_a_limit_only_when_asked() -> None:
 
 
 async def test_no_limits_means_no_waiting() -> None:
-    fake = FakeTime()
+    fake = FakeClock(1000.0)
     gate = limiter(fake)
     for _ in range(100):
         await gate.acquire(10_000, 10_000)
@@ -125,7 +109,7 @@ async def test_no_limits_means_no_waiting() -> None:
 
 
 async def test_successive_acquires_wait_longer_and_longer() -> None:
-    fake = FakeTime(advance=False)  # callers arrive at the same instant
+    fake = FakeClock(1000.0, frozen=True)  # callers arrive at the same instant
     gate = limiter(fake, tpm=600)  # 10 tokens per second
     await gate.acquire(400, 200)  # takes the whole minute's allowance
     assert fake.sleeps == []
@@ -136,7 +120,7 @@ async def test_successive_acquires_wait_longer_and_longer() -> None:
 
 
 async def test_request_bucket_limits_rate() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake, rpm=60)
     for _ in range(60):
         await gate.acquire(1, 1)
@@ -147,7 +131,7 @@ async def test_request_bucket_limits_rate() -> None:
 
 
 async def test_wait_is_the_largest_of_all_buckets() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake, rpm=60, tpm=600, input_tpm=60, output_tpm=6000)
     reservation = await gate.acquire(70, 10)  # input: 10 short at 1/s → 10 s
     assert fake.sleeps == pytest.approx([10.0])
@@ -156,16 +140,16 @@ async def test_wait_is_the_largest_of_all_buckets() -> None:
 
 
 async def test_acquire_after_refill_does_not_wait() -> None:
-    fake = FakeTime()
+    fake = FakeClock(1000.0)
     gate = limiter(fake, tpm=600)
     await gate.acquire(600, 0)
-    fake.now += 60  # a full minute later the bucket is full again
+    fake.advance(60)  # a full minute later the bucket is full again
     await gate.acquire(600, 0)
     assert fake.sleeps == []
 
 
 async def test_concurrent_acquires_are_served_in_arrival_order() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake, tpm=60)  # 1 token per second
     await gate.acquire(60, 0)
     order: list[int] = []
@@ -183,7 +167,7 @@ async def test_concurrent_acquires_are_served_in_arrival_order() -> None:
 
 
 async def test_settle_refunds_unused_output_only_where_the_provider_does() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake, tpm=6000, input_tpm=6000, output_tpm=6000)
     reservation = await gate.acquire(1000, 2000)
     assert gate.buckets["tokens"].level == 3000
@@ -195,7 +179,7 @@ async def test_settle_refunds_unused_output_only_where_the_provider_does() -> No
 
 async def test_settle_keeps_the_answer_budget_charged_by_default() -> None:
     """OpenAI-style limits count max_tokens at admission and keep it: no output refund."""
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake, tpm=6000)
     reservation = await gate.acquire(1000, 2000)
     gate.settle(reservation, prompt_tokens=900, completion_tokens=100)
@@ -203,7 +187,7 @@ async def test_settle_keeps_the_answer_budget_charged_by_default() -> None:
 
 
 async def test_settle_charges_a_prompt_larger_than_estimated() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake, tpm=6000)
     reservation = await gate.acquire(100, 100)
     gate.settle(reservation, prompt_tokens=500, completion_tokens=500)
@@ -211,7 +195,7 @@ async def test_settle_charges_a_prompt_larger_than_estimated() -> None:
 
 
 async def test_release_gives_back_tokens_but_not_the_request_slot() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake, rpm=10, tpm=6000)
     reservation = await gate.acquire(100, 100)
     gate.release(reservation)  # sent, never answered: the slot was used
@@ -220,7 +204,7 @@ async def test_release_gives_back_tokens_but_not_the_request_slot() -> None:
 
 
 async def test_cancelled_wait_releases_everything() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     blocked = asyncio.Event()
 
     async def sleep_forever(seconds: float) -> None:
@@ -243,7 +227,7 @@ async def test_cancelled_wait_releases_everything() -> None:
 
 
 def test_check_rejects_a_request_that_can_never_fit() -> None:
-    gate = limiter(FakeTime(), tpm=1000)
+    gate = limiter(FakeClock(1000.0), tpm=1000)
     gate.check(500, 500)  # exactly the limit fits
     with pytest.raises(ItemError, match="1001 tokens can never fit the limit of 1000") as info:
         gate.check(501, 500)
@@ -251,7 +235,7 @@ def test_check_rejects_a_request_that_can_never_fit() -> None:
 
 
 def test_check_input_and_output_limits() -> None:
-    gate = limiter(FakeTime(), input_tpm=100, output_tpm=50)
+    gate = limiter(FakeClock(1000.0), input_tpm=100, output_tpm=50)
     gate.check(100, 50)
     with pytest.raises(ItemError, match="input tokens") as info:
         gate.check(101, 1)
@@ -261,7 +245,7 @@ def test_check_input_and_output_limits() -> None:
 
 
 def test_check_without_limits_accepts_anything() -> None:
-    limiter(FakeTime()).check(10**9, 10**9)
+    limiter(FakeClock(1000.0)).check(10**9, 10**9)
 
 
 # -- headers -----------------------------------------------------------------------------------
@@ -293,7 +277,7 @@ def anthropic_headers() -> dict[str, str]:
 
 
 def test_learns_openai_limits_from_headers() -> None:
-    gate = limiter(FakeTime())
+    gate = limiter(FakeClock(1000.0))
     gate.observe_headers(OPENAI)
     assert gate.limits() == {"requests": 500.0, "tokens": 30000.0}
     assert gate.buckets["requests"].level == 499
@@ -301,7 +285,7 @@ def test_learns_openai_limits_from_headers() -> None:
 
 
 def test_learns_anthropic_limits_from_headers() -> None:
-    gate = limiter(FakeTime())
+    gate = limiter(FakeClock(1000.0))
     gate.observe_headers(anthropic_headers())
     assert gate.limits() == {"requests": 50.0, "input_tokens": 40000.0, "output_tokens": 8000.0}
     assert gate.buckets["input_tokens"].level == 39000
@@ -309,33 +293,33 @@ def test_learns_anthropic_limits_from_headers() -> None:
 
 
 def test_header_names_are_case_insensitive() -> None:
-    gate = limiter(FakeTime())
+    gate = limiter(FakeClock(1000.0))
     gate.observe_headers({k.upper(): v for k, v in OPENAI.items()})
     assert gate.limits() == {"requests": 500.0, "tokens": 30000.0}
 
 
 def test_learning_can_be_turned_off() -> None:
-    gate = RateLimiter(learn=False, headroom=0.0, clock=FakeTime())
+    gate = RateLimiter(learn=False, headroom=0.0, clock=FakeClock(1000.0))
     gate.observe_headers(OPENAI)
     assert gate.buckets == {}
 
 
 def test_configured_limits_are_never_raised_by_headers() -> None:
-    gate = limiter(FakeTime(), rpm=100, tpm=10_000)
+    gate = limiter(FakeClock(1000.0), rpm=100, tpm=10_000)
     gate.observe_headers(OPENAI)  # the provider allows more
     assert gate.limits() == {"requests": 100.0, "tokens": 10_000.0}
     assert gate.buckets["tokens"].level == 10_000  # remaining 29000 does not raise the level
 
 
 def test_headers_lower_the_level_of_configured_buckets() -> None:
-    gate = limiter(FakeTime(), tpm=50_000)
+    gate = limiter(FakeClock(1000.0), tpm=50_000)
     gate.observe_headers({"x-ratelimit-remaining-tokens": "1200"})
     assert gate.limits() == {"tokens": 50_000.0}
     assert gate.buckets["tokens"].level == 1200
 
 
 def test_learned_limits_follow_later_headers() -> None:
-    gate = limiter(FakeTime())
+    gate = limiter(FakeClock(1000.0))
     gate.observe_headers(OPENAI)
     gate.observe_headers({"x-ratelimit-limit-tokens": "1000"})
     assert gate.buckets["tokens"].capacity == 1000
@@ -343,7 +327,7 @@ def test_learned_limits_follow_later_headers() -> None:
 
 
 def test_missing_or_garbled_headers_are_ignored() -> None:
-    gate = limiter(FakeTime())
+    gate = limiter(FakeClock(1000.0))
     gate.observe_headers({})
     gate.observe_headers({"content-type": "application/json"})
     gate.observe_headers({"x-ratelimit-limit-requests": "lots", "x-ratelimit-remaining-requests": "nan"})
@@ -352,7 +336,7 @@ def test_missing_or_garbled_headers_are_ignored() -> None:
 
 
 async def test_learned_limits_then_make_callers_wait() -> None:
-    fake = FakeTime(advance=False)
+    fake = FakeClock(1000.0, frozen=True)
     gate = limiter(fake)
     gate.observe_headers({"x-ratelimit-limit-tokens": "600", "x-ratelimit-remaining-tokens": "0"})
     await gate.acquire(50, 50)
@@ -363,7 +347,7 @@ async def test_learned_limits_then_make_callers_wait() -> None:
 
 
 async def test_pause_blocks_acquire_until_it_ends() -> None:
-    fake = FakeTime()
+    fake = FakeClock(1000.0)
     gate = limiter(fake)
     gate.pause(12.5)
     assert gate.pauses == 1
@@ -375,7 +359,7 @@ async def test_pause_blocks_acquire_until_it_ends() -> None:
 
 
 async def test_a_shorter_pause_does_not_cut_a_longer_one() -> None:
-    fake = FakeTime()
+    fake = FakeClock(1000.0)
     gate = limiter(fake)
     gate.pause(30)
     gate.pause(5)
@@ -387,26 +371,24 @@ async def test_a_shorter_pause_does_not_cut_a_longer_one() -> None:
 
 
 async def test_pause_that_starts_while_waiting_for_tokens_is_honoured() -> None:
-    fake = FakeTime()
-    calls: list[float] = []
+    fake = FakeClock(1000.0)
     gate: RateLimiter
 
     async def sleep(seconds: float) -> None:
-        calls.append(seconds)
-        fake.now += seconds
-        if len(calls) == 1:
+        await fake.sleep(seconds)
+        if len(fake.sleeps) == 1:
             gate.pause(20)  # a 429 arrives while this caller waits for tokens
 
     gate = RateLimiter(tpm=60, headroom=0.0, clock=fake, sleep=sleep)
     await gate.acquire(60, 0)
     await gate.acquire(5, 0)
-    assert calls == pytest.approx([5.0, 20.0])
+    assert fake.sleeps == pytest.approx([5.0, 20.0])
 
 
 async def test_pause_in_the_past_does_not_wait() -> None:
-    fake = FakeTime()
+    fake = FakeClock(1000.0)
     gate = limiter(fake)
     gate.pause(10)
-    fake.now += 11
+    fake.advance(11)
     await gate.acquire(1, 1)
     assert fake.sleeps == []

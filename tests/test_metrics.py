@@ -6,16 +6,9 @@ from typing import Any
 
 import pytest
 
+from _time import FakeClock
 from llmbatch import Metrics
 from llmbatch._metrics import percentile
-
-
-class Clock:
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def request(metrics: Metrics, **overrides: Any) -> None:
@@ -63,10 +56,10 @@ def test_percentile_p95_of_a_hundred() -> None:
 
 
 def test_empty_summary_has_no_rates() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     metrics = Metrics(clock=clock)
     metrics.start()
-    clock.now += 10
+    clock.advance(10)
     metrics.finish()
     summary = metrics.summary()
     assert summary["item_success_rate"] is None
@@ -81,7 +74,7 @@ def test_empty_summary_has_no_rates() -> None:
 
 
 def test_summary_rates() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     metrics = Metrics(clock=clock)
     metrics.items_total = 10
     metrics.start()
@@ -96,9 +89,9 @@ def test_summary_rates() -> None:
     metrics.observe_failed("missing", 1)
     metrics.observe_failed("invalid", 1)
     metrics.splits = 1
-    clock.now += 30
+    clock.advance(30)
     metrics.finish()
-    clock.now += 1000  # after finish, time no longer counts
+    clock.advance(1000)  # after finish, time no longer counts
     summary = metrics.summary()
     assert summary["items_ok"] == 8 and summary["items_failed"] == 2
     assert summary["failed_by_kind"] == {"missing": 1, "invalid": 1}
@@ -123,7 +116,7 @@ def test_summary_rates() -> None:
 
 
 def test_cost_is_unknown_when_any_request_was_unpriced() -> None:
-    metrics = Metrics(clock=Clock())
+    metrics = Metrics(clock=FakeClock(500.0))
     metrics.start()
     request(metrics, cost=0.5)
     request(metrics, cost=None)
@@ -135,7 +128,7 @@ def test_cost_is_unknown_when_any_request_was_unpriced() -> None:
 
 
 def test_free_requests_are_priced_at_zero() -> None:
-    metrics = Metrics(clock=Clock())
+    metrics = Metrics(clock=FakeClock(500.0))
     metrics.start()
     request(metrics, cost=0.0)
     metrics.observe_items(ok=4)
@@ -144,7 +137,7 @@ def test_free_requests_are_priced_at_zero() -> None:
 
 
 def test_failed_request_cost_counts() -> None:
-    metrics = Metrics(clock=Clock())
+    metrics = Metrics(clock=FakeClock(500.0))
     metrics.observe_error("server_error", cost=0.25)
     metrics.observe_error("timeout")
     assert metrics.cost == 0.25
@@ -152,7 +145,7 @@ def test_failed_request_cost_counts() -> None:
 
 
 def test_first_try_rate_ignores_cached_and_resumed_items() -> None:
-    metrics = Metrics(clock=Clock())
+    metrics = Metrics(clock=FakeClock(500.0))
     metrics.items_ok = metrics.items_skipped = 5  # done in an earlier run
     metrics.start()
     metrics.items_cached = 3
@@ -162,7 +155,7 @@ def test_first_try_rate_ignores_cached_and_resumed_items() -> None:
 
 
 def test_resumed_job_counts_only_this_runs_items_for_throughput_and_cost() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     metrics = Metrics(clock=clock)
     # A resumed job: 1000 items were done and 10 failed in earlier runs.
     metrics.items_total = 1020
@@ -172,7 +165,7 @@ def test_resumed_job_counts_only_this_runs_items_for_throughput_and_cost() -> No
     request(metrics, size=10, cost=0.1)
     metrics.observe_items(ok=9)
     metrics.observe_failed("missing")
-    clock.now += 60
+    clock.advance(60)
     summary = metrics.summary()
     assert summary["items_this_run"] == 10
     assert summary["items_per_min"] == pytest.approx(10.0)
@@ -181,20 +174,20 @@ def test_resumed_job_counts_only_this_runs_items_for_throughput_and_cost() -> No
 
 
 def test_elapsed_runs_until_finish() -> None:
-    clock = Clock()
+    clock = FakeClock(500.0)
     metrics = Metrics(clock=clock)
     metrics.start()
-    clock.now += 5
+    clock.advance(5)
     assert metrics.elapsed == 5.0
-    clock.now += 5
+    clock.advance(5)
     assert metrics.elapsed == 10.0
     metrics.finish()
-    clock.now += 5
+    clock.advance(5)
     assert metrics.elapsed == 10.0
 
 
 def test_elapsed_is_never_zero() -> None:
-    metrics = Metrics(clock=Clock())
+    metrics = Metrics(clock=FakeClock(500.0))
     metrics.start()
     metrics.finish()
     assert metrics.elapsed > 0
@@ -205,14 +198,14 @@ def test_elapsed_is_never_zero() -> None:
 
 
 def test_time_series_buckets_per_second() -> None:
-    clock = Clock(100.0)
+    clock = FakeClock(100.0)
     metrics = Metrics(clock=clock)
     metrics.start()
     request(metrics, size=4, latency=1.0, cost=0.01, concurrency=2)
-    clock.now += 0.5
+    clock.advance(0.5)
     request(metrics, size=2, latency=2.0, cost=0.01, concurrency=3)
     metrics.observe_items(ok=5)
-    clock.now += 2.0
+    clock.advance(2.0)
     metrics.observe_error("timeout")
     metrics.observe_items(ok=0)  # nothing to record
     assert set(metrics.series) == {0, 2}
@@ -227,7 +220,7 @@ def test_time_series_buckets_per_second() -> None:
 
 
 def test_pack_sizes_and_latencies_recorded() -> None:
-    metrics = Metrics(clock=Clock())
+    metrics = Metrics(clock=FakeClock(500.0))
     metrics.start()
     for size, latency in ((5, 0.5), (5, 0.7), (3, 0.2)):
         request(metrics, size=size, latency=latency)
@@ -236,7 +229,7 @@ def test_pack_sizes_and_latencies_recorded() -> None:
 
 
 def test_a_run_whose_every_request_failed_still_reports_its_pack_sizes() -> None:
-    metrics = Metrics(clock=Clock())
+    metrics = Metrics(clock=FakeClock(500.0))
     metrics.start()
     metrics.observe_error("server_error", size=5, first_tries=5)
     metrics.observe_error("server_error", size=3, first_tries=0)

@@ -102,7 +102,7 @@ def quoted_texts(fmt: str, user: str) -> list[tuple[str | None, str]]:
     if fmt == "separator":
         assert header == TEXTS_HEADER.format(n=rest.count(f"\n{SEPARATOR}\n") + 1)
         return [(None, json.loads(part)) for part in rest.split(f"\n{SEPARATOR}\n")]
-    found = []
+    found: list[tuple[str | None, str]] = []
     for line in rest.split("\n"):
         key, sep, quoted = line.partition(": ")
         assert sep, line

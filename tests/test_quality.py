@@ -15,6 +15,7 @@ from llmbatch._jobs.quality import (
     text_similarity,
     vote_key,
 )
+from llmbatch._types import JSON, IdValue
 
 SENTIMENT = {
     "type": "object",
@@ -106,11 +107,12 @@ def test_answer_length_counts_words() -> None:
 
 
 def test_compare_by_record_id() -> None:
-    reference = {"a": "yes", "b": "no", "c": "a long free text answer here"}
-    packed = {"a": "yes", "b": "yes", "c": "a long free text answer"}
+    reference: dict[IdValue, JSON] = {"a": "yes", "b": "no", "c": "a long free text answer here"}
+    packed: dict[IdValue, JSON] = {"a": "yes", "b": "yes", "c": "a long free text answer"}
     result = compare(reference, packed)
     assert result.records == 3
     assert result.agreeing == 1
+    assert result.agreement is not None
     assert 0.3 < result.agreement < 2 / 3  # (1 + 0 + similarity) / 3
     assert result.length_ratio == pytest.approx((1 + 1 + 5) / (1 + 1 + 6))
     missing = compare(reference, {"a": "yes"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from llmbatch.ray.limiter import RateLimiterActor, SharedLimiter
 class _Method:
     """``handle.method.remote(...)`` as Ray spells it: a coroutine for async methods."""
 
-    def __init__(self, target: Callable[..., Awaitable[Any]], log: list[str], name: str) -> None:
+    def __init__(self, target: Callable[..., Coroutine[Any, Any, Any]], log: list[str], name: str) -> None:
         self.target = target
         self.log = log
         self.name = name

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmbatch._store.job import DONE, FAILED, MIGRATIONS, PENDING, ItemRow, ItemUpdate, JobStore, RequestRow
+from llmbatch._types import ItemStatus
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def store(tmp_path: Path) -> Iterator[JobStore]:
     job.close()
 
 
-def row(idx: int, item_id: str | None = None, status: str = PENDING) -> ItemRow:
+def row(idx: int, item_id: str | None = None, status: ItemStatus = PENDING) -> ItemRow:
     return (idx, item_id or f"id{idx}", None, 0, f"text {idx}", f"hash{idx}", status, "", "")
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import TypeVar
 
 from llmbatch import _exceptions
 from llmbatch._engine.policy import MAY_PASS
 from llmbatch._types import FailureKind, ItemStatus
 
+T = TypeVar("T")
 
-def _subclasses(cls: type) -> list[type]:
+
+def _subclasses(cls: type[T]) -> list[type[T]]:
     return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
 
 

@@ -245,8 +245,9 @@ async def test_stop_reasons(scripted: tuple[str, Script], stop: str, finish: str
 
 async def test_usage_adds_cached_input_to_the_prompt(scripted: tuple[str, Script]) -> None:
     url, script = scripted
-    usage = {"cache_read_input_tokens": 300, "cache_creation_input_tokens": 40}
-    script.body = message([{"type": "text", "text": "x"}], **usage)
+    script.body = message(
+        [{"type": "text", "text": "x"}], cache_read_input_tokens=300, cache_creation_input_tokens=40
+    )
     async with provider(url) as anthropic:
         completion = await anthropic.complete(sentiment_request()[1])
     assert completion.usage.prompt_tokens == 10 + 300 + 40

@@ -19,6 +19,7 @@ from llmbatch._exceptions import (
 from llmbatch._types import Completion, Request
 from llmbatch.providers import ProviderConfig, create_provider
 from llmbatch.providers.anthropic import messages_body, read_batch_result
+from llmbatch.providers.base import batch_api
 from llmbatch.providers.openai import chat_body, read_batch_line
 
 REQUEST = Request(
@@ -49,7 +50,8 @@ def test_batch_lines_carry_the_same_bodies_as_synchronous_requests() -> None:
     openai_provider = create_provider(
         "openai", ProviderConfig(model="m", base_url="http://x/v1", api_key="k")
     )
-    line = openai_provider.batch_line("p0", REQUEST)
+    openai_batches = batch_api(openai_provider)
+    line = openai_batches.batch_line("p0", REQUEST)
     assert line == {
         "custom_id": "p0",
         "method": "POST",
@@ -57,10 +59,15 @@ def test_batch_lines_carry_the_same_bodies_as_synchronous_requests() -> None:
         "body": chat_body(REQUEST, "m"),
     }
     claude = create_provider("anthropic", ProviderConfig(model="c", base_url="http://x", api_key="k"))
-    assert claude.batch_line("p1", REQUEST) == {"custom_id": "p1", "params": messages_body(REQUEST, "c")}
+    claude_batches = batch_api(claude)
+    assert claude_batches.batch_line("p1", REQUEST) == {
+        "custom_id": "p1",
+        "params": messages_body(REQUEST, "c"),
+    }
     assert openai_provider.supports_batch and claude.supports_batch
-    assert (claude.batch_limits.max_requests, claude.batch_limits.max_bytes) == (100_000, 256_000_000)
-    assert (openai_provider.batch_limits.max_requests, openai_provider.batch_limits.max_bytes) == (
+    claude_limits, openai_limits = claude_batches.batch_limits, openai_batches.batch_limits
+    assert (claude_limits.max_requests, claude_limits.max_bytes) == (100_000, 256_000_000)
+    assert (openai_limits.max_requests, openai_limits.max_bytes) == (
         50_000,
         200_000_000,
     )

@@ -28,6 +28,7 @@ from llmbatch._pack import PACKERS
 from llmbatch._task import Task
 from llmbatch._types import Item, Request
 from llmbatch.providers import Provider, ProviderConfig, create_provider
+from llmbatch.providers.base import batch_api
 from llmbatch.providers.openai import OpenAIProvider
 
 KEY = "sk-hostile-0123456789abcdefghijKLMNOPQRSTUV"
@@ -220,9 +221,10 @@ async def test_a_batch_poll_that_trickles_in_is_cut_at_the_timeout(
 ) -> None:
     root = hostile(Answer(trickle=0.5))
     async with make(provider_name, root, timeout=1.0) as provider:
+        batches = batch_api(provider)
         started = time.monotonic()
         with pytest.raises(RequestTimeout):
-            await provider.poll_batch("batch_1")
+            await batches.poll_batch("batch_1")
     assert time.monotonic() - started < 3.0
 
 

@@ -258,11 +258,10 @@ def _requests_by_item(requests: Sequence[dict[str, Any]]) -> dict[int, list[dict
 
 def chat_prompt_tokens(vocab: Llama, system: str, user: str) -> int:
     """Tokens of the chat prompt as the model sees it: its own template, its own tokenizer."""
-    special = {"special": True}
     formatter = Jinja2ChatFormatter(
         template=vocab.metadata["tokenizer.chat_template"],
-        eos_token=vocab.detokenize([vocab.token_eos()], **special).decode(),
-        bos_token=vocab.detokenize([vocab.token_bos()], **special).decode(),
+        eos_token=vocab.detokenize([vocab.token_eos()], special=True).decode(),
+        bos_token=vocab.detokenize([vocab.token_bos()], special=True).decode(),
     )
     prompt = formatter(messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
     tokens = vocab.tokenize(prompt.prompt.encode("utf-8"), add_bos=not prompt.added_special, special=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -91,6 +91,13 @@ async def test_a_rate_limit_from_the_handler_is_waited_out_and_retried(tmp_path:
     assert (summary["rate_limited"], summary["splits"], summary["items_failed"]) == (2, 0, 0)
 
 
+class Capabilities(TypedDict, total=False):
+    """The capability options of ``MockProvider``."""
+
+    supports_json_schema: bool
+    supports_tools: bool
+
+
 @pytest.mark.parametrize(
     ("capabilities", "pack", "mode"),
     [
@@ -100,7 +107,7 @@ async def test_a_rate_limit_from_the_handler_is_waited_out_and_retried(tmp_path:
     ],
 )
 async def test_capabilities_are_chosen_per_instance(
-    tmp_path: Path, capabilities: dict[str, bool], pack: str, mode: str
+    tmp_path: Path, capabilities: Capabilities, pack: str, mode: str
 ) -> None:
     provider = MockProvider(answer_each, **capabilities)
     assert provider.default_pack == pack

@@ -26,6 +26,7 @@ from llmbatch._task import Task
 from llmbatch._types import Item, Request
 from llmbatch.providers import Provider, ProviderConfig, create_provider
 from llmbatch.providers.anthropic import AnthropicProvider
+from llmbatch.providers.base import batch_api
 from llmbatch.providers.openai import OpenAIProvider
 from llmbatch.sim.server import ThreadedServer
 
@@ -43,7 +44,7 @@ def request_of(task: Task, pack: str = "json") -> Request:
 
 def body(provider: Provider, request: Request) -> dict[str, Any]:
     """The body the provider would send (its batch line holds the same one)."""
-    line = provider.batch_line("p0", request)
+    line = batch_api(provider).batch_line("p0", request)
     sent = line["body"] if "body" in line else line["params"]
     assert isinstance(sent, dict)
     return sent

@@ -21,7 +21,8 @@ from typing import Any
 from _e2e_helpers import load_task, review_records, write_jsonl
 from llmbatch import JobSpec, PriceTable, ProviderConfig, RetryPolicy, RunOptions, create_provider, run_job
 from llmbatch._engine.policy import Backoff
-from llmbatch._store.job import JobStore, RequestRow
+from llmbatch._store.job import DONE, JobStore, RequestRow
+from llmbatch._types import ItemStatus
 from llmbatch.report.html import CHART_IDS
 from llmbatch.sim import SimConfig
 
@@ -92,7 +93,7 @@ def run_sim_job(root: Path, records: int = 300) -> Path:
 @dataclass(frozen=True)
 class Item:
     id: str
-    status: str = "done"
+    status: ItemStatus = DONE
     kind: str = ""
     error: str = ""
 

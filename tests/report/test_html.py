@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from _report_helpers import ARTIFACTS, Item, chart_marks, error, load_in_chromium, make_store, ok
 
-from llmbatch._store.job import RequestRow
+from llmbatch._store.job import FAILED, PENDING, RequestRow
 from llmbatch.report.html import CHART_IDS, CSP, FAILED_ROWS_SHOWN, render_report
 
 HOSTILE_IDS = [
@@ -69,7 +69,7 @@ def failed_cells(page: str) -> list[list[str]]:
 
 def hostile_job(job_dir: Path) -> Path:
     items = [Item(f"ok{i}") for i in range(5)]
-    items += [Item(text, "failed", "<kind>", f"reason: {text}") for text in HOSTILE_IDS]
+    items += [Item(text, FAILED, "<kind>", f"reason: {text}") for text in HOSTILE_IDS]
     meta = {"identity": {"model": "<b>model</b>", "endpoint": "sim", "input": "<i>in</i>.jsonl"}}
     return make_store(job_dir, items, [ok(10, 11, 5), error(11, 12, 5, "<err>")], meta)
 
@@ -86,7 +86,7 @@ def test_every_chart_is_drawn_for_a_real_job(sim_job: Path, tmp_path: Path) -> N
 
 
 def test_a_job_without_requests_says_no_data(tmp_path: Path) -> None:
-    job = make_store(tmp_path / "job", [Item("a", "pending"), Item("b", "pending")])
+    job = make_store(tmp_path / "job", [Item("a", PENDING), Item("b", PENDING)])
     page = render_report(job, tmp_path / "report.html").read_text("utf-8")
     marks = chart_marks(page)
     assert marks.found == set(CHART_IDS)
@@ -117,7 +117,7 @@ def test_the_page_needs_nothing_from_the_network(sim_job: Path, tmp_path: Path) 
 
 
 def test_the_failed_table_stops_at_a_thousand_rows(tmp_path: Path) -> None:
-    items = [Item(f"f{i}", "failed", "missing", "no answer") for i in range(1203)]
+    items = [Item(f"f{i}", FAILED, "missing", "no answer") for i in range(1203)]
     page = render_report(make_store(tmp_path / "job", items), tmp_path / "r.html").read_text("utf-8")
     rows = failed_cells(page)
     assert len(rows) == FAILED_ROWS_SHOWN == 1000

@@ -8,20 +8,13 @@ import io
 import pytest
 from rich.console import Console
 
+from _time import FakeClock
 from llmbatch._metrics import Metrics
 from llmbatch.report.progress import ProgressView, progress_line
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_figures_rate_eta_spend_and_projection() -> None:
-    clock = Clock()
+    clock = FakeClock()
     metrics = Metrics(clock=clock)
     metrics.start()
     metrics.items_total, metrics.items_ok, metrics.cost = 1000, 250, 0.5

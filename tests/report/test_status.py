@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from _e2e_helpers import WIDE, metrics_rows
 from llmbatch import run_job
 from llmbatch._exceptions import UsageError
+from llmbatch._store.job import FAILED, PENDING
 from llmbatch.report.html import render_report
 from llmbatch.report.status import FALLBACK_RESUME, job_status, resume_command
 from llmbatch.sim import SimConfig
@@ -31,8 +32,8 @@ NOW = 1000.0
 def small_job(job_dir: Path, **meta: Any) -> Path:
     """20 records: 10 done, 2 failed, 8 pending; two busy stretches 775 s apart."""
     items = [Item(f"r{i}") for i in range(10)]
-    items += [Item("m", "failed", "missing", "no answer"), Item("t", "failed", "timeout", "gave up")]
-    items += [Item(f"p{i}", "pending") for i in range(8)]
+    items += [Item("m", FAILED, "missing", "no answer"), Item("t", FAILED, "timeout", "gave up")]
+    items += [Item(f"p{i}", PENDING) for i in range(8)]
     requests = [
         ok(100, 110, 4, cost=0.04),
         ok(105, 120, 4, cost=0.04, items_ok=3),
@@ -67,7 +68,7 @@ def test_figures_of_a_job_with_a_pause(tmp_path: Path) -> None:
 
 
 def test_spend_is_unknown_when_an_answered_request_has_no_price(tmp_path: Path) -> None:
-    job = make_store(tmp_path / "job", [Item("a"), Item("b", "pending")], [ok(1, 2, 1, cost=None)])
+    job = make_store(tmp_path / "job", [Item("a"), Item("b", PENDING)], [ok(1, 2, 1, cost=None)])
     status = job_status(job, now=10)
     assert status["spend_usd"] is None
     assert status["projected_spend_usd"] is None

@@ -14,6 +14,7 @@ import anthropic
 import pytest
 from sim_testkit import example_items, load_task, make_engine
 
+from _time import FakeClock
 from llmbatch._gates.headers import parse_rate_limits
 from llmbatch._pack import PACKERS
 from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
@@ -21,14 +22,6 @@ from llmbatch._task import Task, canonical_json
 from llmbatch._types import Item, Request
 from llmbatch.sim import SimConfig, SimEngine, SimServer, oracle_answer
 from llmbatch.sim._anthropic import AnthropicMessages, rfc3339
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def open_schema(request: Request) -> dict[str, Any]:
@@ -154,15 +147,15 @@ async def test_without_a_breakpoint_nothing_is_cached() -> None:
 
 
 async def test_a_cache_entry_expires_five_minutes_after_its_last_use() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     endpoint = AnthropicMessages(make_engine(), clock=clock)
     body = anthropic_body(pack("tools")[2])
     await endpoint.create(body)
-    clock.now += 299
+    clock.advance(299)
     assert (await endpoint.create(body)).body["usage"]["cache_read_input_tokens"] > 0
-    clock.now += 299  # refreshed by the read
+    clock.advance(299)  # refreshed by the read
     assert (await endpoint.create(body)).body["usage"]["cache_read_input_tokens"] > 0
-    clock.now += 301
+    clock.advance(301)
     usage = (await endpoint.create(body)).body["usage"]
     assert usage["cache_read_input_tokens"] == 0 and usage["cache_creation_input_tokens"] > 0
 
@@ -186,7 +179,7 @@ async def test_requests_sent_together_all_write_the_cache() -> None:
 
 
 async def test_rate_limit_headers_count_input_and_output_apart() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     config = SimConfig(rate_limit_rpm=100, rate_limit_tpm=10_000)
     endpoint = AnthropicMessages(make_engine(config), clock=clock, wall_clock=lambda: 1_800_000_000.0)
     first_body = anthropic_body(pack("tools", 0)[2])
@@ -218,7 +211,7 @@ async def test_rate_limit_headers_count_input_and_output_apart() -> None:
 
 
 async def test_a_refused_request_is_a_rate_limit_error_with_retry_after() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     engine = make_engine(SimConfig(rate_limit_rpm=2))
     endpoint = AnthropicMessages(engine, clock=clock)
     body = anthropic_body(pack("tools")[2])
@@ -232,7 +225,7 @@ async def test_a_refused_request_is_a_rate_limit_error_with_retry_after() -> Non
     assert refused.headers["retry-after"] == "30"
     assert refused.headers["anthropic-ratelimit-requests-remaining"] == "0"
     assert engine.stats.rate_limited == 1
-    clock.now += 30
+    clock.advance(30)
     assert (await endpoint.create(body)).status == 200
 
 

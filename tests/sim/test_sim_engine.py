@@ -15,6 +15,7 @@ from sim_testkit import (
     roundtrip,
 )
 
+from _time import FakeClock
 from llmbatch._pack import PACKERS
 from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
@@ -157,17 +158,13 @@ async def test_answer_is_cut_to_max_tokens(fmt: str) -> None:
 
 
 async def test_latency_is_computed_and_scaled() -> None:
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
+    clock = FakeClock()
     config = SimConfig(base_latency=0.5, per_input_token=0.01, per_output_token=0.1, time_scale=0.5)
-    engine = SimEngine(config, sleep=sleep)
+    engine = SimEngine(config, sleep=clock.sleep)
     response = await engine.chat({"messages": [{"role": "user", "content": "a b c"}]})
     usage = response.body["usage"]
     expected = (0.5 + 0.01 * usage["prompt_tokens"] + 0.1 * usage["completion_tokens"]) * 0.5
-    assert slept == [pytest.approx(expected)]
+    assert clock.sleeps == [pytest.approx(expected)]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sim_testkit import content_of, load_task, make_engine, roundtrip
 
+from _time import FakeClock
 from llmbatch._pack import PACKERS
 from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task
@@ -86,28 +87,19 @@ async def test_a_retried_request_draws_again() -> None:
 
 
 async def test_timeout_hangs_for_hang_seconds() -> None:
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    engine = SimEngine(SimConfig(timeout_rate=1.0, hang_seconds=1234.0), sleep=sleep)
+    clock = FakeClock()
+    engine = SimEngine(SimConfig(timeout_rate=1.0, hang_seconds=1234.0), sleep=clock.sleep)
     response = await engine.chat(plain(0))
-    assert slept[0] == 1234.0
+    assert clock.sleeps[0] == 1234.0
     assert response.status == 200  # a client that waited long enough gets the answer
 
 
 async def test_timeout_rate() -> None:
-    hung = 0
-
-    async def sleep(seconds: float) -> None:
-        nonlocal hung
-        hung += seconds == 99.0
-
-    engine = SimEngine(SimConfig(seed=2, timeout_rate=0.1, hang_seconds=99.0), sleep=sleep)
+    clock = FakeClock()
+    engine = SimEngine(SimConfig(seed=2, timeout_rate=0.1, hang_seconds=99.0), sleep=clock.sleep)
     for i in range(400):
         await engine.chat(plain(i))
-    assert near(hung, 0.1, 400)
+    assert near(clock.sleeps.count(99.0), 0.1, 400)
 
 
 async def test_drop_rate_numbered() -> None:
@@ -225,16 +217,8 @@ async def test_plain_prompts_are_cut_off_and_garbled_like_packs_but_never_droppe
     assert content_of(garbled) == ""
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_request_rate_limit() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     engine = make_engine(SimConfig(rate_limit_rpm=3), clock=clock)
     ok = [await engine.chat(plain(i)) for i in range(3)]
     assert [r.status for r in ok] == [200] * 3
@@ -249,17 +233,17 @@ async def test_request_rate_limit() -> None:
     assert refused.headers["retry-after"] == "20"
     assert refused.headers["retry-after-ms"] == "20000"
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
-    clock.now += 6.5
+    clock.advance(6.5)
     again = await engine.chat(plain(3))
     assert again.status == 429 and again.headers["retry-after"] == "13.5"
-    clock.now += 13.5
+    clock.advance(13.5)
     assert (await engine.chat(plain(3))).status == 200
     assert engine.stats.rate_limited == 2
     assert engine.stats.by_status[429] == 2
 
 
 async def test_token_rate_limit_counts_prompt_and_max_tokens() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     engine = make_engine(SimConfig(rate_limit_tpm=600), clock=clock)
     body = {**plain(0), "max_tokens": 200}
     cost = count_tokens("request number 0") + MESSAGE_OVERHEAD + 200
@@ -274,12 +258,12 @@ async def test_token_rate_limit_counts_prompt_and_max_tokens() -> None:
     wait = (cost - (600 - 2 * cost)) / 10  # refilled at 600 / 60 = 10 tokens a second
     assert float(third.headers["retry-after"]) == pytest.approx(wait)
     # A refused request takes nothing: after the wait it fits exactly.
-    clock.now += wait
+    clock.advance(wait)
     assert (await engine.chat(body)).status == 200
 
 
 async def test_a_request_larger_than_the_limit_is_refused_without_retry_after() -> None:
-    engine = make_engine(SimConfig(rate_limit_tpm=100), clock=FakeClock())
+    engine = make_engine(SimConfig(rate_limit_tpm=100), clock=FakeClock(1000.0))
     response = await engine.chat(plain(0))  # no max_tokens: counted as 1024
     assert response.status == 429
     assert response.body["error"]["type"] == "tokens"

@@ -6,6 +6,7 @@ from typing import Any
 
 from sim_testkit import example_items, load_task, make_engine, roundtrip
 
+from _time import FakeClock
 from llmbatch._pack import PACKERS
 from llmbatch._pack.tokens import MESSAGE_OVERHEAD, count_tokens
 from llmbatch._task import Task, canonical_json
@@ -13,14 +14,6 @@ from llmbatch.sim import SimConfig
 from llmbatch.sim._prefix_cache import MIN_TOKENS, STEP, TTL_SECONDS
 
 CACHING = SimConfig(prompt_caching=True)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def long_task(words: int = 1100) -> Task:
@@ -79,12 +72,12 @@ async def test_short_prompts_and_the_default_config_cache_nothing() -> None:
 async def test_an_entry_lives_five_minutes_after_its_last_use() -> None:
     task = long_task()
     items = example_items("sentiment", task)
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     engine = make_engine(CACHING, clock=clock)
     await roundtrip(engine, "json", task, items[:5])
-    clock.now += TTL_SECONDS - 1
+    clock.advance(TTL_SECONDS - 1)
     assert cached_of(await roundtrip(engine, "json", task, items[5:10])) > 0  # and kept alive
-    clock.now += TTL_SECONDS - 1
+    clock.advance(TTL_SECONDS - 1)
     assert cached_of(await roundtrip(engine, "json", task, items[10:15])) > 0
-    clock.now += TTL_SECONDS + 1
+    clock.advance(TTL_SECONDS + 1)
     assert cached_of(await roundtrip(engine, "json", task, items[15:20])) == 0
