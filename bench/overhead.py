@@ -42,7 +42,7 @@ from _common import print_table, reviews, verdict
 from llmbatch._jobs.job import JobSpec, run_job
 from llmbatch._options import RunOptions
 from llmbatch._task import Task
-from llmbatch._types import Completion, Request, Usage
+from llmbatch._types import Capabilities, Completion, Request, Usage
 from llmbatch.providers import Provider
 
 BATCH_SIZE = 20
@@ -64,9 +64,7 @@ class InstantProvider(Provider):
     """Answers at once: the same valid answer under every key the request's schema requires."""
 
     name = "instant"
-    supports_json_schema = True
-    supports_tools = True
-    billed = False
+    capabilities = Capabilities(json_schema=True, tools=True, billed=False)
 
     def __init__(self) -> None:
         self.model = "instant-1"

@@ -6,7 +6,7 @@ import http.server
 import json
 from typing import Any
 
-from llmbatch import Completion, Request
+from llmbatch import Capabilities, Completion, Request
 from llmbatch.providers import mock
 from llmbatch.providers.base import Provider
 
@@ -36,7 +36,7 @@ class KeyedFake(Provider):
     (a plain request, a pack of one, as {PLAIN: text}); ``reply_content`` writes the answer.
     """
 
-    supports_json_schema = True
+    capabilities = Capabilities(json_schema=True)
 
     def __init__(self) -> None:
         self.model = "fake"

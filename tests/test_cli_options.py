@@ -40,7 +40,7 @@ def test_a_bad_thread_count_is_a_one_line_usage_error() -> None:
 
 def test_the_local_provider_uses_the_options_without_loading_the_model() -> None:
     provider = LocalProvider(ProviderConfig(extra={"n_threads": 2, "n_ctx": 1024}))
-    assert (provider.n_threads, provider.n_ctx, provider.context_tokens) == (2, 1024, 1024)
+    assert (provider.n_threads, provider.n_ctx, provider.capabilities.context_tokens) == (2, 1024, 1024)
 
 
 @pytest.mark.parametrize(("cores", "threads"), [(None, 1), (1, 1), (2, 1), (8, 7)])
@@ -83,6 +83,8 @@ def test_schema_in_prompt_reaches_the_openai_provider_and_the_local_one_always_h
 
     config = provider_config({**BASE, "api_key": "sk-test", "schema_in_prompt": True})
     assert config.extra == {"schema_in_prompt": True}
-    assert OpenAIProvider(config).schema_in_prompt
-    assert not OpenAIProvider(provider_config({**BASE, "api_key": "sk-test"})).schema_in_prompt
-    assert LocalProvider.schema_in_prompt  # llama.cpp's grammar: the model never reads the schema
+    assert OpenAIProvider(config).capabilities.schema_in_prompt
+    assert not OpenAIProvider(provider_config({**BASE, "api_key": "sk-test"})).capabilities.schema_in_prompt
+    assert (
+        LocalProvider.capabilities.schema_in_prompt
+    )  # llama.cpp's grammar: the model never reads the schema

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmbatch import Completion, JobSpec, Request, RunOptions, Task, run_job
+from llmbatch import Capabilities, Completion, JobSpec, Request, RunOptions, Task, run_job
 from llmbatch._store.job import JobStore
 from llmbatch.providers.mock import MockProvider, items, reply
 
@@ -33,7 +33,7 @@ def outcomes(job_dir: Path) -> dict[str, tuple[str, str]]:
 async def test_the_record_over_the_context_fails_alone_and_its_pack_mates_are_answered(
     tmp_path: Path,
 ) -> None:
-    provider = MockProvider(answer_each, context_tokens=2_000)
+    provider = MockProvider(answer_each, capabilities=Capabilities(json_schema=True, context_tokens=2_000))
     spec = JobSpec(
         task=TASK,
         input="<records>",

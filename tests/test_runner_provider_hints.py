@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
 
-from llmbatch import Completion, JobSpec, Request, RunOptions, Task, Usage, run_job
+from llmbatch import Capabilities, Completion, JobSpec, Request, RunOptions, Task, Usage, run_job
 from llmbatch.providers.base import Provider
 
 TASK = Task(instructions="Echo each text.", input="{text}", output="text")
@@ -16,8 +16,7 @@ TASK = Task(instructions="Echo each text.", input="{text}", output="text")
 class Recording(Provider):
     """Answers every key of a json pack; remembers how many requests were in flight."""
 
-    supports_json_schema = True
-    warm_up_first: ClassVar[bool] = True
+    capabilities = Capabilities(json_schema=True, warm_up_first=True)
 
     def __init__(self) -> None:
         self.model = "fake"
@@ -60,7 +59,7 @@ def test_a_provider_that_wants_a_warm_up_gets_one_request_alone_first(tmp_path: 
 
 def test_without_a_warm_up_the_first_requests_go_together(tmp_path: Path) -> None:
     provider = Recording()
-    provider.warm_up_first = False  # type: ignore[misc]
+    provider.capabilities = replace(provider.capabilities, warm_up_first=False)
     asyncio.run(run_job(_spec(tmp_path), provider))
     assert provider.seen_in_flight[1] > 1
 
@@ -68,8 +67,7 @@ def test_without_a_warm_up_the_first_requests_go_together(tmp_path: Path) -> Non
 class AutomaticCache(Recording):
     """Caches prefixes of 1,024 tokens and more by itself, as OpenAI does."""
 
-    warm_up_first: ClassVar[bool] = False
-    cache_min_prefix: ClassVar[int | None] = 1024
+    capabilities = Capabilities(json_schema=True, cache_min_prefix=1024)
 
 
 def test_a_prefix_the_provider_caches_by_itself_is_warmed_up_first(tmp_path: Path) -> None:
@@ -87,7 +85,7 @@ def test_cached_reads_are_not_charged_to_the_input_limit_when_the_provider_says_
     from llmbatch._gates.limiter import RateLimiter
 
     class NoCacheCharge(Recording):
-        cache_reads_count_toward_limit: ClassVar[bool] = False
+        capabilities = replace(Recording.capabilities, cache_reads_count_toward_limit=False)
 
     limiter = RateLimiter(input_tpm=1_000_000, learn=False, headroom=0.0)
     provider = NoCacheCharge()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from llmbatch import Completion, Request, RunOptions, Task
+from llmbatch import Capabilities, Completion, Request, RunOptions, Task
 from llmbatch._engine.runner import Runner
 from llmbatch._io import Record
 from llmbatch._store.ingest import ingest
@@ -27,7 +27,7 @@ def block(tmp_path: Path, name: str, first: int) -> JobStore:
 
 
 def test_the_second_block_starts_where_the_first_left_off(tmp_path: Path) -> None:
-    provider = MockProvider(echo, warm_up_first=True)
+    provider = MockProvider(echo, capabilities=Capabilities(json_schema=True, warm_up_first=True))
     first = Runner(TASK, provider, block(tmp_path, "a", 0), RunOptions())
     assert first.warm_up
     asyncio.run(first.run())

@@ -16,7 +16,7 @@ from llmbatch._jobs.vote import vote
 from llmbatch._options import RunOptions
 from llmbatch._pricing import Price, PriceTable
 from llmbatch._task import Task
-from llmbatch._types import Completion, Request, Usage
+from llmbatch._types import Capabilities, Completion, Request, Usage
 from llmbatch.providers.base import Provider
 
 TASK = Task(
@@ -48,7 +48,7 @@ class Script:
 
 class FakeProvider(Provider):
     name: ClassVar[str] = "fake"
-    supports_json_schema: ClassVar[bool] = True
+    capabilities = Capabilities(json_schema=True)
 
     def __init__(self, script: Script) -> None:
         self.model = "fake-1"

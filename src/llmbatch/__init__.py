@@ -37,7 +37,7 @@ from ._pack import PACKERS
 from ._pricing import Price, PriceTable
 from ._task import Task
 from ._types import Completion, Item, Outcome, Request, Result, Usage
-from .providers import PROVIDERS, Provider, ProviderConfig, create_provider
+from .providers import PROVIDERS, Capabilities, Provider, ProviderConfig, create_provider
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,7 @@ __all__ = [
     "BadRequest",
     "BatchLineLost",
     "BudgetReached",
+    "Capabilities",
     "Completion",
     "ConnectionFailed",
     "EndpointUnreachable",

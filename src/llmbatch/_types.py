@@ -3,8 +3,9 @@
 records ─read─▶ Item ─plan─▶ pack (tuple of Item) ─render─▶ Request
 ─provider─▶ Completion ─parse─▶ {key: Outcome}
 
-and the two vocabularies of the job store: an item's ``ItemStatus`` and, for a failed
-record or request, its ``FailureKind``.
+the two vocabularies of the job store: an item's ``ItemStatus`` and, for a failed
+record or request, its ``FailureKind``; the rate limits' names (``LimitName``) and what a
+provider can do (``Capabilities``).
 """
 
 from __future__ import annotations
@@ -121,6 +122,41 @@ class LimitName(enum.StrEnum):
     """Prompt tokens alone (Anthropic's ITPM)."""
     OUTPUT_TOKENS = "output_tokens"
     """Answer tokens alone (Anthropic's OTPM)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider's backend can carry and how its limits and prices count, as one value.
+
+    A provider states it once (``capabilities = Capabilities(json_schema=True, ...)``); the
+    pack choice, the prepare step, the limiter and the price lookup read it instead of
+    checking provider names. Where an instance differs from its class (the local model's
+    context is its ``n_ctx``; an OpenAI-compatible server may need the schema in the
+    prompt), the instance holds ``dataclasses.replace(type(self).capabilities, ...)``.
+    """
+
+    json_schema: bool = False
+    """Structured output: a JSON schema the answer is held to (the json pack)."""
+    tools: bool = False
+    """Tool calls with a schema (the tools pack)."""
+    context_tokens: int = 128_000
+    """Prompt plus answer budget that fits one request."""
+    warm_up_first: bool = False
+    """Send one request alone before fanning out (it creates the provider's prompt-cache entry)."""
+    cache_min_prefix: int | None = None
+    """Tokens from which the provider caches a prompt's prefix by itself (OpenAI: 1,024; servers
+    with prefix caching, such as vLLM or llama.cpp, gain from a warm-up too): a job whose shared
+    prefix reaches it is warmed up as with ``warm_up_first``."""
+    cache_reads_count_toward_limit: bool = True
+    """False where cached input is not charged against the input-token limit (Anthropic)."""
+    refunds_unused_output: bool = False
+    """True where the provider's token limit counts actual output, not ``max_tokens``."""
+    billed: bool = True
+    """False for backends that cost nothing per token (a local model)."""
+    schema_in_prompt: bool = False
+    """True where constrained decoding holds the answer to the schema without showing it to the
+    model (llama.cpp, vLLM): the packs then state it in the prompt too. Hosted APIs put the
+    response format's schema in the model's context themselves, so it is sent once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,9 +328,10 @@ async def test_a_closed_port_is_a_connection_failure() -> None:
 def test_capabilities() -> None:
     anthropic = provider("http://127.0.0.1:1")
     assert anthropic.default_pack == "tools"
-    assert anthropic.context_tokens == 200_000
-    assert anthropic.refunds_unused_output and anthropic.warm_up_first
-    assert not anthropic.supports_json_schema
+    can = anthropic.capabilities
+    assert can.context_tokens == 200_000
+    assert can.refunds_unused_output and can.warm_up_first
+    assert not can.json_schema
 
 
 def test_endpoint_and_base_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import pytest
 
 import llmbatch
-from llmbatch import Completion, Item, JobSpec, RateLimited, Request, RunOptions, Task, run_job
+from llmbatch import Capabilities, Completion, Item, JobSpec, RateLimited, Request, RunOptions, Task, run_job
 from llmbatch._pack import PACKERS, SEPARATOR
 from llmbatch._store.job import JobStore
 from llmbatch.providers import PROVIDERS, load_builtin
@@ -91,27 +91,20 @@ async def test_a_rate_limit_from_the_handler_is_waited_out_and_retried(tmp_path:
     assert (summary["rate_limited"], summary["splits"], summary["items_failed"]) == (2, 0, 0)
 
 
-class Capabilities(TypedDict, total=False):
-    """The capability options of ``MockProvider``."""
-
-    supports_json_schema: bool
-    supports_tools: bool
-
-
 @pytest.mark.parametrize(
     ("capabilities", "pack", "mode"),
     [
-        ({}, "json", "json_schema"),
-        ({"supports_json_schema": False}, "numbered", "text"),
-        ({"supports_json_schema": False, "supports_tools": True}, "tools", "tool"),
+        (Capabilities(json_schema=True), "json", "json_schema"),
+        (Capabilities(), "numbered", "text"),
+        (Capabilities(tools=True), "tools", "tool"),
     ],
 )
 async def test_capabilities_are_chosen_per_instance(
     tmp_path: Path, capabilities: Capabilities, pack: str, mode: str
 ) -> None:
-    provider = MockProvider(answer_each, **capabilities)
+    provider = MockProvider(answer_each, capabilities=capabilities)
     assert provider.default_pack == pack
-    assert MockProvider.supports_json_schema is False  # the class is left as it was
+    assert MockProvider.capabilities == Capabilities()  # the class is left as it was
     job = await run_job(spec(tmp_path, batch_size=4), provider)
     assert job.counts == {"done": len(RECORDS)}
     assert answers(job) == EXPECTED

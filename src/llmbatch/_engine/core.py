@@ -258,7 +258,7 @@ class RunCore:
         model's context or a minute's token limit (set aside: split, or failed alone)."""
         request = self.packer.render(self.task, pack.items, answer_tokens=answer_tokens)
         prompt_tokens, max_tokens = self.calibration.correct(request.est_prompt_tokens), request.max_tokens
-        context = self.provider.context_tokens
+        context = self.provider.capabilities.context_tokens
         if prompt_tokens + max_tokens > context:
             self.set_aside(
                 pack,

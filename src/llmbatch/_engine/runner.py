@@ -111,7 +111,7 @@ class Runner:
         self.planner = self.core.planner
         self._prefix_tokens: int | None = None
         self.warm_up = steering is None and (
-            provider.warm_up_first or self._cacheable(provider.cache_min_prefix)
+            provider.capabilities.warm_up_first or self._cacheable(provider.capabilities.cache_min_prefix)
         )
         """Send one request alone before fanning out, so that the rest read the provider's cache
         (not when steering is handed on: the runner before this one warmed it)."""
@@ -285,17 +285,15 @@ class Runner:
             self.in_flight -= 1
         usage = completion.usage
         self.core.calibration.observe(request.est_prompt_tokens, usage.prompt_tokens)
+        can = self.provider.capabilities
         charged_prompt = usage.prompt_tokens
-        if not self.provider.cache_reads_count_toward_limit:
+        if not can.cache_reads_count_toward_limit:
             charged_prompt -= usage.cached_tokens
         self.limiter.settle(
-            reservation,
-            charged_prompt,
-            usage.completion_tokens,
-            refund_output=self.provider.refunds_unused_output,
+            reservation, charged_prompt, usage.completion_tokens, refund_output=can.refunds_unused_output
         )
         charged = charged_prompt + (
-            usage.completion_tokens if self.provider.refunds_unused_output else request.max_tokens
+            usage.completion_tokens if can.refunds_unused_output else request.max_tokens
         )
         self.need.observe(latency=completion.latency, charged=charged)
         self.limiter.observe_headers(completion.headers)
@@ -307,7 +305,7 @@ class Runner:
         if self._prefix_tokens is None:
             self._prefix_tokens = count_tokens(system) + 2 * MESSAGE_OVERHEAD
         per_item = max(1, prompt_tokens - self._prefix_tokens) / size + max_tokens / size
-        room = self.provider.context_tokens
+        room = self.provider.capabilities.context_tokens
         tokens = self.limiter.buckets.get(LimitName.TOKENS)
         if tokens is not None:
             room = min(room, int(tokens.capacity))

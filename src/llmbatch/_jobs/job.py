@@ -169,7 +169,7 @@ def _retry_failed(spec: JobSpec, store: JobStore, notices: list[str]) -> None:
 
 
 def _price_of(spec: JobSpec, provider: Provider) -> Price | None:
-    return price_for(provider.model, billed=provider.billed, prices=spec.prices)
+    return price_for(provider.model, billed=provider.capabilities.billed, prices=spec.prices)
 
 
 ESCALATED_KINDS = (FailureKind.MISSING, FailureKind.INVALID, FailureKind.TRUNCATED)

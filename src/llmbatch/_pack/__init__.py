@@ -48,6 +48,7 @@ from typing import Protocol
 
 from .._exceptions import UsageError
 from .._task import Task
+from .._types import Capabilities
 from ._base import ITEMS_HEADER, PER_ITEM_OVERHEAD, PackFormat, shared_prefix_tokens
 from .json import JsonPack
 from .numbered import NumberedPack
@@ -92,11 +93,7 @@ class Sender(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def supports_json_schema(self) -> bool: ...
-    @property
-    def supports_tools(self) -> bool: ...
-    @property
-    def schema_in_prompt(self) -> bool: ...
+    def capabilities(self) -> Capabilities: ...
 
 
 def choose_packer(name: str, task: Task, provider: Sender | None = None) -> PackFormat:
@@ -111,8 +108,9 @@ def choose_packer(name: str, task: Task, provider: Sender | None = None) -> Pack
         raise UsageError(f"the {name} pack format is for free-text answers; use json or numbered")
     if provider is None:
         return packer
-    if packer.mode == "json_schema" and not provider.supports_json_schema:
+    can = provider.capabilities
+    if packer.mode == "json_schema" and not can.json_schema:
         raise UsageError(f"provider {provider.name} has no structured output; use --pack numbered")
-    if packer.mode == "tool" and not provider.supports_tools:
+    if packer.mode == "tool" and not can.tools:
         raise UsageError(f"provider {provider.name} has no tool calls; use --pack numbered")
-    return packer.with_schema_in_prompt() if provider.schema_in_prompt else packer
+    return packer.with_schema_in_prompt() if can.schema_in_prompt else packer

@@ -163,7 +163,7 @@ def tune(**opts: Any) -> None:
     probe = create_provider(name, config)  # not started: only its model, price and pack format
     packer = choose_packer(opts["pack"] or probe.default_pack, task, probe)
     prices = PriceTable.load(opts["prices"])
-    price = price_for(probe.model, billed=probe.billed, prices=prices)
+    price = price_for(probe.model, billed=probe.capabilities.billed, prices=prices)
     sizes = normalise_sizes(opts["sizes"])
     records = reservoir_sample(
         (r.fields for r in open_reader(opts["input_path"]) if r.fields is not None),

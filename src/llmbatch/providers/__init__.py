@@ -6,11 +6,12 @@ through a function given in code, so it is no ``--provider`` choice.
 
 from __future__ import annotations
 
-from .base import PROVIDERS, Provider, ProviderConfig, create_provider, load_builtin, register
+from .base import PROVIDERS, Capabilities, Provider, ProviderConfig, create_provider, load_builtin, register
 from .mock import MockProvider
 
 __all__ = [
     "PROVIDERS",
+    "Capabilities",
     "MockProvider",
     "Provider",
     "ProviderConfig",

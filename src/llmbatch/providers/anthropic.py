@@ -64,7 +64,7 @@ from .._exceptions import (
 )
 from .._gates.headers import parse_retry_after, rate_limit_headers
 from .._pricing import DEFAULT_TRAITS, ModelTraits, model_traits
-from .._types import Completion, Request, Usage
+from .._types import Capabilities, Completion, Request, Usage
 from .base import (
     NUMBER,
     TABLE,
@@ -376,18 +376,19 @@ class AnthropicProvider(Provider):
     ...     completion = await provider.complete(request)
     """
 
-    supports_json_schema = False
-    supports_tools = True
+    capabilities = Capabilities(
+        tools=True,
+        context_tokens=200_000,
+        # Anthropic charges max_tokens against output tokens per minute on admission and
+        # corrects it to the actual output when the request ends.
+        refunds_unused_output=True,
+        # One request sent alone, and answered, before fanning out: its response creates the
+        # prompt-cache entry that the requests after it read.
+        warm_up_first=True,
+        # Cached input (cached_tokens) is not charged against input tokens per minute.
+        cache_reads_count_toward_limit=False,
+    )
     batch_limits = BatchLimits(max_requests=100_000, max_bytes=256_000_000)
-    context_tokens = 200_000
-    refunds_unused_output = True
-    """Anthropic charges ``max_tokens`` against output tokens per minute on admission
-    and corrects it to the actual output when the request ends."""
-    warm_up_first: ClassVar[bool] = True
-    """Send one request alone, and wait for its answer, before fanning out: its
-    response creates the prompt-cache entry that the requests after it read."""
-    cache_reads_count_toward_limit: ClassVar[bool] = False
-    """Cached input (``cached_tokens``) is not charged against input tokens per minute."""
     accepted_params: ClassVar[Mapping[str, Param]] = {"top_p": NUMBER, "top_k": WHOLE, "thinking": TABLE}
 
     def __init__(self, config: ProviderConfig) -> None:

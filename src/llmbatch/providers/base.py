@@ -2,8 +2,8 @@
 
 A provider turns a provider-neutral ``Request`` into a ``Completion`` and
 translates every SDK or transport error into llmbatch's exception tree at
-this edge, so nothing past it knows which SDK was used. Capabilities are
-class attributes; the runner reads them instead of checking names.
+this edge, so nothing past it knows which SDK was used. What it can do is one
+``Capabilities`` value; the engine reads it instead of checking names.
 
 A provider that implements ``BatchAPI`` also runs packs through its batch API
 (``--mode batch``, ``_engine.batch.BatchRunner``): ``batch_line`` renders one line,
@@ -47,7 +47,7 @@ from .._exceptions import (
     UsageError,
 )
 from .._pricing import ModelTraits
-from .._types import Completion, Request
+from .._types import Capabilities, Completion, Request
 
 __all__ = [
     "DEFAULT_TEMPERATURE",
@@ -61,6 +61,7 @@ __all__ = [
     "BatchLimits",
     "BatchResult",
     "BatchStatus",
+    "Capabilities",
     "Param",
     "Provider",
     "ProviderConfig",
@@ -184,36 +185,20 @@ class Provider(ABC):
 
     name: ClassVar[str] = "custom"
     """Set by @register; an unregistered provider (a test double, a plug-in) is "custom"."""
-    supports_json_schema: ClassVar[bool] = False
-    supports_tools: ClassVar[bool] = False
-    context_tokens: ClassVar[int] = 128_000
-    warm_up_first: ClassVar[bool] = False
-    """Send one request alone before fanning out (it creates the provider's prompt-cache entry)."""
-    cache_min_prefix: ClassVar[int | None] = None
-    """Tokens from which the provider caches a prompt's prefix by itself (OpenAI: 1,024; servers
-    with prefix caching, such as vLLM or llama.cpp, gain from a warm-up too): a job whose shared
-    prefix reaches it is warmed up as with ``warm_up_first``."""
-    cache_reads_count_toward_limit: ClassVar[bool] = True
-    """False where cached input is not charged against the input-token limit (Anthropic)."""
-    refunds_unused_output: ClassVar[bool] = False
-    """True where the provider's token limit counts actual output, not ``max_tokens``."""
-    billed: ClassVar[bool] = True
-    """False for backends that cost nothing per token (a local model)."""
+    capabilities: Capabilities = Capabilities()
+    """What this backend can carry and how its limits count; one value per provider class,
+    replaced on an instance where its configuration changes it."""
     accepted_params: ClassVar[Mapping[str, Param]] = {}
     """The task ``[params]`` this provider passes through to the request, by name."""
-    schema_in_prompt: bool = False
-    """True where constrained decoding holds the answer to the schema without showing it to the
-    model (llama.cpp, vLLM): the packs then state it in the prompt too. Hosted APIs put the
-    response format's schema in the model's context themselves, so it is sent once."""
 
     model: str
 
     @property
     def default_pack(self) -> str:
         """The pack format to use when none is chosen: the most constrained one available."""
-        if self.supports_json_schema:
+        if self.capabilities.json_schema:
             return "json"
-        if self.supports_tools:
+        if self.capabilities.tools:
             return "tools"
         return "numbered"
 

@@ -15,12 +15,13 @@ import asyncio
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .._exceptions import BadRequest, UsageError
-from .._types import Completion, Request, Usage
+from .._types import Capabilities, Completion, Request, Usage
 from .base import DEFAULT_TEMPERATURE, NUMBER, WHOLE, Param, Provider, ProviderConfig, register
 
 __all__ = ["LocalProvider", "bundled_model_path", "default_threads"]
@@ -67,9 +68,8 @@ class LocalProvider(Provider):
     >>> provider = LocalProvider(ProviderConfig(extra={"n_ctx": 4096}))  # doctest: +SKIP
     """
 
-    supports_json_schema = True
-    schema_in_prompt = True  # llama.cpp's grammar constrains the answer; the model never reads it
-    billed = False
+    # llama.cpp's grammar constrains the answer, and the model never reads it: schema in prompt.
+    capabilities = Capabilities(json_schema=True, schema_in_prompt=True, billed=False)
     accepted_params: ClassVar[Mapping[str, Param]] = {"top_p": NUMBER, "top_k": WHOLE, "seed": WHOLE}
     """What llama.cpp's ``create_chat_completion`` takes of the task's ``[params]``."""
 
@@ -82,7 +82,7 @@ class LocalProvider(Provider):
             raise UsageError(f"model file {self.model_path} not found")
         self.n_ctx = int(extra.get("n_ctx", 4096))
         self.n_threads = int(extra.get("n_threads") or default_threads())
-        self.context_tokens = self.n_ctx  # type: ignore[misc]
+        self.capabilities = replace(self.capabilities, context_tokens=self.n_ctx)
         self.model = config.model or (self.model_path.stem if self.model_path else "smollm2-135m-instruct")
         self._llama: Any = None
         self._lock = asyncio.Lock()

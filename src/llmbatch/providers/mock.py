@@ -3,7 +3,7 @@
 
     >>> def handler(request: Request) -> Completion:
     ...     return reply(request, {key: {"label": "positive"} for key in items(request)})
-    >>> provider = MockProvider(handler, supports_json_schema=False)  # answers numbered packs
+    >>> provider = MockProvider(handler, capabilities=Capabilities())  # answers numbered packs
 
 The handler gets every ``Request`` the runner sends and returns a ``Completion`` (or an
 awaitable of one), or raises an llmbatch error (``RateLimited``, ``ServerError``...),
@@ -32,10 +32,13 @@ from typing import Any, ClassVar, Final
 
 from .._pack import SCHEMA_LINE, SEPARATOR, SINGLE_FIELD, SINGLE_SCHEMA_RULE, TEXTS_HEADER
 from .._pack.tokens import count_tokens
-from .._types import Completion, Request, Usage
+from .._types import Capabilities, Completion, Request, Usage
 from .base import Param, Provider
 
 __all__ = ["PLAIN", "Handler", "MockProvider", "items", "reply"]
+
+STRUCTURED: Final = Capabilities(json_schema=True)
+"""A mock's capabilities unless a test picks others: structured output, as most providers."""
 
 Handler = Callable[[Request], Completion | Awaitable[Completion]]
 """What answers a ``MockProvider``'s requests: sync or async."""
@@ -57,10 +60,11 @@ class MockProvider(Provider):
     >>> provider.requests[0].mode                      # doctest: +SKIP
     'json_schema'
 
-    The capabilities a real provider has as class attributes are keywords here, so a test
-    picks them without subclassing: ``supports_json_schema=False`` makes the job use the
-    numbered pack, ``supports_tools=True`` (with it) the tools pack, ``billed=False`` a
-    job that costs nothing. ``requests`` holds every request sent, in order. It is not a
+    A real provider's ``Capabilities`` are fixed by its class; a mock's are each test's
+    choice, a keyword, so a test picks them without subclassing: the default has structured
+    output (the json pack); ``Capabilities()`` makes the job use the numbered pack,
+    ``Capabilities(tools=True)`` the tools pack, ``Capabilities(billed=False)`` a job that
+    costs nothing. ``requests`` holds every request sent, in order. It is not a
     ``--provider`` choice: a handler is code, not a command-line option.
     """
 
@@ -71,35 +75,15 @@ class MockProvider(Provider):
         handler: Handler,
         *,
         model: str = "mock-1",
-        supports_json_schema: bool = True,
-        supports_tools: bool = False,
-        context_tokens: int = Provider.context_tokens,
-        warm_up_first: bool = False,
-        cache_min_prefix: int | None = None,
-        cache_reads_count_toward_limit: bool = True,
-        refunds_unused_output: bool = False,
-        billed: bool = True,
+        capabilities: Capabilities = STRUCTURED,
         accepted_params: Mapping[str, Param] | None = None,
-        schema_in_prompt: bool = False,
     ) -> None:
         self.handler = handler
         self.model = model
         self.requests: list[Request] = []
-        # A real provider's capabilities are fixed by its backend, hence class attributes;
-        # a mock's are each test's choice, so they shadow those on the instance (every
-        # reader goes through the instance: ``provider.supports_json_schema``).
-        vars(self).update(
-            supports_json_schema=supports_json_schema,
-            supports_tools=supports_tools,
-            context_tokens=context_tokens,
-            warm_up_first=warm_up_first,
-            cache_min_prefix=cache_min_prefix,
-            cache_reads_count_toward_limit=cache_reads_count_toward_limit,
-            refunds_unused_output=refunds_unused_output,
-            billed=billed,
-            accepted_params=dict(accepted_params or {}),
-            schema_in_prompt=schema_in_prompt,
-        )
+        self.capabilities = capabilities
+        # A real provider's accepted params are its class's; a mock's shadow them here.
+        vars(self)["accepted_params"] = dict(accepted_params or {})
 
     async def complete(self, request: Request) -> Completion:
         self.requests.append(request)

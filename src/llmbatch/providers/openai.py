@@ -33,6 +33,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, ClassVar, Final, cast
 
 import openai
@@ -53,7 +54,7 @@ from .._exceptions import (
 )
 from .._gates.headers import parse_retry_after, rate_limit_headers
 from .._pricing import DEFAULT_TRAITS, ModelTraits, model_traits
-from .._types import Completion, Request, Usage
+from .._types import Capabilities, Completion, Request, Usage
 from .base import (
     DEFAULT_TEMPERATURE,
     NUMBER,
@@ -306,10 +307,8 @@ class OpenAIProvider(Provider):
     >>> provider = OpenAIProvider(ProviderConfig(model="gpt-4o-mini"))  # doctest: +SKIP
     """
 
-    supports_json_schema = True
-    supports_tools = True
+    capabilities = Capabilities(json_schema=True, tools=True, cache_min_prefix=1024)
     batch_limits = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
-    cache_min_prefix = 1024
     accepted_params: ClassVar[Mapping[str, Param]] = {
         "top_p": NUMBER,
         "seed": WHOLE,
@@ -330,7 +329,8 @@ class OpenAIProvider(Provider):
         self.response_format = config.extra.get("response_format") or "json_schema"
         # A server that constrains decoding by a grammar (vLLM, llama.cpp) does not show the
         # model the schema: --schema-in-prompt states it in the prompt too.
-        self.schema_in_prompt = bool(config.extra.get("schema_in_prompt", False))
+        if config.extra.get("schema_in_prompt", False):
+            self.capabilities = replace(self.capabilities, schema_in_prompt=True)
         if self.response_format not in RESPONSE_FORMATS:
             raise UsageError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}")
         self.traits = model_traits(self.model)

@@ -154,7 +154,9 @@ class BlockWorker:
                     provider,
                     store,
                     spec.options,
-                    price=price_for(provider.model, billed=provider.billed, prices=self.spec.prices),
+                    price=price_for(
+                        provider.model, billed=provider.capabilities.billed, prices=self.spec.prices
+                    ),
                     metrics=metrics,
                     limiter=SharedLimiter(spec.limiter, limits),
                     cache=cache,
