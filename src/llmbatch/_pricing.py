@@ -47,6 +47,21 @@ class Price:
         ) / 1_000_000
         return dollars * (self.batch if batch else 1.0)
 
+    @classmethod
+    def from_entry(cls, entry: Any) -> Price:
+        """A price from its JSON object (an entry of ``prices.json``, a job's stored price);
+        ValueError where input or output is missing or not a number."""
+        try:
+            return cls(
+                input=float(entry["input"]),
+                output=float(entry["output"]),
+                cached_input=_opt(entry.get("cached_input")),
+                cache_write=_opt(entry.get("cache_write")),
+                batch=float(entry.get("batch", 1.0)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"needs numeric input and output: {exc}") from exc
+
 
 class PriceTable:
     """Model name → Price. ``PriceTable.load(user_file)`` merges a user file over the shipped one."""
@@ -69,7 +84,10 @@ class PriceTable:
         for model, entry in raw.items():
             if model.startswith("_"):
                 continue
-            prices[model] = _price(model, entry)
+            try:
+                prices[model] = Price.from_entry(entry)
+            except ValueError as exc:
+                raise UsageError(f"price entry for {model!r} {exc}") from exc
         return cls(prices)
 
     def get(self, model: str) -> Price | None:
@@ -166,19 +184,6 @@ def _lookup(table: Mapping[str, V], model: str) -> V | None:
             if name in table:
                 return table[name]
     return None
-
-
-def _price(model: str, entry: Any) -> Price:
-    try:
-        return Price(
-            input=float(entry["input"]),
-            output=float(entry["output"]),
-            cached_input=_opt(entry.get("cached_input")),
-            cache_write=_opt(entry.get("cache_write")),
-            batch=float(entry.get("batch", 1.0)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"price entry for {model!r} needs numeric input and output: {exc}") from exc
 
 
 def _opt(value: Any) -> float | None:

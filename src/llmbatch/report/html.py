@@ -21,9 +21,9 @@ from typing import Any
 
 from .._exceptions import UsageError
 from .._metrics import percentile
-from .._pricing import PriceTable
+from .._pricing import Price, PriceTable
 from .._store.reads import FailedItem, RequestRecord, open_snapshot
-from .._types import FailureKind
+from .._types import FailureKind, Usage
 from . import status as fmt
 from .assets import CSP, CSS, SCRIPT
 from .series import (
@@ -76,22 +76,16 @@ def render_report(job_dir: str | Path, path: str | Path, *, now: float | None = 
     return path
 
 
-def _price(stored: Any, model: str | None) -> tuple[dict[str, float], str] | None:
-    """Per-million prices (input, cached_input, output) and where they came from: the job's
-    own (``stored``, its ``meta["price"]``), else the shipped table's."""
-    if isinstance(stored, dict) and all(isinstance(stored.get(k), int | float) for k in ("input", "output")):
-        cached = stored.get("cached_input")
-        return {
-            "input": float(stored["input"]),
-            "cached_input": float(cached if isinstance(cached, int | float) else stored["input"]),
-            "output": float(stored["output"]),
-        }, "the job's prices"
+def _price(stored: Any, model: str | None) -> tuple[Price, str] | None:
+    """The job's price and where it came from: its own (``stored``, its ``meta["price"]``),
+    else the shipped table's."""
+    if isinstance(stored, dict):
+        try:
+            return Price.from_entry(stored), "the job's prices"
+        except ValueError:
+            pass  # an unreadable stored price: the shipped table's, if it has the model
     shipped = PriceTable.load().get(model) if model else None
-    if shipped is None:
-        return None
-    cached_rate = shipped.input if shipped.cached_input is None else shipped.cached_input
-    prices = {"input": shipped.input, "cached_input": cached_rate, "output": shipped.output}
-    return prices, f"the shipped prices of {model}"
+    return None if shipped is None else (shipped, f"the shipped prices of {model}")
 
 
 # -- the page ----------------------------------------------------------------------
@@ -101,7 +95,7 @@ def _page(
     status: Mapping[str, Any],
     requests: Sequence[RequestRecord],
     failed: Sequence[FailedItem],
-    price: tuple[dict[str, float], str] | None,
+    price: tuple[Price, str] | None,
     now: float,
 ) -> str:
     name = Path(str(status["job_dir"])).name or str(status["job_dir"])
@@ -179,7 +173,7 @@ def _figure(title: str, svg: str, note: str) -> str:
 def _charts(
     status: Mapping[str, Any],
     requests: Sequence[RequestRecord],
-    price: tuple[dict[str, float], str] | None,
+    price: tuple[Price, str] | None,
 ) -> list[tuple[str, str, str]]:
     """(title, svg, caption) of each chart, in page order."""
     titles = (
@@ -308,7 +302,7 @@ def _concurrency(
     return plot.render(), note
 
 
-def _spend(status: Mapping[str, Any], price: tuple[dict[str, float], str] | None) -> tuple[str, str]:
+def _spend(status: Mapping[str, Any], price: tuple[Price, str] | None) -> tuple[str, str]:
     title = "Spend by token type"
     prompt, cached, output = status["prompt_tokens"], status["cached_tokens"], status["completion_tokens"]
     tokens = {"input": max(0, prompt - cached), "cached input": cached, "output": output}
@@ -316,9 +310,11 @@ def _spend(status: Mapping[str, Any], price: tuple[dict[str, float], str] | None
     if price is not None:
         rates, source = price
         dollars = {
-            "input": tokens["input"] * rates["input"] / 1e6,
-            "cached input": cached * rates["cached_input"] / 1e6,
-            "output": output * rates["output"] / 1e6,
+            "input": rates.cost(Usage(prompt_tokens=tokens["input"], completion_tokens=0)),
+            "cached input": rates.cost(
+                Usage(prompt_tokens=cached, completion_tokens=0, cached_tokens=cached)
+            ),
+            "output": rates.cost(Usage(prompt_tokens=0, completion_tokens=output)),
         }
         weights = dollars
     else:
