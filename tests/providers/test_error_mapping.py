@@ -3,7 +3,8 @@
 As httpx's ``test_httpcore_all_exceptions_mapped``: the SDKs' top-level exception classes
 are walked, each is built and raised inside the provider's mapping, and what comes out
 must be the llmbatch error written down for it here. A class an SDK adds (or drops) fails
-``test_every_sdk_exception_has_a_decided_mapping`` until someone decides where it goes.
+``test_every_sdk_exception_has_a_decided_mapping`` until someone decides where it goes;
+``tests/sdk-versions.txt`` pins the releases CI installs, so that happens when a pin is bumped.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ ANTHROPIC: dict[str, type[LLMBatchError]] = {
     "NotFoundError": FatalError,
     "OrganizationOnHoldError": FatalError,
     "OrganizationTypeNotSupportedError": FatalError,
+    "OrganizationURLFetchDisabledError": FatalError,
     "OverloadedError": ServerError,
     "ParentOrganizationRequiredError": FatalError,
     "PaymentRequiredError": QuotaExhausted,

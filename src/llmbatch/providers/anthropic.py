@@ -255,6 +255,7 @@ ACCOUNT_CODES: Final = frozenset(
         "claude_code_version_too_old",
         "organization_on_hold",
         "organization_type_not_supported",
+        "organization_url_fetch_disabled",  # every request of the job carries the same sources
         "parent_organization_required",
         "workspace_human_review_disabled",
     }
