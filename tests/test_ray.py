@@ -45,6 +45,7 @@ pytestmark = [
 
 RPM = 600
 WORKERS = 3
+RECORDS = 1320
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +99,9 @@ class _Sampler:
 
 def test_three_workers_share_one_limit_and_answer_as_one_process(local_ray: None, tmp_path: Path) -> None:
     task = load_task("sentiment")
-    # Packs of 2 make 800 requests: more than the limit's burst of 600, so workers that
-    # each kept their own bucket would draw well over 1% of 429s.
-    source = write_jsonl(tmp_path / "reviews.jsonl", review_records(1600, seed=9))
+    # Packs of 2 make 660 requests: 10% more than the limit's burst of 600, so workers that
+    # each kept their own bucket would draw ~9% of 429s, and the shared one waits only ~6 s.
+    source = write_jsonl(tmp_path / "reviews.jsonl", review_records(RECORDS, seed=9))
     options = RunOptions(batch_size=2, concurrency=4, rpm=RPM)
     with run_in_thread(SimConfig(rate_limit_rpm=RPM)) as server, _Sampler(server) as sampler:
         summary = run_ray(
@@ -116,10 +117,10 @@ def test_three_workers_share_one_limit_and_answer_as_one_process(local_ray: None
             limiter_name="test-shared-limit",
         )
         stats = server.stats()
-    assert summary["items_total"] == 1600
-    assert summary["items_ok"] == 1600, summary["failed_by_kind"]
-    assert summary["rows_written"] == 1600
-    assert stats["requests"] >= 800
+    assert summary["items_total"] == RECORDS
+    assert summary["items_ok"] == RECORDS, summary["failed_by_kind"]
+    assert summary["rows_written"] == RECORDS
+    assert stats["requests"] >= RECORDS // 2
     assert stats["rate_limited"] < 0.01 * stats["requests"], stats
     # Within the limit over every window of the run: the burst, then 600/min (+5%).
     assert sampler.worst_excess(RPM * 1.05, burst=RPM) <= 0, sampler.samples

@@ -35,6 +35,10 @@ pytestmark = [pytest.mark.local_model, pytest.mark.slow]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SENTIMENT = EXAMPLES / "sentiment.toml"
 LABELS = ("positive", "negative", "neutral")
+N_JSON = 10
+N_NUMBERED = 10
+"""Two packs of 5: enough that the small model skips or garbles some item (checked below), and
+each extra record costs the suite about a second of the model's time."""
 
 # The shipped sentiment task's long instructions make the 135M model ramble in
 # the numbered format (every pack truncated, 0 of 20 answered, ~3 min). This
@@ -163,23 +167,23 @@ def test_bundled_model_is_found_through_the_package_files() -> None:
 @pytest.mark.timeout(400)
 def test_json_pack_of_five_answers_every_review_under_its_own_id(tmp_path: Path) -> None:
     task = Task.from_file(SENTIMENT)
-    args, ids, out = job_args(tmp_path, 20, SENTIMENT, "json")
+    args, ids, out = job_args(tmp_path, N_JSON, SENTIMENT, "json")
 
     result = run_cli(*args)
 
     assert result.exit_code == 0, result.output
     rows = read_rows(out)
-    assert [row["id"] for row in rows] == ids  # 20 rows, in input order, each under its own id
+    assert [row["id"] for row in rows] == ids  # every row, in input order, each under its own id
     for row in rows:
         assert row["status"] == "ok", row
         assert row["error"] == ""
         assert_valid_answer(task, row)
     items, requests = store_rows(tmp_path / "job")
-    assert [item["status"] for item in items.values()] == ["done"] * 20
+    assert [item["status"] for item in items.values()] == ["done"] * N_JSON
     assert all(r["status"] == "ok" for r in requests)
     assert max(r["size"] for r in requests) == 5
-    assert sorted(i for r in requests if r["size"] == 5 for i in r["keys"]) == list(range(20))
-    assert sum(r["items_ok"] for r in requests) == 20  # each item answered exactly once
+    assert sorted(i for r in requests if r["size"] == 5 for i in r["keys"]) == list(range(N_JSON))
+    assert sum(r["items_ok"] for r in requests) == N_JSON  # each item answered exactly once
     assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 for r in requests)
 
 
@@ -191,7 +195,7 @@ def test_numbered_pack_accounts_for_every_review_and_retries_alone_last(tmp_path
     task_path = tmp_path / "sentiment.toml"
     task_path.write_text(NUMBERED_TASK, encoding="utf-8")
     task = Task.from_file(task_path)
-    args, ids, out = job_args(tmp_path, 20, task_path, "numbered")
+    args, ids, out = job_args(tmp_path, N_NUMBERED, task_path, "numbered")
     max_attempts = 3  # the CLI's default --max-attempts
 
     result = run_cli(*args)
@@ -207,10 +211,10 @@ def test_numbered_pack_accounts_for_every_review_and_retries_alone_last(tmp_path
             assert row["error"], row  # a failure always says why
 
     items, requests = store_rows(tmp_path / "job")
-    assert len(items) == 20
+    assert len(items) == N_NUMBERED
     statuses = {idx: item["status"] for idx, item in items.items()}
     assert set(statuses.values()) <= {"done", "failed"}  # nothing left pending
-    assert [items[i]["id"] for i in range(20)] == ids
+    assert [items[i]["id"] for i in range(N_NUMBERED)] == ids
     for idx, row in enumerate(rows):
         assert (row["status"] == "ok") == (statuses[idx] == "done")
     failed_kinds = {item["error_kind"] for item in items.values() if item["status"] == "failed"}
