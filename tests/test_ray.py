@@ -24,13 +24,15 @@ from llmbatch import (
     JobSpec,
     JobStopped,
     ProviderConfig,
+    Result,
     RunOptions,
     Task,
     UsageError,
     create_provider,
     run_job,
 )
-from llmbatch.ray import POSITION, limiter_actor, process, run_ray
+from llmbatch._metrics import Metrics
+from llmbatch.ray import POSITION, _fail_later_duplicates, limiter_actor, process, run_ray
 from llmbatch.sim import SimConfig, run_in_thread
 from llmbatch.sim.server import ThreadedServer
 
@@ -239,3 +241,31 @@ def _dies(actor: Any, within: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_repeated_id_across_blocks_fails_the_later_record_as_one_process_does() -> None:
+    # Workers see one block each: the driver catches a repeat across blocks, with the job
+    # store's wording, and moves the metrics along (no Ray needed for the rule itself).
+    results = [
+        Result(index=0, id="a", status="ok", answer={"label": "x"}, attempts=1),
+        Result(index=1, id="b", status="failed", error="no", error_kind="missing", attempts=3),
+        Result(index=2, id="a", status="ok", answer={"label": "y"}, attempts=1),
+        Result(index=3, id="b", status="failed", error="no", error_kind="missing", attempts=3),
+        Result(index=4, id=1, status="ok", answer={"label": "z"}, attempts=1),
+    ]
+    metrics = Metrics()
+    metrics.items_ok, metrics.items_failed["missing"] = 3, 2
+
+    _fail_later_duplicates(results, metrics)
+
+    assert [(r.status, r.error_kind) for r in results] == [
+        ("ok", ""),
+        ("failed", "missing"),
+        ("failed", "duplicate_id"),
+        ("failed", "duplicate_id"),
+        ("ok", ""),  # the number 1 is not the string "a" or "b"
+    ]
+    assert results[2].error == "duplicate id 'a': first used by record 0"
+    assert results[2].attempts == 1
+    assert metrics.items_ok == 2
+    assert dict(metrics.items_failed) == {"missing": 1, "duplicate_id": 2}

@@ -111,6 +111,12 @@ class FailureKind(enum.StrEnum):
     """Shown for a failed row stored without a kind; never written as one."""
 
 
+def duplicate_id_error(id_: object, first: int) -> str:
+    """The error of a record that repeats an earlier record's id (``FailureKind.DUPLICATE_ID``):
+    one wording for the job store's rule and the Ray driver's, which has no store yet."""
+    return f"duplicate id {id_!r}: first used by record {first}"
+
+
 class LimitName(enum.StrEnum):
     """A provider rate limit, per minute: the rate limiter's bucket names, the names the
     rate-limit headers are parsed into, and the keys of a Ray run's shared limits."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .._types import FailureKind, ItemStatus, Result, ResultStatus
+from .._types import FailureKind, ItemStatus, Result, ResultStatus, duplicate_id_error
 
 __all__ = ["BatchRow", "ItemUpdate", "JobStore", "PendingItem", "RequestRow"]
 
@@ -366,7 +366,7 @@ class JobStore(_BatchTable):
                 [
                     (
                         ItemStatus.FAILED,
-                        f"duplicate id {d[0]!r}: first used by record {d[1]}",
+                        duplicate_id_error(d[0], d[1]),
                         FailureKind.DUPLICATE_ID,
                         d[2],
                     )

@@ -47,7 +47,7 @@ from .._options import RunOptions
 from .._pricing import PriceTable
 from .._store.job import JobStore
 from .._task import Task
-from .._types import IdValue, LimitName, Result
+from .._types import FailureKind, IdValue, LimitName, Result, duplicate_id_error
 from ..providers import ProviderConfig, create_provider
 from .cache import CacheActor, SharedCache
 from .limiter import RateLimiterActor, SharedLimiter
@@ -373,19 +373,19 @@ def _fail_later_duplicates(results: list[Result], metrics: Metrics) -> None:
     first: dict[IdValue, int] = {}
     for n, result in enumerate(results):
         seen = first.setdefault(result.id, result.index)
-        if seen == result.index or result.error_kind == "duplicate_id":
+        if seen == result.index or result.error_kind == FailureKind.DUPLICATE_ID:
             continue
         if result.status == "ok":
             metrics.items_ok -= 1
         else:
             metrics.items_failed[result.error_kind or "unknown"] -= 1
-        metrics.items_failed["duplicate_id"] += 1
+        metrics.items_failed[FailureKind.DUPLICATE_ID] += 1
         results[n] = Result(
             index=result.index,
             id=result.id,
             status="failed",
-            error=f"duplicate id {result.id!r}: first used by record {seen}",
-            error_kind="duplicate_id",
+            error=duplicate_id_error(result.id, seen),
+            error_kind=FailureKind.DUPLICATE_ID,
             attempts=result.attempts,
         )
 
