@@ -9,6 +9,7 @@ import pytest
 from llmbatch import (
     AuthenticationError,
     BadRequest,
+    CapacityUnavailable,
     ConnectionFailed,
     FatalError,
     ProviderError,
@@ -60,6 +61,19 @@ def test_rate_limited_backoff_is_reproducible() -> None:
     a = POLICY.on_error(RateLimited("x"), size=5, failures=3, rng=random.Random(7))
     b = POLICY.on_error(RateLimited("x"), size=5, failures=3, rng=random.Random(7))
     assert a == b
+
+
+# -- flex without capacity ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failures", [1, 2, 3, 8, 20])
+def test_flex_without_capacity_retries_the_same_pack_after_its_own_backoff(failures: int) -> None:
+    error = CapacityUnavailable("HTTP 429: Resource Unavailable", status=429)
+    decision = POLICY.on_error(error, size=10, failures=failures, rng=rng())
+    # Not Wait (no sender pauses: it is not the account's rate) and never Split.
+    assert isinstance(decision, Retry)
+    backoff = POLICY.unavailable_backoff
+    assert 0.0 <= decision.delay <= min(backoff.cap, backoff.base * 2 ** (failures - 1))
 
 
 # -- fatal ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from llmbatch._engine.policy import RetryPolicy
 from llmbatch._engine.settle import TRUNCATED, Settlement, settle_answers, settle_error, settle_unsendable
 from llmbatch._exceptions import (
     BadRequest,
+    CapacityUnavailable,
     ConnectionFailed,
     FatalError,
     ProviderError,
@@ -168,6 +169,51 @@ def test_a_connection_failure_is_not_the_items_fault() -> None:
     settled = failed(pack, ConnectionFailed("refused"))
     assert settled.updates == [] and sizes(settled) == [2]
     assert all(s.transient == POLICY.max_transient - 1 for s in pack.states)
+
+
+UNAVAILABLE = CapacityUnavailable("HTTP 429: Resource Unavailable", status=429)
+
+
+def test_flex_without_capacity_resends_the_pack_later_uncounted_and_pauses_no_one() -> None:
+    pack = pack_of(3, transient=POLICY.max_transient - 1)
+    settled = failed(pack, UNAVAILABLE)
+    assert settled.updates == [] and settled.pause is None and settled.splits == 0
+    assert sizes(settled) == [3] and settled.resend[0].at >= NOW
+    assert all(s.transient == POLICY.max_transient - 1 for s in pack.states)
+    assert all(s.unavailable_since == NOW and not s.standard for s in pack.states)
+    # Many in a row: still one pack (a smaller one meets the same shortage), still no failure.
+    again = pack
+    for _ in range(POLICY.split_after + 3):
+        again = failed(again, UNAVAILABLE).resend[0].pack
+    assert again.size == 3 and all(s.unavailable_since == NOW for s in again.states)
+
+
+def _past_deadline(fallback: str) -> Settlement:
+    policy = RetryPolicy(flex_deadline=60.0, flex_fallback=fallback)  # type: ignore[arg-type]
+    pack = pack_of(3)
+    pack.states[0].unavailable_since = NOW - 61.0  # met it a minute ago; the others just now
+    return settle_error(pack, UNAVAILABLE, policy=policy, rng=random.Random(1), now=NOW)
+
+
+def test_past_the_flex_deadline_a_straggler_falls_back_to_the_default_tier_at_once() -> None:
+    settled = _past_deadline("sync")
+    assert settled.fallen_back == 1 and settled.updates == []
+    straggler, rest = settled.resend
+    assert [s.index for s in straggler.pack.states] == [0] and straggler.at == 0.0
+    assert straggler.pack.standard and not rest.pack.standard
+    assert [s.index for s in rest.pack.states] == [1, 2] and rest.at >= NOW
+
+
+@pytest.mark.parametrize(
+    ("fallback", "says"), [("batch", "batch API next"), ("fail", "run the same command again")]
+)
+def test_past_the_flex_deadline_a_straggler_fails_as_unavailable_for_batch_or_for_good(
+    fallback: str, says: str
+) -> None:
+    settled = _past_deadline(fallback)
+    assert statuses(settled) == [(0, FAILED, 0)] and settled.failed == {"unavailable": 1}
+    assert "no capacity for 60 s" in settled.updates[0].error and says in settled.updates[0].error
+    assert sizes(settled) == [2] and settled.fallen_back == 0
 
 
 def test_an_outage_that_lasts_stops_the_job_and_keeps_the_pack() -> None:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
-from ._engine.policy import RetryPolicy
+from ._engine.policy import FLEX_FALLBACKS, RetryPolicy
 from ._exceptions import UsageError
-from ._options import RunOptions
+from ._options import FLEX_TIMEOUT, RunOptions, parse_duration
 from ._pack import PACKERS
 from ._pricing import PriceTable
 from ._store.cache import default_cache_dir
@@ -78,9 +78,14 @@ class RunKwargs(TypedDict, total=False):
       from the provider's rate-limit headers.
     - ``seed``: seed of retry jitter and shuffling. Default: 0.
     - ``shuffle``: place records in packs in a seeded random order. Default: True.
-    - ``mode``: ``"sync"`` (the default) sends requests now; ``"batch"`` uses the
-      provider's batch API (half price, results within 24 h), first polled after
-      ``poll_interval`` seconds (above 0, default 5; then less often).
+    - ``mode``: ``"sync"`` (the default) sends requests now; ``"flex"`` sends them now at
+      OpenAI's flex tier (batch prices, slower; the default ``timeout`` becomes 900);
+      ``"batch"`` uses the provider's batch API (half price, results within 24 h), first
+      polled after ``poll_interval`` seconds (above 0, default 5; then less often).
+    - ``flex_fallback``: what records that keep meeting flex's "resource unavailable" past
+      ``flex_deadline`` do: ``"sync"`` (the default: sent at the default tier, full price),
+      ``"batch"`` (through the batch API) or ``"fail"`` (failed; a re-run asks again).
+    - ``flex_deadline``: seconds, or ``"10m"``, ``"1.5h"``. Default: 10 minutes.
     - ``max_cost``: budget in USD over all runs of the job, above 0: the job stops
       (``BudgetReached``) before passing it. The model needs a price (``prices``).
 
@@ -119,7 +124,9 @@ class RunKwargs(TypedDict, total=False):
     tpm: float | None
     seed: int
     shuffle: bool
-    mode: Literal["sync", "batch"]
+    mode: Literal["sync", "flex", "batch"]
+    flex_fallback: Literal["sync", "batch", "fail"]
+    flex_deadline: float | str
     poll_interval: float
     max_cost: float | None
     job_dir: str | os.PathLike[str] | None
@@ -175,7 +182,10 @@ def _flag() -> Check:
 
 
 def _choice(*values: str) -> Check:
-    return (lambda v: v in values), " or ".join(repr(v) for v in values)
+    named = [repr(v) for v in values]
+    return (lambda v: v in values), " or ".join(named) if len(
+        named
+    ) < 3 else f"{', '.join(named[:-1])} or {named[-1]}"
 
 
 def _or_none(check: Check) -> Check:
@@ -192,6 +202,16 @@ def _is_sim_config(value: Any) -> bool:
 
 def _batch_size(value: Any) -> bool:
     return value is None or value == "auto" or _whole(1, 1000)[0](value)
+
+
+def _duration(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return False
+    try:
+        parse_duration(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _cache_dir(value: Any) -> bool:
@@ -219,7 +239,9 @@ _CHECKS: dict[str, Check] = {
     "tpm": _or_none(_real(1)),
     "seed": _whole(-(2**63), 2**63 - 1),
     "shuffle": _flag(),
-    "mode": _choice("sync", "batch"),
+    "mode": _choice("sync", "flex", "batch"),
+    "flex_fallback": _choice(*FLEX_FALLBACKS),
+    "flex_deadline": (_duration, "seconds (at least 0) or a duration such as '10m' or '1.5h'"),
     "poll_interval": _real(0, above=True),
     "max_cost": _or_none(_real(0, above=True)),
     "job_dir": _or_none(_path("a folder (a str or Path)")),
@@ -319,8 +341,13 @@ def _run_options(given: Mapping[str, Any]) -> RunOptions:
     for name in ("timeout", "rpm", "tpm", "poll_interval", "max_cost"):
         if values.get(name) is not None:
             values[name] = float(values[name])
-    if "max_attempts" in given:
-        values["policy"] = RetryPolicy(max_attempts=given["max_attempts"])
+    policy = {name: given[name] for name in ("max_attempts", "flex_fallback") if name in given}
+    if "flex_deadline" in given:
+        policy["flex_deadline"] = parse_duration(given["flex_deadline"])
+    if policy:
+        values["policy"] = RetryPolicy(**policy)
+    if values.get("mode") == "flex" and "timeout" not in given:
+        values["timeout"] = FLEX_TIMEOUT
     return RunOptions(**values)
 
 

@@ -11,6 +11,7 @@ edge (``providers/``), so the policy and the runner reason about one tree::
     └── ProviderError              a request failed; ``status`` and ``kind`` say how
         ├── RetryableError         try again later, possibly smaller
         │   ├── RateLimited        429 with a retry-after: pause every sender
+        │   ├── CapacityUnavailable  flex 429 "resource unavailable": not a limit; retry later
         │   ├── RequestTimeout     no answer within --timeout
         │   ├── ConnectionFailed   could not reach the endpoint
         │   │   └── NotAnAPI       it answered, but not as the API does (an HTML page, a proxy)
@@ -44,6 +45,7 @@ __all__ = [
     "BadRequest",
     "BatchLineLost",
     "BudgetReached",
+    "CapacityUnavailable",
     "ConnectionFailed",
     "EndpointUnreachable",
     "FatalError",
@@ -141,6 +143,18 @@ class RateLimited(RetryableError):
     ) -> None:
         super().__init__(message, status=status, headers=headers)
         self.retry_after = retry_after
+
+
+class CapacityUnavailable(RetryableError):
+    """The flex tier had no capacity for the request (OpenAI's 429 "Resource Unavailable",
+    Groq's 498 ``capacity_exceeded``).
+
+    Not a rate limit: nothing says the account sends too fast, so no sender pauses and the
+    concurrency controller does not shrink; the pack is sent again after its own backoff,
+    and items that keep meeting it past ``--flex-deadline`` take ``--flex-fallback``.
+    """
+
+    kind = FailureKind.UNAVAILABLE
 
 
 class RequestTimeout(RetryableError):

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ._types import FailureKind
+
 __all__ = ["Metrics", "percentile"]
 
 
@@ -45,6 +47,8 @@ class Metrics:
     """Items whose first request ended this run (answered or not): first-try success's base."""
     retries: int = 0
     splits: int = 0
+    flex_fallbacks: int = 0
+    """``--mode flex``: records sent again at the default tier after ``--flex-deadline``."""
     rate_limited: int = 0
     timeouts: int = 0
     prompt_tokens: int = 0
@@ -219,6 +223,8 @@ class Metrics:
             "cost_per_item_usd": (None if self.unpriced_requests or not this_run else self.cost / this_run),
             "retries": self.retries,
             "splits": self.splits,
+            "flex_unavailable": self.requests_failed.get(FailureKind.UNAVAILABLE, 0),
+            "flex_fallbacks": self.flex_fallbacks,
             "rate_limited": self.rate_limited,
             "timeouts": self.timeouts,
             "by_model": {model: dict(entry) for model, entry in self.by_model.items()},

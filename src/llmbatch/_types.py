@@ -78,6 +78,10 @@ class FailureKind(enum.StrEnum):
     """The provider answered 5xx (or 529 overloaded), too many times."""
     RATE_LIMITED = "rate_limited"
     """429 rate limited (a request kind: every sender waits, the pack is sent again)."""
+    UNAVAILABLE = "unavailable"
+    """``--mode flex``: the flex tier had no capacity (429 resource unavailable) for longer than
+    ``--flex-deadline``, and ``--flex-fallback`` is ``fail`` or ``batch`` (which sends these
+    records through the batch API next)."""
     RETRYABLE = "retryable"
     """A request failure that may pass, of no more precise kind (``RetryableError``)."""
     PROVIDER_ERROR = "provider_error"
@@ -159,6 +163,9 @@ class Capabilities:
     """True where the provider's token limit counts actual output, not ``max_tokens``."""
     billed: bool = True
     """False for backends that cost nothing per token (a local model)."""
+    flex: bool = False
+    """A flex tier (OpenAI's ``service_tier="flex"``): synchronous requests at batch prices,
+    slower, sometimes refused for want of capacity (``--mode flex``)."""
     schema_in_prompt: bool = False
     """True where constrained decoding holds the answer to the schema without showing it to the
     model (llama.cpp, vLLM): the packs then state it in the prompt too. Hosted APIs put the
@@ -207,6 +214,8 @@ class Request:
     est_prompt_tokens: int
     schema_name: str = "answers"
     params: Mapping[str, Any] = field(default_factory=dict)
+    service_tier: str | None = None
+    """The provider's processing tier to ask for (``"flex"``); None: its default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +235,9 @@ class Completion:
     latency: float
     headers: Mapping[str, str] = field(default_factory=dict)
     model: str = ""
+    service_tier: str = ""
+    """The tier the provider says processed the request (``"flex"``, ``"default"``); "" when
+    it says nothing."""
 
 
 OutcomeStatus = Literal["ok", FailureKind.MISSING, FailureKind.INVALID]

@@ -25,6 +25,7 @@ from openai.types.chat import ChatCompletion
 from llmbatch._exceptions import (
     AuthenticationError,
     BadRequest,
+    CapacityUnavailable,
     ConnectionFailed,
     FatalError,
     LLMBatchError,
@@ -235,3 +236,40 @@ def test_an_unknown_status_is_retryable_and_keeps_its_status() -> None:
     with pytest.raises(UnknownProviderError) as caught, map_openai_errors(KEY):
         raise openai.APIStatusError("teapot", response=response, body={"error": {"message": "teapot"}})
     assert caught.value.status == 418 and caught.value.kind == "provider_error"
+
+
+def _openai_status(status: int, message: str, code: str | None = None) -> openai.APIStatusError:
+    request = httpx2.Request("POST", "https://api.example.test/v1/chat/completions")
+    body = {"error": {"message": message, "type": "server_error", "code": code}}
+    response = httpx2.Response(status, request=request, json=body)
+    cls = {400: openai.BadRequestError, 429: openai.RateLimitError}.get(status, openai.APIStatusError)
+    return cls(message, response=response, body=body)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "code"),
+    [
+        (429, "Resource Unavailable: flex processing has no capacity right now", None),  # OpenAI flex
+        (429, "resource unavailable", "resource_unavailable"),
+        (498, "Flex capacity exceeded", "capacity_exceeded"),  # Groq's flex tier
+    ],
+)
+def test_flex_without_capacity_is_its_own_error_not_a_rate_limit(
+    status: int, message: str, code: str | None
+) -> None:
+    with pytest.raises(CapacityUnavailable) as caught, map_openai_errors(KEY):
+        raise _openai_status(status, message, code)
+    assert caught.value.kind == "unavailable" and caught.value.status == status
+    assert not isinstance(caught.value, RateLimited)
+
+
+def test_a_plain_429_is_still_a_rate_limit() -> None:
+    with pytest.raises(RateLimited), map_openai_errors(KEY):
+        raise _openai_status(429, "Rate limit reached for requests", "rate_limit_exceeded")
+
+
+def test_a_model_without_the_flex_tier_stops_the_job_instead_of_failing_every_record() -> None:
+    message = "Invalid value for 'service_tier': flex is not available for this model"
+    with pytest.raises(FatalError) as caught, map_openai_errors(KEY):
+        raise _openai_status(400, message, "invalid_value")
+    assert "--mode batch" in str(caught.value) and type(caught.value) is FatalError

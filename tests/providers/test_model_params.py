@@ -7,6 +7,7 @@ against each provider's own list, into the body and the task's fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -27,7 +28,7 @@ from llmbatch._types import Item, Request
 from llmbatch.providers import Provider, ProviderConfig, create_provider
 from llmbatch.providers.anthropic import AnthropicProvider
 from llmbatch.providers.base import batch_api
-from llmbatch.providers.openai import OpenAIProvider
+from llmbatch.providers.openai import OpenAIProvider, parse_chat_response
 from llmbatch.sim.server import ThreadedServer
 
 
@@ -328,3 +329,13 @@ async def test_the_local_provider_checks_params_before_loading_a_model() -> None
         UsageError, match=r"provider local does not take params\.reasoning_effort; it takes seed"
     ):
         await local.complete(request)
+
+
+def test_a_flex_request_asks_for_the_tier_and_the_answer_says_which_tier_served_it() -> None:
+    request = request_of(TASK)
+    assert "service_tier" not in body(openai("gpt-5-mini"), request)
+    flex = dataclasses.replace(request, service_tier="flex")
+    assert body(openai("gpt-5-mini"), flex)["service_tier"] == "flex"
+    answer = {"choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}], "usage": {}}
+    assert parse_chat_response({**answer, "service_tier": "flex"}, 0.1, {}).service_tier == "flex"
+    assert parse_chat_response(answer, 0.1, {}).service_tier == ""

@@ -459,6 +459,18 @@ class BatchRunner:
         log.info("batch %s %s: %d results", batch.provider_batch_id, status.status, len(results))
 
 
+def submitted_batch_positions(store: JobStore) -> set[int]:
+    """Positions of the items in batches the provider accepted and has not finished: what a
+    ``BatchRunner`` re-attaches to, and so what another runner must not send meanwhile."""
+    return {
+        entry[0]
+        for row in store.open_batches()
+        if row.provider_batch_id is not None
+        for record in row.packs.values()
+        for entry in record["items"]
+    }
+
+
 def _pack_record(pack: Pack) -> dict[str, Any]:
     """What the store keeps of a pack: its items' positions and retry state."""
     return {

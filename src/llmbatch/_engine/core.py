@@ -279,11 +279,17 @@ class RunCore:
 
     # -- money -----------------------------------------------------------------------
 
-    def cost(self, usage: Usage) -> float | None:
-        return None if self.price is None else self.price.cost(usage, batch=self.batch_prices)
+    def cost(self, usage: Usage, *, discounted: bool = False) -> float | None:
+        """What ``usage`` costs; ``discounted``: at the batch price (a flex answer), as every
+        request of a batch-mode runner is."""
+        if self.price is None:
+            return None
+        return self.price.cost(usage, batch=self.batch_prices or discounted)
 
     def projected_cost(self, prompt_tokens: int, max_tokens: int) -> float | None:
-        """The most a request can cost (its whole answer budget used), when a budget is set."""
+        """The most a request can cost (its whole answer budget used), when a budget is set.
+        A flex request is reserved at the full price too: it is priced by the tier its answer
+        names, and a budget must hold whatever that is."""
         if self.budget is None:
             return None
         return self.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens))
@@ -303,14 +309,17 @@ class RunCore:
         *,
         concurrency: int,
         steer: Callable[[Settlement], None] | None = None,
+        flex: bool = False,
     ) -> Settlement:
         """An answer through the outcome rules, applied. ``started`` is the request's
         wall-clock start; ``steer`` (the runner's controllers) hears the settlement once it is
         applied and before the metrics count it, so the pack-size plan still counts this
-        pack's records among the job's remaining ones."""
+        pack's records among the job's remaining ones. ``flex``: the request asked for the
+        flex tier; it is priced at batch rates where the answer says flex processed it (OpenAI
+        says so in every answer; a server that says nothing is priced as it always was)."""
         self._unreachable_since = None
         usage = completion.usage
-        cost = self.cost(usage)
+        cost = self.cost(usage, discounted=flex and completion.service_tier == "flex")
         settled = settle_answers(
             pack,
             self.packer.parse(self.task, pack.items, completion),
@@ -387,6 +396,7 @@ class RunCore:
         for kind, count in settled.failed.items():
             self.metrics.observe_failed(kind, count)
         self.metrics.splits += settled.splits
+        self.metrics.flex_fallbacks += settled.fallen_back
         if settled.pause is not None:
             self.limiter.pause(settled.pause)
         now = self.clock()

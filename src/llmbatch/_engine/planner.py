@@ -41,6 +41,11 @@ class ItemState:
     """Retried alone with a larger answer budget after a truncation."""
     last_error: str = ""
     last_kind: str = ""
+    unavailable_since: float | None = None
+    """``--mode flex``: clock time of the first "resource unavailable" this item met, since
+    it was last sent at the default tier."""
+    standard: bool = False
+    """``--mode flex``: fell back to the default tier (``--flex-fallback sync``)."""
 
     @property
     def index(self) -> int:
@@ -66,6 +71,11 @@ class Pack:
     @property
     def boosted(self) -> bool:
         return any(s.boosted for s in self.states)
+
+    @property
+    def standard(self) -> bool:
+        """Sent at the default tier, not flex: one of its items fell back."""
+        return any(s.standard for s in self.states)
 
     def halves(self) -> tuple[Pack, Pack]:
         middle = len(self.states) // 2

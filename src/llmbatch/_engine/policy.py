@@ -6,6 +6,8 @@ and randomness come in as arguments, so every rule is tested instantly.
 | outcome                          | decision                                           |
 |----------------------------------|----------------------------------------------------|
 | 429 rate limited                 | Wait(retry-after or backoff), same pack            |
+| flex 429 resource unavailable    | Retry after its own backoff (no pause, no split);  |
+|                                  | past ``flex_deadline`` its items take the fallback |
 | quota 429, 401, 403              | Stop the job (state saved, resumable)              |
 | timeout, 5xx, 529                | Retry after backoff; split after repeated failures |
 | connection refused, DNS failure  | Retry after backoff (not the items' fault: never  |
@@ -20,15 +22,26 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
-from .._exceptions import BadRequest, ConnectionFailed, FatalError, NotAnAPI, ProviderError, RateLimited
+from .._exceptions import (
+    BadRequest,
+    CapacityUnavailable,
+    ConnectionFailed,
+    FatalError,
+    NotAnAPI,
+    ProviderError,
+    RateLimited,
+)
 from .._types import FailureKind
 
 __all__ = [
+    "FLEX_FALLBACKS",
     "MAY_PASS",
     "Backoff",
     "Decision",
     "Fail",
+    "FlexFallback",
     "Retry",
     "RetryPolicy",
     "Split",
@@ -44,6 +57,7 @@ MAY_PASS = frozenset(
         FailureKind.NOT_API,
         FailureKind.SERVER_ERROR,
         FailureKind.RATE_LIMITED,
+        FailureKind.UNAVAILABLE,
         FailureKind.RETRYABLE,
         FailureKind.PROVIDER_ERROR,
         FailureKind.EXPIRED,
@@ -113,6 +127,9 @@ class Stop:
 
 Decision = Wait | Retry | Split | Fail | Stop
 
+FlexFallback = Literal["sync", "batch", "fail"]
+FLEX_FALLBACKS: tuple[FlexFallback, ...] = ("sync", "batch", "fail")
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -132,6 +149,15 @@ class RetryPolicy:
     budget_boost: int = 4
     outage_after: float = 60.0
     """Seconds of nothing but connection failures after which the job stops (resumable)."""
+    unavailable_backoff: Backoff = Backoff(base=2.0, cap=60.0)
+    """Flex's "resource unavailable": capacity comes back in seconds to minutes, not at a
+    rate the account controls, so the wait grows to a minute and never pauses the others."""
+    flex_deadline: float = 600.0
+    """Seconds an item may keep meeting "resource unavailable" before ``flex_fallback``."""
+    flex_fallback: FlexFallback = "sync"
+    """What a flex straggler does past ``flex_deadline``: ``sync`` resends it at the default
+    tier (full price), ``batch`` fails it as ``unavailable`` for the job to send through the
+    batch API, ``fail`` fails it as ``unavailable`` (a re-run asks again)."""
 
     def on_error(
         self,
@@ -160,6 +186,9 @@ class RetryPolicy:
             if error.retry_after is not None:
                 return Wait(floor)
             return Wait(self.rate_limit_backoff.delay(failures, rng, floor=floor))
+        if isinstance(error, CapacityUnavailable):
+            # The pack is not at fault and a smaller one would meet the same shortage.
+            return Retry(self.unavailable_backoff.delay(failures, rng))
         if isinstance(error, ConnectionFailed):
             # Nothing reached the endpoint: a smaller pack would fail the same way.
             return Retry(self.backoff.delay(failures, rng))

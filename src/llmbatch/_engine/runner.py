@@ -13,9 +13,10 @@ dispatcher stops only when the planner holds nothing and no request is in flight
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from .._exceptions import (
@@ -75,6 +76,7 @@ class Runner:
         steering: Steering | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        exclude: Collection[int] = (),
     ) -> None:
         self.task = task
         self.provider = provider
@@ -106,6 +108,7 @@ class Runner:
             cache=cache,
             on_settled=on_settled,
             clock=clock,
+            exclude=exclude,
         )
         self.budget = self.core.budget
         self.planner = self.core.planner
@@ -120,6 +123,8 @@ class Runner:
         self._unsent_moved = asyncio.Event()
         """Set (and replaced) each time one of them is sent or dropped."""
         self.in_flight = 0
+        self.flex = options.mode == "flex"
+        """Ask for the flex tier (``--mode flex``), except for packs that fell back from it."""
 
     @property
     def stop_reason(self) -> str | None:
@@ -247,6 +252,8 @@ class Runner:
         request = self.core.render(pack, budget)
         if request is None:
             return None
+        if self.flex and not pack.standard:
+            request = dataclasses.replace(request, service_tier="flex")
         self._fit(request.system, request.est_prompt_tokens, request.max_tokens, pack.size)
         self.plan.sent(pack.size, request.est_prompt_tokens)
         estimate = self.core.calibration.correct(request.est_prompt_tokens)
@@ -298,7 +305,7 @@ class Runner:
         self.need.observe(latency=completion.latency, charged=charged)
         self.limiter.observe_headers(completion.headers)
         self._learn_answer_size(pack, completion, request.max_tokens)
-        self._on_completion(pack, completion, started)
+        self._on_completion(pack, completion, started, flex=request.service_tier == "flex")
 
     def _fit(self, system: str, prompt_tokens: int, max_tokens: int, size: int) -> None:
         """Cap the pack size at what fits the model's context and the token limit."""
@@ -320,11 +327,13 @@ class Runner:
         elif completion.finish_reason == "stop":
             self.answers.observe(completion.usage.completion_tokens, pack.size)
 
-    def _on_completion(self, pack: Pack, completion: Completion, started: float) -> None:
+    def _on_completion(self, pack: Pack, completion: Completion, started: float, *, flex: bool) -> None:
         def steer(settled: Settlement) -> None:
             self._steer(pack.size, completion.latency, settled.ok_first, settled.ok)
 
-        self.core.on_completion(pack, completion, started, concurrency=self.concurrency, steer=steer)
+        self.core.on_completion(
+            pack, completion, started, concurrency=self.concurrency, steer=steer, flex=flex
+        )
 
     def _steer(self, size: int, latency: float, ok_first: int, ok: int) -> None:
         """Feed the controllers with one successful request."""

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .._exceptions import ConnectionFailed, ProviderError
+from .._exceptions import CapacityUnavailable, ConnectionFailed, ProviderError
 from .._store.job import ItemUpdate
 from .._types import FailureKind, ItemStatus, Outcome
 from .planner import ItemState, Pack
@@ -69,6 +69,8 @@ class Settlement:
     ok_first: int = 0
     """Items answered on their first try (the pack-size controller's signal)."""
     retried: int = 0
+    fallen_back: int = 0
+    """``--mode flex``: items sent again at the default tier (``--flex-fallback sync``)."""
     pause: float | None = None
     """Seconds every sender waits (a rate limit) before the resent pack goes."""
     stop: str | None = None
@@ -199,6 +201,8 @@ def settle_error(
     elif isinstance(decision, Fail):
         for state in pack.states:
             settled.fail(state, decision.reason, decision.kind)
+    elif isinstance(error, CapacityUnavailable):
+        _after_unavailable(pack, settled, policy, now, decision.delay)
     else:
         survivors = _count_transient(pack, error, settled, policy)
         if survivors:
@@ -207,6 +211,39 @@ def settle_error(
             else:
                 settled.resend.append(Resend(Pack(survivors, failures=pack.failures), now + decision.delay))
     return settled
+
+
+def _after_unavailable(
+    pack: Pack, settled: Settlement, policy: RetryPolicy, now: float, delay: float
+) -> None:
+    """Flex had no capacity: the items wait their backoff and go again, uncounted (not their
+    fault, and no failure budget of theirs is spent); those that have met it for longer than
+    ``flex_deadline`` take the fallback."""
+    waiting: list[ItemState] = []
+    late: list[ItemState] = []
+    for state in pack.states:
+        if state.unavailable_since is None:
+            state.unavailable_since = now
+        (late if now - state.unavailable_since >= policy.flex_deadline else waiting).append(state)
+    if late and policy.flex_fallback == "sync":
+        for state in late:
+            state.standard, state.unavailable_since = True, None
+        settled.fallen_back += len(late)
+        settled.resend.append(Resend(Pack(late)))  # at once, at the default tier
+    elif late:
+        moved = (
+            "sent through the batch API next (--flex-fallback batch)"
+            if policy.flex_fallback == "batch"
+            else "run the same command again to retry, or pass --flex-fallback sync or batch"
+        )
+        reason = (
+            f"flex processing had no capacity for {policy.flex_deadline:g} s "
+            f"(429 resource unavailable, --flex-deadline): {moved}"
+        )
+        for state in late:
+            settled.fail(state, reason, FailureKind.UNAVAILABLE)
+    if waiting:
+        settled.resend.append(Resend(Pack(waiting, failures=pack.failures), now + delay))
 
 
 def _count_transient(

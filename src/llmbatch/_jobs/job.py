@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._engine.batch import BatchRunner
 from .._engine.policy import MAY_PASS
-from .._engine.runner import Runner
 from .._exceptions import BudgetReached, JobStopped, LLMBatchError, UsageError
 from .._io import Record, open_reader, open_writer
 from .._metrics import Metrics
@@ -38,7 +36,8 @@ from .._store.job import ItemUpdate, JobStore
 from .._store.lock import JobLock
 from .._task import Task
 from .._types import FailureKind, ItemStatus
-from ..providers.base import Provider, batch_api
+from ..providers.base import Provider
+from .modes import check_mode, flex_stragglers_to_batch, make_runner, open_batches_notice
 
 __all__ = ["JobResult", "JobSpec", "default_job_dir", "job_name", "run_job"]
 
@@ -193,54 +192,20 @@ async def _escalate(
     async with provider_for(model) as provider:
         cache = _open_cache(spec, provider)
         try:
-            runner = _runner(spec, provider, store, _price_of(spec, provider), metrics, cache, on_settled)
+            runner = make_runner(
+                spec.task,
+                spec.options,
+                provider,
+                store,
+                price=_price_of(spec, provider),
+                metrics=metrics,
+                cache=cache,
+                on_settled=on_settled,
+            )
             return await runner.run()
         finally:
             if cache is not None:
                 cache.close()
-
-
-def _runner(
-    spec: JobSpec,
-    provider: Provider,
-    store: JobStore,
-    price: Price | None,
-    metrics: Metrics | None,
-    cache: ResultCache | None,
-    on_settled: Callable[[Sequence[ItemUpdate]], None] | None,
-) -> Runner | BatchRunner:
-    """The runner of ``spec.options.mode``: ``sync`` requests, or the provider's ``batch`` API."""
-    options = spec.options
-    if options.mode == "batch":
-        return BatchRunner(
-            spec.task,
-            provider,
-            store,
-            options,
-            price=price,
-            metrics=metrics,
-            cache=cache,
-            on_settled=on_settled,
-            poll_interval=options.poll_interval,
-        )
-    if options.mode != "sync":
-        raise UsageError(f"unknown mode {options.mode!r}; choose sync or batch")
-    return Runner(
-        spec.task, provider, store, options, price=price, metrics=metrics, cache=cache, on_settled=on_settled
-    )
-
-
-def _open_batches_notice(store: JobStore, spec: JobSpec) -> str | None:
-    """A sync run over a job whose batch-mode run left batches unfinished pays for their items twice."""
-    if spec.options.mode == "batch":
-        return None
-    waiting = store.open_batches()
-    if not waiting:
-        return None
-    return (
-        f"{len(waiting)} provider batch(es) of an earlier --mode batch run are still open; their items "
-        "are sent again now (run with --mode batch instead to collect them)"
-    )
 
 
 def _open_cache(spec: JobSpec, provider: Provider) -> ResultCache | None:
@@ -335,9 +300,8 @@ async def run_job(
     A second run on the same job dir while this one holds it raises ``UsageError``.
     """
     notices: list[str] = []
-    if spec.options.mode == "batch":
-        # Before the provider starts: a local model would load only to be refused.
-        batch_api(provider)
+    # Before the provider starts: a local model would load only to be refused.
+    check_mode(spec.options, provider)
     check_paths(spec)
     with JobLock.acquire(spec.job_dir), _store_errors(spec.job_dir):
         async with provider:
@@ -362,7 +326,7 @@ async def _run_open_job(
 ) -> JobResult:
     _ingest_input(spec, store, notices)
     _retry_failed(spec, store, notices)
-    open_batches = _open_batches_notice(store, spec)
+    open_batches = open_batches_notice(store, spec.options)
     if open_batches is not None:
         notices.append(open_batches)
     if notify is not None:
@@ -377,8 +341,28 @@ async def _run_open_job(
     try:
         cache = _open_cache(spec, provider)
         try:
-            runner = _runner(spec, provider, store, price, metrics, cache, on_settled)
+            runner = make_runner(
+                spec.task,
+                spec.options,
+                provider,
+                store,
+                price=price,
+                metrics=metrics,
+                cache=cache,
+                on_settled=on_settled,
+            )
             result_metrics = await runner.run()
+            result_metrics = await flex_stragglers_to_batch(
+                spec.task,
+                spec.options,
+                provider,
+                store,
+                price=price,
+                metrics=result_metrics,
+                cache=cache,
+                on_settled=on_settled,
+                notify=notify,
+            )
         finally:
             if cache is not None:
                 cache.close()

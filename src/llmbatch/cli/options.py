@@ -9,9 +9,22 @@ from typing import Any, TypeVar
 import click
 
 from .._exceptions import UsageError
+from .._options import parse_duration
 from ..providers import ProviderConfig
 
-__all__ = ["default_provider", "local_model_options", "provider_config"]
+__all__ = ["default_provider", "local_model_options", "provider_config", "to_seconds"]
+
+
+def to_seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """An option's duration in seconds (``90``, ``90s``, ``10m``, ``1.5h``, ``2d``): a click
+    callback, so that a bad one is a usage error naming the option."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,13 +22,13 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from .._engine.policy import RetryPolicy
+from .._engine.policy import FLEX_FALLBACKS, RetryPolicy
 from .._exceptions import FatalError, JobStopped, UsageError
 from .._jobs.job import JobResult, JobSpec, check_paths, default_job_dir, job_name, run_job
 from .._jobs.tune import load_tuned_ceiling, tuned_path
 from .._jobs.vote import vote
 from .._metrics import Metrics
-from .._options import RunOptions
+from .._options import DEFAULT_TIMEOUT, FLEX_TIMEOUT, RunOptions
 from .._pack import PACKERS
 from .._pricing import PriceTable
 from .._store.cache import default_cache_dir
@@ -38,7 +38,7 @@ from ..providers.base import Provider
 from ..report.progress import ProgressView
 from ..report.status import blank_secrets
 from ._console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, err
-from .options import default_provider, local_model_options, provider_config
+from .options import default_provider, local_model_options, provider_config, to_seconds
 from .tables import metrics_table, vote_table
 
 
@@ -75,7 +75,12 @@ def _spec(opts: dict[str, Any], task: Task, output: str) -> JobSpec:
             max_batch_size=opts["max_batch_size"],
             concurrency=opts["concurrency"],
             pack=opts["pack"],
-            policy=RetryPolicy(max_attempts=opts["max_attempts"], outage_after=opts["outage_timeout"]),
+            policy=RetryPolicy(
+                max_attempts=opts["max_attempts"],
+                outage_after=opts["outage_timeout"],
+                flex_deadline=opts["flex_deadline"],
+                flex_fallback=opts["flex_fallback"],
+            ),
             timeout=opts["timeout"],
             rpm=opts["rpm"],
             tpm=opts["tpm"],
@@ -229,11 +234,29 @@ Examples:
 @click.option("--max-attempts", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option(
     "--mode",
-    type=click.Choice(["sync", "batch"]),
+    type=click.Choice(["sync", "flex", "batch"]),
     default="sync",
     show_default=True,
-    help="sync: requests now; batch: the provider's batch API (half price, results within 24 h, "
-    "resumable: a re-run re-attaches to submitted batches).",
+    help="sync: requests now; flex: requests now at OpenAI's flex tier (batch prices, slower, "
+    "sometimes 'resource unavailable': retried, see --flex-fallback); batch: the provider's batch "
+    "API (half price, results within 24 h, resumable: a re-run re-attaches to submitted batches).",
+)
+@click.option(
+    "--flex-fallback",
+    type=click.Choice(FLEX_FALLBACKS),
+    default="sync",
+    show_default=True,
+    help="Flex mode: records that keep meeting 'resource unavailable' past --flex-deadline are "
+    "sent at the default tier (sync, full price), through the batch API (batch), or failed (fail; "
+    "a re-run asks again).",
+)
+@click.option(
+    "--flex-deadline",
+    callback=to_seconds,
+    default="10m",
+    show_default=True,
+    help="Flex mode: how long a record may keep meeting 'resource unavailable' before "
+    "--flex-fallback (90s, 10m, 2h).",
 )
 @click.option(
     "--poll-interval",
@@ -243,7 +266,9 @@ Examples:
     help="Batch mode: seconds before the first poll of a batch (grows to a minute).",
 )
 @click.option(
-    "--timeout", type=click.FloatRange(0.1), default=120.0, show_default=True, help="Per request, s."
+    "--timeout",
+    type=click.FloatRange(0.1),
+    help="Per request, s. Default: 120; 900 with --mode flex (its answers queue, as OpenAI's guide says).",
 )
 @click.option(
     "--outage-timeout",
@@ -314,6 +339,8 @@ def run(**opts: Any) -> None:
     """Run TASK over every record of INPUT (.jsonl or .csv; - for stdin)."""
     task = Task.from_file(opts["task_path"])
     output = opts["output"] or f"{job_name(opts['input_path'], task)}.jsonl"
+    if opts["timeout"] is None:
+        opts["timeout"] = FLEX_TIMEOUT if opts["mode"] == "flex" else DEFAULT_TIMEOUT
     config = provider_config(opts)
     if task.models and not opts["model"]:
         config = dataclasses.replace(config, model=task.models[0])

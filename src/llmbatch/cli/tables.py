@@ -78,6 +78,14 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
         ("retries / splits", f"{summary['retries']:,} / {summary['splits']:,}"),
         ("429s / timeouts", f"{summary['rate_limited']:,} / {summary['timeouts']:,}"),
     ]
+    if summary.get("flex_unavailable") or summary.get("flex_fallbacks"):
+        rows.append(
+            (
+                "flex unavailable / fell back",
+                f"{summary['flex_unavailable']:,} requests / {summary['flex_fallbacks']:,} records "
+                "at the default tier",
+            )
+        )
     errors = summary.get("requests_failed_by_kind") or {}
     if errors:
         rows.append(("failed requests by kind", ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))))

@@ -43,7 +43,9 @@ from openai.types.chat import ChatCompletion
 
 from .._exceptions import (
     BatchLineLost,
+    CapacityUnavailable,
     ConnectionFailed,
+    FatalError,
     ProviderError,
     QuotaExhausted,
     RateLimited,
@@ -117,6 +119,8 @@ def chat_body(
     if temperature is not None:
         body["temperature"] = temperature
     body.update(request.params)
+    if request.service_tier is not None:
+        body["service_tier"] = request.service_tier
     if request.mode == "json_schema" and request.schema is not None and response_format == "json_object":
         body["response_format"] = {"type": "json_object", "schema": request.schema}
     elif request.mode == "json_schema" and request.schema is not None:
@@ -182,6 +186,7 @@ def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> C
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else 0
     model = data.get("model")
+    tier = data.get("service_tier")
     return Completion(
         content=content,
         finish_reason=finish,
@@ -193,6 +198,7 @@ def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> C
         latency=latency,
         headers=headers,
         model=model if isinstance(model, str) else "",
+        service_tier=tier if isinstance(tier, str) else "",
     )
 
 
@@ -220,6 +226,14 @@ def _refused(exc: BaseException) -> str | None:
     return None
 
 
+def _capacity_unavailable(status: int, code: str, message: str) -> bool:
+    """Whether an error status says the flex tier had no capacity, not that the account sent
+    too much: OpenAI's 429 "Resource Unavailable", Groq's 498 ``capacity_exceeded``."""
+    if status == 498 or code in ("resource_unavailable", "capacity_exceeded"):
+        return True
+    return status == 429 and "resource unavailable" in message.lower()
+
+
 QUOTA_HINT: Final = (
     "the account's quota or spend limit is exhausted; raise it, then run the same command again to resume"
 )
@@ -241,6 +255,15 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
         status, code = exc.status_code, _error_code(exc)
         message = scrub(f"HTTP {status}: {exc.message}", secret)
         headers = rate_limit_headers(exc.response.headers)
+        if _capacity_unavailable(status, code, exc.message):
+            raise CapacityUnavailable(message, status=status, headers=headers) from exc
+        if status == 400 and "service_tier" in exc.message:
+            # A model or endpoint without the flex tier: every request would be refused alike.
+            raise FatalError(
+                f"{message} — this model or endpoint does not take --mode flex; "
+                "run the same command with --mode batch (the same discount) or --mode sync",
+                status=status,
+            ) from exc
         if status == 429:
             if code == "insufficient_quota":
                 raise QuotaExhausted(f"{message} — {QUOTA_HINT}", status=status, headers=headers) from exc
@@ -307,7 +330,7 @@ class OpenAIProvider(Provider):
     >>> provider = OpenAIProvider(ProviderConfig(model="gpt-4o-mini"))  # doctest: +SKIP
     """
 
-    capabilities = Capabilities(json_schema=True, tools=True, cache_min_prefix=1024)
+    capabilities = Capabilities(json_schema=True, tools=True, cache_min_prefix=1024, flex=True)
     batch_limits = BatchLimits(max_requests=50_000, max_bytes=200_000_000)
     accepted_params: ClassVar[Mapping[str, Param]] = {
         "top_p": NUMBER,

@@ -234,10 +234,18 @@ def _check_supported(task: Task, options: RunOptions, provider: str, config: Pro
         raise UsageError(
             "a model cascade (models = [...]) does not run on the Ray engine yet; list one model"
         )
+    if options.mode == "batch" or (options.mode == "flex" and options.policy.flex_fallback == "batch"):
+        raise UsageError(
+            "the provider's batch API is not used by the Ray engine (one job submits a batch, not "
+            "each worker): run --mode batch without --engine ray, or pass --flex-fallback sync or fail"
+        )
+    backend = create_provider(provider, config)
+    if options.mode == "flex" and not backend.capabilities.flex:
+        raise UsageError(f"--mode flex needs a provider with a flex tier (openai); {backend.name} has none")
     with tempfile.TemporaryDirectory(prefix="llmbatch-ray-check-") as tmp:
         store = JobStore.open(tmp)
         try:
-            Runner(task, create_provider(provider, config), store, options)
+            Runner(task, backend, store, options)
         finally:
             store.close()
 
