@@ -69,11 +69,18 @@ def test_packing_and_batch_api_cut_the_estimated_cost() -> None:
     report = estimate_job(
         task, open_reader(EXAMPLES / "reviews.jsonl"), PACKERS["json"], batch_size=20, price=price
     )
-    single, packed, _, batch = report.strategies
-    assert single.requests == 66 and packed.requests == 4
+    single, packed, caching, flex, batch = report.strategies
+    assert [s.name for s in report.strategies][2:] == [
+        "packed 20 + caching",
+        "packed 20 + caching + flex",
+        "packed 20 + batch API",
+    ]
+    assert single.requests == 66 and packed.requests == 4 == flex.requests
     assert packed.cost is not None and single.cost is not None and batch.cost is not None
     assert packed.cost < single.cost / 2
     assert batch.cost == pytest.approx(packed.cost * 0.5)
+    # Flex is the batch price with the cache discount on top (none here: a short prefix).
+    assert flex.cost == pytest.approx((caching.cost or 0) * 0.5) and flex.cost <= batch.cost
 
 
 def test_sample_is_extrapolated_and_said_so(tmp_path: Path) -> None:
