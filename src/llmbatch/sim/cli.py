@@ -75,6 +75,10 @@ Examples:
               help="Seconds before a batch is worked on (times --time-scale).")  # fmt: skip
 @click.option("--prompt-caching", is_flag=True,
               help="Emulate OpenAI's automatic prompt cache (1,024 tokens on, 128-token steps).")  # fmt: skip
+@click.option("--flex-unavailable", default=0.0, type=_RATE,
+              help="Share of flex-tier requests answered 429 Resource Unavailable.")  # fmt: skip
+@click.option("--flex-latency", default=2.0, type=click.FloatRange(1.0),
+              help="Flex-tier completions take this many times as long.")  # fmt: skip
 def serve(host: str, port: int, **knobs: Any) -> None:
     """Serve an OpenAI-compatible API at http://HOST:PORT/v1 until interrupted."""
     try:

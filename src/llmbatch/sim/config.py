@@ -56,6 +56,13 @@ class SimConfig:
     (``_prefix_cache``): prompts from 1,024 tokens on, cached in 128-token steps,
     reported as ``prompt_tokens_details.cached_tokens``. Off by default, so that
     token counts stay those of the request; batch lines are never cached.
+
+    OpenAI's flex tier (a chat completion with ``"service_tier": "flex"``): a share
+    ``flex_unavailable`` of flex requests is answered 429 "Resource Unavailable" (no
+    retry-after, nothing charged against the rate limits; seeded by the request and how
+    often it was sent, so a resent one gets through), the others take ``flex_latency``
+    times as long. Every completion names its tier (``service_tier``: ``flex`` or
+    ``default``), which is what the client prices it by.
     """
 
     model: str = "sim-1"
@@ -82,6 +89,8 @@ class SimConfig:
     batch_expire_rate: float = 0.0
     batch_delay: float = 0.0
     prompt_caching: bool = False
+    flex_unavailable: float = 0.0
+    flex_latency: float = 2.0
 
     def __post_init__(self) -> None:
         for name in RATE_FIELDS:
@@ -107,6 +116,10 @@ class SimConfig:
             raise ValueError("batch_failure_rate + batch_expire_rate must not exceed 1")
         if self.batch_delay < 0:
             raise ValueError("batch_delay must not be negative")
+        if not 0.0 <= self.flex_unavailable <= 1.0:
+            raise ValueError(f"flex_unavailable must be between 0 and 1, not {self.flex_unavailable}")
+        if self.flex_latency < 1.0:
+            raise ValueError(f"flex_latency must be at least 1, not {self.flex_latency}")
 
     def as_dict(self) -> dict[str, object]:
         """The knobs by name (for ``/sim/stats``)."""

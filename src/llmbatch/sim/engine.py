@@ -45,6 +45,12 @@ __all__ = ["DEFAULT_MAX_TOKENS", "SimEngine", "SimResponse", "SimStats"]
 JSON = Any
 DEFAULT_MAX_TOKENS = 1024
 """What a request without ``max_tokens`` costs against the TPM limit."""
+FLEX_UNAVAILABLE = (
+    "Resource Unavailable: flex processing has no capacity for this request right now; "
+    "retry later or send it at the default tier"
+)
+"""The message of the flex tier's 429 (OpenAI's guide names it "429 Resource Unavailable")."""
+TIERS = (None, "auto", "default", "flex")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,8 @@ class SimResponse:
 
 @dataclass(slots=True)
 class SimStats:
-    """Counters behind ``/sim/stats``. ``rate_limited`` counts every 429, quota ones included."""
+    """Counters behind ``/sim/stats``. ``rate_limited`` counts every 429, quota ones included,
+    but not the flex tier's "resource unavailable" (``flex_unavailable``)."""
 
     requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
@@ -68,6 +75,9 @@ class SimStats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     rate_limited: int = 0
+    flex_requests: int = 0
+    flex_unavailable: int = 0
+    """Flex requests answered 429 Resource Unavailable (not in ``rate_limited``)."""
     in_flight: int = 0
     max_concurrent: int = 0
     """Most requests inside the engine at once (waiting for a slot included)."""
@@ -86,6 +96,8 @@ class SimStats:
             "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
             "rate_limited": self.rate_limited,
+            "flex_requests": self.flex_requests,
+            "flex_unavailable": self.flex_unavailable,
             "in_flight": self.in_flight,
             "max_concurrent": self.max_concurrent,
             "max_active": self.max_active,
@@ -147,23 +159,33 @@ class SimEngine:
         stats.requests += 1
         stats.in_flight += 1
         stats.max_concurrent = max(stats.max_concurrent, stats.in_flight)
+        # The tier is OpenAI's parameter: the Anthropic endpoint (``admit``) has its own.
+        tier = body.get("service_tier") if admit is None and isinstance(body, dict) else None
         try:
-            response = await self._chat(body, admit, automatic_cache and self.config.prompt_caching)
+            response = await self._chat(body, admit, automatic_cache and self.config.prompt_caching, tier)
         finally:
             self.stats.in_flight -= 1
         self.stats.by_status[response.status] += 1
-        if response.status == 429:
+        if response.status == 429 and response.body["error"]["message"] is not FLEX_UNAVAILABLE:
             self.stats.rate_limited += 1
         return response
 
-    async def _chat(self, body: Any, admit: Callable[[], Admission] | None, caching: bool) -> SimResponse:
+    async def _chat(
+        self, body: Any, admit: Callable[[], Admission] | None, caching: bool, tier: Any
+    ) -> SimResponse:
         try:
             prompt = read_body(body, cache_marks=caching)
         except InvalidRequest as exc:
             return _error(400, str(exc), "invalid_request_error", None, param=exc.param)
+        if tier not in TIERS:
+            message = f"Invalid value for 'service_tier': {tier!r}; expected 'auto', 'default' or 'flex'"
+            return _error(400, message, "invalid_request_error", "invalid_value", param="service_tier")
         if self.config.quota_exhausted:
             message = "You exceeded your current quota, please check your plan and billing details."
             return _error(429, message, "insufficient_quota", "insufficient_quota")
+        if tier == "flex" and self._flex_is_full(prompt.fingerprint):
+            # Before the rate limits: a request flex turns away is neither served nor charged.
+            return _error(429, FLEX_UNAVAILABLE, "server_error", None)
         cost = prompt.prompt_tokens + (prompt.max_tokens or DEFAULT_MAX_TOKENS)
         admission = self._limits.admit(cost) if admit is None else admit()
         if not admission.admitted:
@@ -175,20 +197,37 @@ class SimEngine:
         self.stats.faults.update(faults.names)
         if self._slots is None and self.config.max_concurrency:
             self._slots = asyncio.Semaphore(self.config.max_concurrency)
+        flex = tier == "flex"
         if self._slots is None:
-            return await self._complete(prompt, faults, admission.headers)
+            return await self._complete(prompt, faults, admission.headers, flex)
         async with self._slots:
-            return await self._complete(prompt, faults, admission.headers)
+            return await self._complete(prompt, faults, admission.headers, flex)
 
-    async def _complete(self, prompt: Prompt, faults: Faults, headers: dict[str, str]) -> SimResponse:
+    def _flex_is_full(self, fingerprint: str) -> bool:
+        """Whether flex turns this request away, drawn from the request and how often it came."""
+        self.stats.flex_requests += 1
+        if not self.config.flex_unavailable:
+            return False
+        key = f"flex:{fingerprint}"
+        occurrence = self._seen[key]
+        self._seen[key] += 1
+        full = rng_for(self.config.seed, key, occurrence).random() < self.config.flex_unavailable
+        self.stats.flex_unavailable += full
+        return full
+
+    async def _complete(
+        self, prompt: Prompt, faults: Faults, headers: dict[str, str], flex: bool
+    ) -> SimResponse:
         self._active += 1
         self.stats.max_active = max(self.stats.max_active, self._active)
         try:
-            return await self._answer(prompt, faults, headers)
+            return await self._answer(prompt, faults, headers, flex)
         finally:
             self._active -= 1
 
-    async def _answer(self, prompt: Prompt, faults: Faults, headers: dict[str, str]) -> SimResponse:
+    async def _answer(
+        self, prompt: Prompt, faults: Faults, headers: dict[str, str], flex: bool
+    ) -> SimResponse:
         config = self.config
         if faults.error_status is not None:
             await self._sleep(config.base_latency * config.time_scale)
@@ -213,6 +252,8 @@ class SimEngine:
             + config.per_input_token * (prompt.prompt_tokens - cached)
             + config.per_output_token * completion_tokens
         ) * config.time_scale
+        if flex:
+            latency *= config.flex_latency
         await self._sleep(latency)
         self._prefixes.write(prompt.prefix_hashes)
         stats = self.stats
@@ -224,6 +265,7 @@ class SimEngine:
         if prompt.kind != "plain":
             stats.pack_sizes[len(prompt.items)] += 1
         body = self._completion(prompt, content, finish, completion_tokens, cached)
+        body["service_tier"] = "flex" if flex else "default"
         return SimResponse(200, body, {**headers, "x-request-id": body["id"]})
 
     # -- content -----------------------------------------------------------------
