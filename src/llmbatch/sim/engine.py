@@ -6,8 +6,9 @@
     >>> response.status, response.body["choices"][0]["message"]["content"]
     (200, 'Translate a Spanish: bueno mañana')
 
-One request goes through: parse (400 if malformed) → quota (429
-``insufficient_quota``) → rate limits (429 ``rate_limit_exceeded``, nothing
+One request goes through: parse (400 if malformed, or an unknown ``service_tier``) →
+quota (429 ``insufficient_quota``) → the flex tier's capacity (429 Resource Unavailable,
+nothing taken) → rate limits (429 ``rate_limit_exceeded``, nothing
 taken) → draw faults → wait for a free slot (``max_concurrency``) → an
 injected error, or a hang, or the oracle's answers, degraded by the quality
 model (``_quality``: larger packs, worse answers) and with the pack's faults
@@ -15,6 +16,10 @@ applied → cut to ``max_tokens`` → sleep the latency → 200.
 
 The server (``server.py``) only moves bytes; everything a test may want to
 check, including the counters behind ``/sim/stats``, lives here.
+
+Why one module: it is that one path, in order; what each step draws on is already apart
+(``_faults``, ``_ratelimit``, ``_prefix_cache``, ``_quality``, ``oracle``), and splitting
+the path itself would scatter the order a reader checks it against.
 """
 
 from __future__ import annotations
