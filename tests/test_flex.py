@@ -91,14 +91,20 @@ def test_flex_asks_for_the_tier_and_pays_the_batch_price(tmp_path: Path) -> None
     assert flex.cost == pytest.approx(sync.cost * 0.5)
 
 
-def test_a_fifth_unavailable_finishes_every_record_and_never_shrinks_concurrency(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pressure: list[float] = []
+@pytest.fixture
+def pressure(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every time the concurrency controller is told to back off (a 429 or a timeout)."""
+    heard: list[float] = []
     monkeypatch.setattr(
         "llmbatch._engine.control.ConcurrencyControl.on_pressure",
-        lambda self, best: pressure.append(best),
+        lambda self, best: heard.append(best),
     )
+    return heard
+
+
+def test_a_fifth_unavailable_finishes_every_record_and_never_shrinks_concurrency(
+    tmp_path: Path, pressure: list[float]
+) -> None:
     metrics, provider, store, _ = run(tmp_path, unavailable_every(5), mode="flex")
     assert statuses(store) == {"done": RECORDS}
     assert metrics.requests_failed["unavailable"] >= len(provider.requests) // 5 - 1 > 0
@@ -106,15 +112,8 @@ def test_a_fifth_unavailable_finishes_every_record_and_never_shrinks_concurrency
     assert metrics.rate_limited == 0 and metrics.flex_fallbacks == 0
 
 
-def test_the_spy_sees_a_real_rate_limit_shrink_concurrency(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_spy_sees_a_real_rate_limit_shrink_concurrency(tmp_path: Path, pressure: list[float]) -> None:
     """The control for the test above: its spy does hear a rate limit."""
-    pressure: list[float] = []
-    monkeypatch.setattr(
-        "llmbatch._engine.control.ConcurrencyControl.on_pressure",
-        lambda self, best: pressure.append(best),
-    )
     calls = 0
 
     def limited_once(request: Request) -> Completion:
