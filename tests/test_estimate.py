@@ -80,7 +80,8 @@ def test_packing_and_batch_api_cut_the_estimated_cost() -> None:
     assert packed.cost < single.cost / 2
     assert batch.cost == pytest.approx(packed.cost * 0.5)
     # Flex is the batch price with the cache discount on top (none here: a short prefix).
-    assert flex.cost == pytest.approx((caching.cost or 0) * 0.5) and flex.cost <= batch.cost
+    assert flex.cost is not None and caching.cost is not None
+    assert flex.cost == pytest.approx(caching.cost * 0.5) and flex.cost <= batch.cost
 
 
 def test_sample_is_extrapolated_and_said_so(tmp_path: Path) -> None:
