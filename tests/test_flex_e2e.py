@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,15 @@ import pytest
 from _e2e_helpers import (
     API_KEY,
     assert_rows_match_oracle,
+    finish,
     invoke,
     load_task,
     metrics_rows,
     read_jsonl,
     review_records,
     run_args,
+    start_cli,
+    wait_until,
     write_jsonl,
 )
 from llmbatch.sim.server import ThreadedServer
@@ -110,3 +114,35 @@ def test_a_provider_without_a_flex_tier_is_refused_before_anything_is_sent(
     assert sim.stats()["requests"] == 0
     bad = invoke([*args, "--mode", "flex", "--flex-deadline", "soon"])
     assert bad.exit_code == 2 and "is not a duration" in bad.stderr
+
+
+def test_a_run_stopped_while_the_stragglers_batch_is_open_resumes_by_re_attaching_to_it(
+    tmp_path: Path, sim_thread: Callable[..., ThreadedServer]
+) -> None:
+    """Stopped mid-poll, the same command neither sends those records at flex again nor
+    submits a second batch: its flex pass holds them out, then it re-attaches."""
+    sim = sim_thread(flex_unavailable=1.0, batch_delay=3.0)
+    records = review_records(40, seed=5)
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / "out.jsonl"
+    args = run_args(source, "sentiment", out, tmp_path / "job", sim.base_url, concurrency=8)
+    command = [
+        *args,
+        "--api-key",
+        API_KEY,
+        "--no-cache",
+        *("--mode", "flex", "--flex-fallback", "batch", "--flex-deadline", "0", "--poll-interval", "0.1"),
+    ]
+    process = start_cli(command)
+    wait_until(lambda: sim.stats()["batches"]["submitted"] == 1, deadline=60)
+    process.send_signal(signal.SIGINT)
+    code, _, _ = finish(process)
+    assert code != 0  # interrupted, state saved
+    flex_before = sim.stats()["flex_requests"]
+
+    resumed = invoke(command)
+    assert resumed.exit_code == 0, resumed.output
+    stats = sim.stats()
+    assert stats["batches"]["submitted"] == 1, "a second batch was submitted for the same records"
+    assert stats["flex_requests"] == flex_before, "records of the open batch were sent at flex again"
+    assert_rows_match_oracle(load_task("sentiment"), "json", records, read_jsonl(out))
