@@ -13,9 +13,15 @@ separate process and reached through the official OpenAI SDK (sync requests and 
        caching runs against a second simulator emulating OpenAI's automatic prompt cache; the
        flex run's simulator turns a tenth of flex requests away as "resource unavailable")
     3. ``--max-cost`` at half the packed estimate, then a re-run with a larger budget
+    4. packed + batch + cached prefix through Anthropic's Message Batches on the simulator,
+       primed (one pack as a batch of its own first, the rest once it ended) and cold (all at
+       once: the lines run in parallel, none reads the cache, every one writes it); priced
+       at sim-1's rates and again at Claude Haiku 4.5's (writes 2× input for the hour-long
+       entries batch lines ask for, reads 0.1×)
 
 Targets: packed 20 ≤ 25% of one-per-request per record; packed + batch ≤ 13%; packed +
-caching + flex ≤ 8% with every record answered; the
+caching + flex ≤ 8% with every record answered; packed + batch + primed cache ≤ 6%, every
+line after the primer reading ≥ 90% of the cacheable prefix and the cold batch 0%; the
 estimate within 10% of each run's cost (prompt caching included); the budget run stops
 within one request of its budget and never above it; the re-run finishes the rest paying
 nothing twice.
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -42,10 +49,11 @@ from llmbatch._jobs.job import JobSpec, run_job
 from llmbatch._options import RunOptions
 from llmbatch._pack import PACKERS
 from llmbatch._pack.tokens import count_tokens
-from llmbatch._pricing import PriceTable
+from llmbatch._pricing import Price, PriceTable
 from llmbatch._store.job import JobStore
 from llmbatch._task import Task
 from llmbatch._types import Usage
+from llmbatch.providers import Provider, ProviderConfig, create_provider
 
 LABELS = ["product_quality", "shipping", "customer_service", "price_value", "usability", "other"]
 
@@ -127,8 +135,25 @@ def task() -> Task:
     )
 
 
+def anthropic_provider(base_url: str, *, primed: bool) -> Provider:
+    """Anthropic's API on the simulator; ``primed=False`` submits a batch cold, as a tool that
+    does not know the rule would."""
+    config = ProviderConfig(base_url=base_url.removesuffix("/v1"), api_key="sk-bench", model="sim-1")
+    provider = create_provider("anthropic", config)
+    if not primed:
+        provider.capabilities = dataclasses.replace(provider.capabilities, primes_batch_cache=False)
+    return provider
+
+
 async def run(
-    base_url: str, data: Path, job_dir: Path, *, size: int, mode: str = "sync", max_cost: float | None = None
+    base_url: str,
+    data: Path,
+    job_dir: Path,
+    *,
+    size: int,
+    mode: str = "sync",
+    max_cost: float | None = None,
+    provider: Provider | None = None,
 ) -> dict[str, Any]:
     """One job; returns its request totals from the store (what was paid, over every run)."""
     spec = JobSpec(
@@ -143,7 +168,7 @@ async def run(
     )
     stopped = False
     try:
-        await run_job(spec, provider_for(base_url))
+        await run_job(spec, provider or provider_for(base_url))
     except BudgetReached:
         stopped = True
     store = JobStore.open(job_dir)
@@ -151,6 +176,10 @@ async def run(
         totals = store.request_totals()
         totals["done"] = store.counts().get("done", 0)
         totals["max_request_cost"] = store.db.execute("SELECT MAX(cost) FROM requests").fetchone()[0] or 0.0
+        # Per request in id order: the first of a primed job is its primer.
+        totals["cache_rows"] = store.db.execute(
+            "SELECT prompt_tokens, cached_tokens, cache_write_tokens FROM requests ORDER BY id"
+        ).fetchall()
     finally:
         store.close()
     totals["stopped"] = stopped
@@ -203,8 +232,102 @@ def main() -> int:
                 run(sim.base_url, data, root / "flex", size=args.size, mode="flex")
             )
 
+        anthropic = {}
+        for primed in (True, False):
+            # A fresh simulator each: the first run's entry would warm the second.
+            with Simulator("--time-scale", "0.01", "--batch-delay", "1") as sim:
+                provider = anthropic_provider(sim.base_url, primed=primed)
+                job = root / ("primed" if primed else "cold")
+                anthropic[primed] = asyncio.run(
+                    run(sim.base_url, data, job, size=args.size, mode="batch", provider=provider)
+                )
+
     names = (single_name, packed_name, batch_name, caching_name, flex_name)
-    return report(args.records, predicted, actual, names, budget, capped, rerun)
+    status = report(args.records, predicted, actual, names, budget, capped, rerun)
+    return status or report_priming(args.records, actual[single_name], anthropic)
+
+
+def report_priming(records: int, single: dict[str, Any], runs: dict[bool, dict[str, Any]]) -> int:
+    """Anthropic batch, primed against cold: what each line read and wrote, and what it cost."""
+    haiku = PriceTable.load().get("claude-haiku-4-5")
+    assert haiku is not None, "claude-haiku-4-5 is in the shipped price table"
+    rows, shares = [], {}
+    for warm, totals in runs.items():
+        lines = totals["cache_rows"][1:] if warm else totals["cache_rows"]
+        prefix = max((written for _, _, written in totals["cache_rows"]), default=0)
+        read = sum(r for _, r, _ in lines)
+        shares[warm] = read / (prefix * len(lines)) if prefix and lines else 0.0
+        at_haiku = _haiku_cost(haiku, totals)
+        rows.append(
+            [
+                "primed" if warm else "cold",
+                totals["requests"],
+                totals["prompt_tokens"],
+                totals["cached_tokens"],
+                totals["cache_write_tokens"],
+                pct(shares[warm]),
+                pct(read / max(1, sum(p for p, _, _ in lines))),
+                f"{totals['done']}/{records}",
+                f"${totals['cost'] / records * 1000:.4f}",
+                pct(totals["cost"] / single["cost"]),
+                f"${at_haiku / records * 1000:.4f}",
+            ]
+        )
+    print_table(
+        [
+            "Anthropic batch",
+            "requests",
+            "input tok",
+            "read",
+            "written",
+            "prefix read",
+            "input read",
+            "done",
+            "$/1k rec",
+            "of single",
+            "$/1k at Haiku 4.5",
+        ],
+        rows,
+        title="Packed + batch + cached prefix (prefix read: of the cacheable prefix, per line after "
+        "the primer; input read: of all input tokens)",
+    )
+    primed, cold = runs[True], runs[False]
+    ratio = primed["cost"] / single["cost"]
+    haiku_primed, haiku_cold = _haiku_cost(haiku, primed), _haiku_cost(haiku, cold)
+    print()
+    checks = [
+        verdict(
+            "packed + batch + primed cache vs one per request",
+            ratio <= 0.06 and primed["done"] == records,
+            f"{pct(ratio)} (≤ 6%), {primed['done']}/{records} answered",
+        ),
+        verdict(
+            "primed: lines after the primer read the prefix",
+            shares[True] >= 0.90,
+            f"{pct(shares[True])} of the cacheable prefix (≥ 90%)",
+        ),
+        verdict("cold: no line reads the cache", shares[False] == 0.0, f"{pct(shares[False])} (0%)"),
+        verdict(
+            "priming pays for itself",
+            primed["cost"] < cold["cost"] and haiku_primed < haiku_cold,
+            f"sim-1 ${primed['cost']:.5f} vs ${cold['cost']:.5f} cold; at Haiku 4.5 rates "
+            f"${haiku_primed:.4f} vs ${haiku_cold:.4f} ({pct(haiku_primed / haiku_cold)})",
+        ),
+    ]
+    print("\n".join(checks))
+    return 0
+
+
+def _haiku_cost(price: Price, totals: dict[str, Any]) -> float:
+    """The job's tokens at another model's rates (every write is a batch line's, of an hour)."""
+    usage = Usage(
+        prompt_tokens=totals["prompt_tokens"],
+        completion_tokens=totals["completion_tokens"],
+        cached_tokens=totals["cached_tokens"],
+        cache_write_tokens=totals["cache_write_tokens"],
+        cache_write_1h_tokens=totals["cache_write_tokens"],
+    )
+    return price.cost(usage, batch=True)
 
 
 def report(

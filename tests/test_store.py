@@ -208,6 +208,7 @@ def test_record_request_commits_request_and_items_together(store: JobStore) -> N
         "prompt_tokens": 100,
         "completion_tokens": 20,
         "cached_tokens": 50,
+        "cache_write_tokens": 0,
         "cost": 0.01,
         "unpriced": 0,
     }

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from ._engine.policy import FLEX_FALLBACKS, RetryPolicy
 from ._exceptions import UsageError
-from ._options import FLEX_TIMEOUT, RunOptions, parse_duration
+from ._options import CACHE_RETENTIONS, FLEX_TIMEOUT, RunOptions, parse_duration
 from ._pack import PACKERS
 from ._pricing import PriceTable
 from ._store.cache import default_cache_dir
@@ -60,6 +60,10 @@ class RunKwargs(TypedDict, total=False):
     - ``schema_in_prompt`` (openai, sim): state the answer schema in the prompt too, for a
       server that constrains decoding without showing the model the schema (vLLM,
       llama.cpp). Default: False — hosted APIs show the response format's schema themselves.
+    - ``cache_retention`` (openai, sim, anthropic): how long the provider keeps the prompt
+      prefix cached: ``"in_memory"`` or ``"24h"`` (OpenAI's ``prompt_cache_retention``),
+      ``"5m"`` or ``"1h"`` (Anthropic's ``cache_control.ttl``). Default: the provider's
+      (Anthropic batch lines: ``"1h"``).
     - ``model_path`` (local): a GGUF file instead of the bundled model.
     - ``n_threads`` (local): CPU threads, 1 to 256. Default: one less than the cores.
     - ``n_ctx`` (local): context window in tokens, 256 to 131072. Default: 4096.
@@ -111,6 +115,7 @@ class RunKwargs(TypedDict, total=False):
     timeout: float
     response_format: Literal["json_schema", "json_object"] | None
     schema_in_prompt: bool | None
+    cache_retention: Literal["in_memory", "24h", "5m", "1h"] | None
     model_path: str | os.PathLike[str] | None
     n_threads: int | None
     n_ctx: int | None
@@ -226,6 +231,7 @@ _CHECKS: dict[str, Check] = {
     "timeout": _real(0, above=True),
     "response_format": _or_none(_choice("json_schema", "json_object")),
     "schema_in_prompt": _or_none(_flag()),
+    "cache_retention": _or_none(_choice(*CACHE_RETENTIONS)),
     "model_path": _or_none(_path("the path of a GGUF file")),
     "n_threads": _or_none(_whole(1, 256)),
     "n_ctx": _or_none(_whole(256, 131_072)),
@@ -257,6 +263,7 @@ _CHECKS: dict[str, Check] = {
 _READ_BY: dict[str, tuple[str, ...]] = {
     "response_format": ("openai", "sim"),
     "schema_in_prompt": ("openai", "sim"),
+    "cache_retention": ("openai", "sim", "anthropic"),
     "model_path": ("local",),
     "n_threads": ("local",),
     "n_ctx": ("local",),

@@ -54,6 +54,7 @@ class Metrics:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     cost: float = 0.0
     unpriced_requests: int = 0
     latencies: list[float] = field(default_factory=list)
@@ -120,6 +121,7 @@ class Metrics:
         cached_tokens: int,
         cost: float | None,
         concurrency: int,
+        cache_write_tokens: int = 0,
     ) -> None:
         self.requests += 1
         self.requests_ok += 1
@@ -128,6 +130,7 @@ class Metrics:
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
         self.cached_tokens += cached_tokens
+        self.cache_write_tokens += cache_write_tokens
         if cost is None:
             self.unpriced_requests += 1
         else:
@@ -217,6 +220,7 @@ class Metrics:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
             "cost_usd": None if self.unpriced_requests else self.cost,
             "budget_usd": self.budget,
             "job_cost_usd": None if self.unpriced_requests else self.spent_before + self.cost,

@@ -16,6 +16,9 @@ DEFAULT_TIMEOUT = 120.0
 FLEX_TIMEOUT = 900.0
 """``--mode flex``'s default ``--timeout``: OpenAI's guide raises the client's to 15 minutes,
 as flex answers queue behind the default tier's."""
+CACHE_RETENTIONS = ("in_memory", "24h", "5m", "1h")
+"""``--cache-retention``: OpenAI's ``prompt_cache_retention`` values, then Anthropic's
+``cache_control.ttl`` ones; each provider refuses the other's with a line naming its own."""
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 

@@ -35,14 +35,26 @@ class Price:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    """A cache write of five minutes (Anthropic: 1.25× input); None: written at the input price."""
+    cache_write_1h: float | None = None
+    """A cache write of an hour (Anthropic: 2× input); None: as ``cache_write``."""
     batch: float = 1.0
 
     def cost(self, usage: Usage, *, batch: bool = False) -> float:
+        """What ``usage`` costs: cache reads and writes at their rates, the rest of the prompt at
+        the input price; times the batch multiplier for batch and flex answers (Anthropic's
+        cache multipliers stack on its batch discount)."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+        long = min(usage.cache_write_1h_tokens, written)
         cached_rate = self.input if self.cached_input is None else self.cached_input
+        write_rate = self.input if self.cache_write is None else self.cache_write
+        long_rate = write_rate if self.cache_write_1h is None else self.cache_write_1h
         dollars = (
-            (usage.prompt_tokens - cached) * self.input
+            (usage.prompt_tokens - cached - written) * self.input
             + cached * cached_rate
+            + (written - long) * write_rate
+            + long * long_rate
             + usage.completion_tokens * self.output
         ) / 1_000_000
         return dollars * (self.batch if batch else 1.0)
@@ -57,6 +69,7 @@ class Price:
                 output=float(entry["output"]),
                 cached_input=_opt(entry.get("cached_input")),
                 cache_write=_opt(entry.get("cache_write")),
+                cache_write_1h=_opt(entry.get("cache_write_1h")),
                 batch=float(entry.get("batch", 1.0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

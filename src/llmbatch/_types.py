@@ -157,6 +157,12 @@ class Capabilities:
     """Tokens from which the provider caches a prompt's prefix by itself (OpenAI: 1,024; servers
     with prefix caching, such as vLLM or llama.cpp, gain from a warm-up too): a job whose shared
     prefix reaches it is warmed up as with ``warm_up_first``."""
+    prompt_cache_key: bool = False
+    """Takes OpenAI's ``prompt_cache_key`` and ``prompt_cache_retention`` (the official endpoint
+    and the simulator; a ``--base-url`` server is sent them only with ``--cache-retention``)."""
+    primes_batch_cache: bool = False
+    """A batch's requests run in parallel and read only a cache entry that exists when the batch
+    starts (Anthropic): a batch of one pack goes first, and the rest once it has ended."""
     cache_reads_count_toward_limit: bool = True
     """False where cached input is not charged against the input-token limit (Anthropic)."""
     refunds_unused_output: bool = False
@@ -216,13 +222,24 @@ class Request:
     params: Mapping[str, Any] = field(default_factory=dict)
     service_tier: str | None = None
     """The provider's processing tier to ask for (``"flex"``); None: its default."""
+    for_batch: bool = False
+    """Rendered as a batch API line: the provider may build it differently (Anthropic's lines ask
+    for a cache entry of an hour)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer. ``prompt_tokens`` is the whole prompt; ``cached_tokens`` (read from
+    the provider's prompt cache) and ``cache_write_tokens`` (written to it) are parts of it."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the cache, which Anthropic charges above the input price
+    (1.25× for five minutes); OpenAI writes its cache for free and reports none."""
+    cache_write_1h_tokens: int = 0
+    """The part of ``cache_write_tokens`` written to last an hour (Anthropic: 2× input)."""
 
 
 @dataclass(frozen=True, slots=True)

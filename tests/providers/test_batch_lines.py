@@ -60,10 +60,18 @@ def test_batch_lines_carry_the_same_bodies_as_synchronous_requests() -> None:
     }
     claude = create_provider("anthropic", ProviderConfig(model="c", base_url="http://x", api_key="k"))
     claude_batches = batch_api(claude)
+    # The same body, but for the cache's lifetime: a batch may reach a line long after the
+    # batch that primed the cache ended, so its lines ask for an entry of an hour.
     assert claude_batches.batch_line("p1", REQUEST) == {
         "custom_id": "p1",
-        "params": messages_body(REQUEST, "c"),
+        "params": messages_body(REQUEST, "c", cache_ttl="1h"),
     }
+    assert messages_body(REQUEST, "c", cache_ttl="1h")["system"][0]["cache_control"]["ttl"] == "1h"
+    five = create_provider(
+        "anthropic",
+        ProviderConfig(model="c", base_url="http://x", api_key="k", extra={"cache_retention": "5m"}),
+    )
+    assert batch_api(five).batch_line("p1", REQUEST)["params"] == messages_body(REQUEST, "c", cache_ttl="5m")
     assert openai_provider.supports_batch and claude.supports_batch
     claude_limits, openai_limits = claude_batches.batch_limits, openai_batches.batch_limits
     assert (claude_limits.max_requests, claude_limits.max_bytes) == (100_000, 256_000_000)

@@ -273,3 +273,11 @@ def test_a_model_without_the_flex_tier_stops_the_job_instead_of_failing_every_re
     with pytest.raises(FatalError) as caught, map_openai_errors(KEY):
         raise _openai_status(400, message, "invalid_value")
     assert "--mode batch" in str(caught.value) and type(caught.value) is FatalError
+
+
+def test_a_cache_retention_the_model_refuses_stops_the_job() -> None:
+    # gpt-5.5 on takes only 24h; every request of the job would be refused alike.
+    message = "This model is compatible only with 24h extended prompt caching (prompt_cache_retention)"
+    with pytest.raises(FatalError) as caught, map_openai_errors(KEY):
+        raise _openai_status(400, message, "invalid_value")
+    assert "--cache-retention" in str(caught.value)

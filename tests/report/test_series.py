@@ -18,7 +18,7 @@ from llmbatch.report.svg import Bar, Plot, bar_chart, fmt_seconds, message_chart
 
 def request(started: float, finished: float, size: int = 1, items_ok: int | None = None) -> RequestRecord:
     ok = size if items_ok is None else items_ok
-    return RequestRecord(started, finished, size, "ok", "", ok, finished - started, 0.0, 0, 0, 0)
+    return RequestRecord(started, finished, size, "ok", "", ok, finished - started, 0.0, 0, 0, 0, 0)
 
 
 def test_timeline_cuts_out_long_idle_gaps_only() -> None:

@@ -19,7 +19,12 @@ budget and the metrics. What differs is how packs travel, so only that is here:
 - a finished batch's results are committed in one transaction together with
   the batch's own row: the core's writes are held (``Writes(held=True)``) until
   the file is done (``commit``);
-- cost is the batch price (``Price.batch``).
+- cost is the batch price (``Price.batch``);
+- where a batch's requests read only a prompt-cache entry that exists when the batch
+  starts (``Capabilities.primes_batch_cache``: Anthropic), a batch of one pack goes
+  first and the rest waits until it has ended: the entry it writes is what every line
+  of the batches after it reads (Anthropic's advice for batches with a shared prefix).
+  Without it a batch is cold: its lines run in parallel, none reads, every one writes.
 
 A process killed between recording a batch and learning its provider id (one
 HTTP call) cannot tell whether the provider accepted it: the batch is marked
@@ -64,6 +69,9 @@ log = logging.getLogger("llmbatch")
 
 DEFAULT_BATCH_SIZE = 20
 """Records per pack when ``--batch-size`` is auto: batch mode has no feedback to adapt on."""
+PRIME_AGAIN_AFTER = 240.0
+"""Seconds since a batch last ended after which the next wave is primed again: the shortest
+entry a provider keeps (Anthropic's five minutes from its last read) may have lapsed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +198,12 @@ class BatchRunner:
         self.poll = PollBackoff(first=poll_interval, cap=max(poll_interval, max_poll_interval))
         self.batches_submitted = 0
         self.batches_reattached = 0
+        self.primers = 0
+        """Batches of one pack sent to prime the prompt cache of the batches after them."""
+        self._primer: int | None = None
+        """The store row of the primer batch open now: nothing else is submitted meanwhile."""
+        self._warm_at = -math.inf
+        """Clock time a batch last ended (its lines wrote or read the cache entry)."""
         self._open: dict[int, _OpenBatch] = {}
         self._submit_after = 0.0
         self._submit_failures = 0
@@ -285,7 +299,10 @@ class BatchRunner:
     # -- submitting ----------------------------------------------------------------------
 
     async def _submit_ready(self) -> None:
-        """Send everything the planner holds, as few batches as the limits allow."""
+        """Send everything the planner holds, as few batches as the limits allow (after a
+        primer batch where the provider's cache needs one)."""
+        if self._primer is not None or (self._needs_primer() and await self._submit_primer()):
+            return
         draft = _Draft()
         self.metrics.pack_size, self.metrics.concurrency = self.batch_size, len(self._open)
         self._budget_full = False
@@ -311,6 +328,34 @@ class BatchRunner:
             draft.size += line.size
         if draft.lines:
             await self._submit(draft)
+
+    def _needs_primer(self) -> bool:
+        capable = self.provider.capabilities.primes_batch_cache
+        return capable and self.clock() - self._warm_at >= PRIME_AGAIN_AFTER
+
+    async def _submit_primer(self) -> bool:
+        """Submit one pack as a batch of its own and hold the rest until it has ended; False
+        (nothing submitted) when the job has one pack left, which then goes as it is."""
+        pack = self.planner.next_pack(self.batch_size, math.inf)
+        if pack is None:
+            return False
+        after = self.planner.next_pack(self.batch_size, math.inf)
+        if after is None:
+            self.planner.resend(pack)
+            return False
+        self.planner.resend(after)
+        line = self._line(pack, 0)
+        if line is None:
+            return False
+        accepted = await self._submit(_Draft([line], line.size))
+        if accepted:
+            self._primer = max(self._open)
+            self.primers += 1
+            log.info(
+                "submitted one pack as a batch of its own first: its answer writes the prompt cache "
+                "that the rest, submitted once it ends, reads (a cold batch reads none)"
+            )
+        return True
 
     def _line(self, pack: Pack, number: int) -> _Line | None:
         """The pack as a batch line, or None when it was split, failed or is over budget."""
@@ -455,6 +500,9 @@ class BatchRunner:
         self._held.difference_update(batch.positions)
         self._release(batch.projected, count=len(batch.packs))
         del self._open[batch.row]
+        self._warm_at = self.clock()
+        if batch.row == self._primer:
+            self._primer = None
         self._commit(lambda: self.store.finish_batch(batch.row, "processed", status.status, status.message))
         log.info("batch %s %s: %d results", batch.provider_batch_id, status.status, len(results))
 

@@ -336,6 +336,7 @@ class RunCore:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
             latency=completion.latency,
             cost=cost,
             items_ok=settled.ok,
@@ -351,6 +352,7 @@ class RunCore:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
             cost=cost,
             concurrency=concurrency,
         )

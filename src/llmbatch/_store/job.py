@@ -117,7 +117,17 @@ def _m003_id_values(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_m001_initial, _m002_batches, _m003_id_values)
+def _m004_cache_writes(db: sqlite3.Connection) -> None:
+    """Prompt tokens each request wrote to the provider's cache (Anthropic charges them)."""
+    _run_script(db, "ALTER TABLE requests ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (
+    _m001_initial,
+    _m002_batches,
+    _m003_id_values,
+    _m004_cache_writes,
+)
 
 ItemRow = tuple[int, str, str | None, int, str | None, str | None, ItemStatus, str, str]
 """(idx, id, id_json, id_fallback, text, input_hash, status, error, error_kind): one ingested record."""
@@ -162,6 +172,7 @@ class RequestRow:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     latency: float | None = None
     cost: float | None = None
     items_ok: int = 0
@@ -484,8 +495,8 @@ class JobStore(_BatchTable):
         """Add one request row (inside the caller's transaction)."""
         self.db.execute(
             "INSERT INTO requests (started, finished, keys, size, attempt, status, error_kind,"
-            " error, prompt_tokens, completion_tokens, cached_tokens, latency, cost, items_ok)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, latency,"
+            " cost, items_ok) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request.started,
                 request.finished,
@@ -498,6 +509,7 @@ class JobStore(_BatchTable):
                 request.prompt_tokens,
                 request.completion_tokens,
                 request.cached_tokens,
+                request.cache_write_tokens,
                 request.latency,
                 request.cost,
                 request.items_ok,
@@ -527,7 +539,7 @@ class JobStore(_BatchTable):
     def request_totals(self) -> dict[str, Any]:
         row = self.db.execute(
             "SELECT COUNT(*), SUM(status = 'ok'), SUM(prompt_tokens), SUM(completion_tokens),"
-            " SUM(cached_tokens), SUM(cost), SUM(cost IS NULL) FROM requests"
+            " SUM(cached_tokens), SUM(cache_write_tokens), SUM(cost), SUM(cost IS NULL) FROM requests"
         ).fetchone()
         keys = (
             "requests",
@@ -535,6 +547,7 @@ class JobStore(_BatchTable):
             "prompt_tokens",
             "completion_tokens",
             "cached_tokens",
+            "cache_write_tokens",
             "cost",
             "unpriced",
         )

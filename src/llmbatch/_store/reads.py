@@ -43,6 +43,7 @@ class RequestRecord:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    cache_write_tokens: int
 
 
 class RequestTotals(NamedTuple):
@@ -58,6 +59,7 @@ class RequestTotals(NamedTuple):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    cache_write_tokens: int
     mean_size: float | None
     first_started: float | None
     last_finished: float | None
@@ -76,6 +78,10 @@ class JobSnapshot:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        # A store a release before cache writes were kept has no such column, and a read-only
+        # snapshot does not migrate it: read it as 0 writes.
+        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        self._writes = "cache_write_tokens" if "cache_write_tokens" in columns else "0"
 
     def meta(self, key: str) -> Any:
         """``meta[key]`` as JSON data; None when absent or unreadable."""
@@ -118,7 +124,8 @@ class JobSnapshot:
             "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(items_ok), 0),"
             " COALESCE(SUM(cost), 0), COALESCE(SUM(status = 'ok' AND cost IS NULL), 0),"
             " COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
-            " COALESCE(SUM(cached_tokens), 0), AVG(size), MIN(started), MAX(finished) FROM requests"
+            f" COALESCE(SUM(cached_tokens), 0), COALESCE(SUM({self._writes}), 0), AVG(size),"
+            " MIN(started), MAX(finished) FROM requests"
         ).fetchone()
         return RequestTotals(*row)
 
@@ -147,7 +154,8 @@ class JobSnapshot:
         """Every request of the job, in the order they started."""
         rows = self._db.execute(
             "SELECT started, finished, size, status, error_kind, items_ok, latency, cost,"
-            " prompt_tokens, completion_tokens, cached_tokens FROM requests ORDER BY started, id"
+            f" prompt_tokens, completion_tokens, cached_tokens, {self._writes} FROM requests"
+            " ORDER BY started, id"
         )
         return [RequestRecord(*row) for row in rows]
 

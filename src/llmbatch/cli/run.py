@@ -28,7 +28,7 @@ from .._jobs.job import JobResult, JobSpec, check_paths, default_job_dir, job_na
 from .._jobs.tune import load_tuned_ceiling, tuned_path
 from .._jobs.vote import vote
 from .._metrics import Metrics
-from .._options import DEFAULT_TIMEOUT, FLEX_TIMEOUT, RunOptions
+from .._options import CACHE_RETENTIONS, DEFAULT_TIMEOUT, FLEX_TIMEOUT, RunOptions
 from .._pack import PACKERS
 from .._pricing import PriceTable
 from .._store.cache import default_cache_dir
@@ -217,6 +217,12 @@ Examples:
     default=None,
     help="State the answer schema in the prompt too: for servers that constrain decoding "
     "without showing the model the schema (vLLM, llama.cpp). Hosted APIs show it themselves.",
+)
+@click.option(
+    "--cache-retention",
+    type=click.Choice(CACHE_RETENTIONS),
+    help="How long the provider keeps the prompt prefix cached: in_memory or 24h (OpenAI), 5m or "
+    "1h (Anthropic). Default: the provider's (Anthropic batch lines: 1h).",
 )
 @click.option("--api-key", help="API key; better set OPENAI_API_KEY / ANTHROPIC_API_KEY.")
 @click.option(

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from .._jobs.tune import TuneReport
 from .._jobs.vote import VoteReport
+from ..report.status import prompt_cache_rows
 
 __all__ = ["estimate_table", "metrics_table", "tune_table", "vote_table"]
 
@@ -73,6 +74,7 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
             "tokens in / out / cached",
             f"{summary['prompt_tokens']:,} / {summary['completion_tokens']:,} / {summary['cached_tokens']:,}",
         ),
+        *prompt_cache_rows(summary, requests=summary["requests_ok"]),
         ("cost", _cost_cell(summary)),
         ("cost per item", _usd(summary["cost_per_item_usd"], 6) if done else "–"),
         ("retries / splits", f"{summary['retries']:,} / {summary['splits']:,}"),

@@ -17,7 +17,11 @@ user message, and the parser checks that each one is answered.
 
 A cache entry exists only once its first response has started, so requests sent
 at the same moment all pay the cache write: ``warm_up_first`` asks the runner to
-send one request alone before fanning out.
+send one request alone before fanning out. A batch is the extreme case (its requests
+run in parallel, so a cold batch reads nothing and every line pays the write):
+``primes_batch_cache`` has the batch runner send one pack synchronously, with the
+lines' own prefix, before it submits the rest. Batch lines ask for an entry of an
+hour (``BATCH_CACHE_TTL``), as a batch may reach them long after the priming request.
 
 The Message Batches API (``--mode batch``): each line is ``{custom_id, params}``
 with the same ``messages_body``; results are read per line by ``result.type``
@@ -39,6 +43,7 @@ file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -102,6 +107,12 @@ __all__ = [
 DEFAULT_MODEL = "claude-haiku-4-5"
 TOOL_DESCRIPTION = "Record the answer of every item, under the item's key."
 CACHE_CONTROL: dict[str, str] = {"type": "ephemeral"}
+CACHE_TTLS: Final = ("5m", "1h")
+"""How long a cache entry lives from its last read (``cache_control.ttl``); a write of 5m costs
+1.25× input, one of 1h 2×."""
+BATCH_CACHE_TTL: Final = "1h"
+"""Batch lines' entries, unless --cache-retention says otherwise: a batch may reach its lines
+more than five minutes after the request that primed it (Anthropic's advice for batches)."""
 EXTRA_BODY: Final = ("temperature", "top_p", "top_k")
 """Body fields the API takes that the SDK has no argument for: sent as ``extra_body``."""
 
@@ -136,11 +147,14 @@ def tool_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"$ref": "#/$defs/answer"}, "$defs": dict(defs)}
 
 
-def messages_body(request: Request, model: str, traits: ModelTraits = DEFAULT_TRAITS) -> dict[str, Any]:
+def messages_body(
+    request: Request, model: str, traits: ModelTraits = DEFAULT_TRAITS, *, cache_ttl: str | None = None
+) -> dict[str, Any]:
     """The Messages API body for a request (also the ``params`` of a batch-API line).
 
     The request's ``temperature`` and ``params`` are sent only when the task sets them,
     checked against what the model takes (``traits``) and what the API allows together.
+    ``cache_ttl`` (``5m``, ``1h``) is the breakpoint's; None leaves it to the API (5m).
     """
     if request.mode == "json_schema":
         raise UsageError("the anthropic provider has no JSON-schema output; use --pack tools")
@@ -164,10 +178,11 @@ def messages_body(request: Request, model: str, traits: ModelTraits = DEFAULT_TR
         if isinstance(budget, int) and not isinstance(budget, bool):
             # The thinking budget is part of max_tokens: on top of the answer's, not out of it.
             max_tokens += budget
+    control = dict(CACHE_CONTROL) if cache_ttl is None else {**CACHE_CONTROL, "ttl": cache_ttl}
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
-        "system": [{"type": "text", "text": request.system, "cache_control": dict(CACHE_CONTROL)}],
+        "system": [{"type": "text", "text": request.system, "cache_control": control}],
         "messages": [{"role": "user", "content": request.user}],
     }
     if request.temperature is not None:
@@ -223,6 +238,9 @@ def parse_message(
     usage = usage if isinstance(usage, dict) else {}
     read = _count(usage.get("cache_read_input_tokens"))
     written = _count(usage.get("cache_creation_input_tokens"))
+    # How long the writes last, where the API says (``cache_creation``): an hour's cost 2× input.
+    creation = usage.get("cache_creation")
+    written_1h = _count(creation.get("ephemeral_1h_input_tokens")) if isinstance(creation, dict) else 0
     stop = data.get("stop_reason")
     model = data.get("model")
     return Completion(
@@ -233,6 +251,8 @@ def parse_message(
             prompt_tokens=_count(usage.get("input_tokens")) + read + written,
             completion_tokens=_count(usage.get("output_tokens")),
             cached_tokens=read,
+            cache_write_tokens=written,
+            cache_write_1h_tokens=min(written_1h, written),
         ),
         latency=latency,
         headers=dict(headers),
@@ -388,6 +408,7 @@ class AnthropicProvider(Provider):
         warm_up_first=True,
         # Cached input (cached_tokens) is not charged against input tokens per minute.
         cache_reads_count_toward_limit=False,
+        primes_batch_cache=True,
     )
     batch_limits = BatchLimits(max_requests=100_000, max_bytes=256_000_000)
     accepted_params: ClassVar[Mapping[str, Param]] = {"top_p": NUMBER, "top_k": WHOLE, "thinking": TABLE}
@@ -405,6 +426,13 @@ class AnthropicProvider(Provider):
         )
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or DEFAULT_MODEL
         self.traits = model_traits(self.model)
+        retention = config.extra.get("cache_retention")
+        if retention is not None and retention not in CACHE_TTLS:
+            raise UsageError(
+                f"--cache-retention {retention} is not Anthropic's: it keeps a prompt prefix "
+                f"{' or '.join(CACHE_TTLS)} from its last use (in_memory and 24h are OpenAI's)"
+            )
+        self.cache_ttl: str | None = retention
         self._client: anthropic.AsyncAnthropic | None = None
 
     @property
@@ -426,7 +454,8 @@ class AnthropicProvider(Provider):
     def body(self, request: Request) -> dict[str, Any]:
         """The request's body, its params checked: a UsageError here is raised before sending."""
         self.check_params(request.params)
-        return messages_body(request, self.model, self.traits)
+        ttl = self.cache_ttl or (BATCH_CACHE_TTL if request.for_batch else None)
+        return messages_body(request, self.model, self.traits, cache_ttl=ttl)
 
     async def complete(self, request: Request) -> Completion:
         if self._client is None:
@@ -452,7 +481,7 @@ class AnthropicProvider(Provider):
     # -- the Message Batches API --------------------------------------------------------
 
     def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
-        return {"custom_id": custom_id, "params": self.body(request)}
+        return {"custom_id": custom_id, "params": self.body(dataclasses.replace(request, for_batch=True))}
 
     async def _batch_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:

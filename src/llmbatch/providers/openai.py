@@ -28,6 +28,7 @@ file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -82,6 +83,10 @@ from .base import (
 __all__ = ["OpenAIProvider", "batch_line_error", "chat_body", "map_openai_errors", "read_batch_line"]
 
 
+CACHE_RETENTIONS: Final = ("in_memory", "24h")
+"""``prompt_cache_retention``: OpenAI keeps a cached prefix in memory for minutes (the default),
+or up to a day on the models that offer extended retention."""
+
 RESPONSE_FORMATS = ("json_schema", "json_object")
 """How a JSON-schema pack is asked for: the OpenAI form (``json_schema``, nested
 ``{"json_schema": {"schema": ...}}``; OpenAI, vLLM, the C++ llama.cpp server) or
@@ -96,13 +101,16 @@ def chat_body(
     *,
     token_param: str = "max_tokens",
     traits: ModelTraits = DEFAULT_TRAITS,
+    cache_key: str | None = None,
+    cache_retention: str | None = None,
 ) -> dict[str, Any]:
     """The Chat Completions body for a request (also used for batch-API lines).
 
     ``token_param`` names the answer budget (``max_completion_tokens`` for reasoning
     models and the official endpoint); ``traits`` say whether the model takes a
     temperature. The request's ``params`` are sent as they are: the provider has
-    checked them (``Provider.check_params``).
+    checked them (``Provider.check_params``). ``cache_key`` and ``cache_retention`` are
+    sent as ``prompt_cache_key`` and ``prompt_cache_retention``.
     """
     body: dict[str, Any] = {
         "model": model,
@@ -121,6 +129,10 @@ def chat_body(
     body.update(request.params)
     if request.service_tier is not None:
         body["service_tier"] = request.service_tier
+    if cache_key is not None:
+        body["prompt_cache_key"] = cache_key
+    if cache_retention is not None:
+        body["prompt_cache_retention"] = cache_retention
     if request.mode == "json_schema" and request.schema is not None and response_format == "json_object":
         body["response_format"] = {"type": "json_object", "schema": request.schema}
     elif request.mode == "json_schema" and request.schema is not None:
@@ -184,7 +196,10 @@ def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> C
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    details = details if isinstance(details, dict) else {}
+    cached = details.get("cached_tokens")
+    # Reported by the models that charge a cache write (GPT-5.6 on: 1.25× input).
+    written = details.get("cache_write_tokens")
     model = data.get("model")
     tier = data.get("service_tier")
     return Completion(
@@ -194,6 +209,7 @@ def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> C
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
             cached_tokens=_count(cached),
+            cache_write_tokens=_count(written),
         ),
         latency=latency,
         headers=headers,
@@ -264,6 +280,13 @@ def map_openai_errors(secret: str | None = None) -> Iterator[None]:
                 "run the same command with --mode batch (the same discount) or --mode sync",
                 status=status,
             ) from exc
+        if status == 400 and "prompt_cache" in exc.message:
+            # A retention the model does not take (gpt-5.5 on takes only 24h), or a server that
+            # does not know the parameter: every request would be refused alike.
+            raise FatalError(
+                f"{message} — run the same command with another --cache-retention, or without it",
+                status=status,
+            ) from exc
         if status == 429:
             if code == "insufficient_quota":
                 raise QuotaExhausted(f"{message} — {QUOTA_HINT}", status=status, headers=headers) from exc
@@ -286,6 +309,8 @@ BATCH_ENDPOINT: Final = "/v1/chat/completions"
 CHAT_ENDPOINT: Final = "/chat/completions"
 """Under the client's base URL, which ends in /v1."""
 _ENDED = frozenset({"completed", "expired", "cancelled", "failed"})
+_CACHE_KEYS_KEPT = 1024
+"""Cache keys remembered per provider (a job has one per pack size)."""
 
 
 def batch_line_error(status: int | None, code: str, message: str, secret: str | None = None) -> ProviderError:
@@ -362,6 +387,18 @@ class OpenAIProvider(Provider):
         # as a reasoning one (a proxy in front of OpenAI).
         official = self.base_url is None
         self.token_param = "max_completion_tokens" if official or self.traits.reasoning else "max_tokens"
+        retention = config.extra.get("cache_retention")
+        if retention is not None and retention not in CACHE_RETENTIONS:
+            raise UsageError(
+                f"--cache-retention {retention} is not OpenAI's: it keeps a prompt prefix "
+                f"{' or '.join(CACHE_RETENTIONS)} (5m and 1h are Anthropic's)"
+            )
+        self.cache_retention: str | None = retention
+        # prompt_cache_key is OpenAI's parameter: a compatible server may refuse a field it does
+        # not know, so one of its own gets it only when the user asks for a retention.
+        if official or retention is not None:
+            self.capabilities = replace(self.capabilities, prompt_cache_key=True)
+        self._cache_keys: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
         self._client: openai.AsyncOpenAI | None = None
 
     @property
@@ -384,8 +421,33 @@ class OpenAIProvider(Provider):
         """The request's body, its params checked: a UsageError here is raised before sending."""
         self.check_params(request.params)
         return chat_body(
-            request, self.model, self.response_format, token_param=self.token_param, traits=self.traits
+            request,
+            self.model,
+            self.response_format,
+            token_param=self.token_param,
+            traits=self.traits,
+            cache_key=self.cache_key(request) if self.capabilities.prompt_cache_key else None,
+            cache_retention=self.cache_retention,
         )
+
+    def cache_key(self, request: Request) -> str:
+        """The ``prompt_cache_key`` of a request: one per model, prompt prefix and pack schema, so
+        that every request of a job sharing a prefix is routed to the same cache (and a re-run,
+        or another job with the same task, reaches it too).
+
+        The prefix and the schema's keys stand for the schema within a job (a pack's schema
+        is its task's item schema under those keys); the digest is taken once for each.
+        """
+        schema = request.schema or {}
+        required = schema.get("required")
+        memo = (request.system, request.mode, request.schema_name, tuple(required or ()))
+        key = self._cache_keys.get(memo)
+        if key is None:
+            if len(self._cache_keys) >= _CACHE_KEYS_KEPT:
+                self._cache_keys.clear()
+            prefix = json.dumps([self.model, request.system, request.mode, schema], sort_keys=True)
+            key = self._cache_keys[memo] = "llmbatch-" + hashlib.sha256(prefix.encode()).hexdigest()[:16]
+        return key
 
     async def complete(self, request: Request) -> Completion:
         if self._client is None:

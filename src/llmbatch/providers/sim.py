@@ -40,6 +40,8 @@ class SimProvider(OpenAIProvider):
                 config, model=sim_config.model, base_url="http://127.0.0.1:0/v1", api_key="sim"
             )
         )
+        # The simulator takes OpenAI's prompt_cache_key (and counts it in /sim/stats).
+        self.capabilities = dataclasses.replace(self.capabilities, prompt_cache_key=True)
         self._server: Any = None
 
     @property

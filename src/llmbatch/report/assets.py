@@ -37,6 +37,7 @@ svg .grid{stroke:var(--line);stroke-width:1}svg .axis{stroke:var(--muted);stroke
 svg text{fill:var(--muted);font-size:11px}svg .axis-label{font-size:12px}
 svg .bar{fill:var(--accent)}svg .bar-fail{fill:var(--fail)}svg .bar-warn{fill:var(--warn)}
 svg .bar-input{fill:var(--accent)}svg .bar-cached{fill:var(--accent2)}svg .bar-output{fill:var(--ok)}
+svg .bar-written{fill:var(--warn)}
 svg .line{fill:none;stroke:var(--accent);stroke-width:2}
 svg .area{fill:var(--accent2);opacity:.75}
 svg .track{fill:var(--track)}

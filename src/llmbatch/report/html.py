@@ -305,7 +305,11 @@ def _concurrency(
 def _spend(status: Mapping[str, Any], price: tuple[Price, str] | None) -> tuple[str, str]:
     title = "Spend by token type"
     prompt, cached, output = status["prompt_tokens"], status["cached_tokens"], status["completion_tokens"]
-    tokens = {"input": max(0, prompt - cached), "cached input": cached, "output": output}
+    written = status.get("cache_write_tokens", 0)
+    tokens = {"input": max(0, prompt - cached - written), "cached input": cached}
+    if written:
+        tokens["cache writes"] = written
+    tokens["output"] = output
     spent: float | None = status["spend_usd"]
     if price is not None:
         rates, source = price
@@ -314,6 +318,7 @@ def _spend(status: Mapping[str, Any], price: tuple[Price, str] | None) -> tuple[
             "cached input": rates.cost(
                 Usage(prompt_tokens=cached, completion_tokens=0, cached_tokens=cached)
             ),
+            "cache writes": rates.cost(Usage(prompt_tokens=written, cache_write_tokens=written)),
             "output": rates.cost(Usage(prompt_tokens=0, completion_tokens=output)),
         }
         weights = dollars
@@ -341,7 +346,12 @@ def _spend(status: Mapping[str, Any], price: tuple[Price, str] | None) -> tuple[
     return bar_chart("chart-spend", title, bars), note
 
 
-_SPEND_CSS = {"input": "bar-input", "cached input": "bar-cached", "output": "bar-output"}
+_SPEND_CSS = {
+    "input": "bar-input",
+    "cached input": "bar-cached",
+    "cache writes": "bar-written",
+    "output": "bar-output",
+}
 
 
 def _failures(status: Mapping[str, Any]) -> tuple[str, str]:

@@ -44,6 +44,7 @@ class MetricsCollector(Collector):
         tokens.add_metric(["prompt"], m.prompt_tokens)
         tokens.add_metric(["completion"], m.completion_tokens)
         tokens.add_metric(["cached"], m.cached_tokens)
+        tokens.add_metric(["cache_write"], m.cache_write_tokens)
         yield tokens
         yield CounterMetricFamily("llmbatch_cost_usd", "Spend so far (priced requests)", value=m.cost)
         yield GaugeMetricFamily("llmbatch_pack_size", "Pack size in use", value=m.pack_size)

@@ -29,6 +29,7 @@ __all__ = [
     "RECENT_WINDOW",
     "collect_status",
     "job_status",
+    "prompt_cache_rows",
     "resume_command",
     "status_table",
 ]
@@ -112,7 +113,7 @@ def collect_status(job: JobSnapshot, job_dir: str | Path, *, now: float | None =
     counts = job.item_counts()
     from_cache = job.cached_items()
     failures = job.failures_by_kind()
-    (requests, ok, answered, spend, unpriced, prompt, completion, cached, mean_size, first, last) = (
+    (requests, ok, answered, spend, unpriced, prompt, completion, cached, written, mean_size, first, last) = (
         job.request_totals()
     )
     errors = job.request_errors_by_kind()
@@ -158,6 +159,7 @@ def collect_status(job: JobSnapshot, job_dir: str | Path, *, now: float | None =
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "cached_tokens": cached,
+        "cache_write_tokens": written,
         "requests": requests,
         "requests_ok": ok,
         "requests_failed_by_kind": errors,
@@ -207,6 +209,18 @@ def when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
+def prompt_cache_rows(figures: Mapping[str, Any], *, requests: int) -> list[tuple[str, str]]:
+    """The prompt cache's row of a table (``run``'s, ``status``'s) when it was read or written:
+    tokens read and written, the share of input read, and both per answered request."""
+    read, written = figures.get("cached_tokens", 0), figures.get("cache_write_tokens", 0)
+    prompt = figures.get("prompt_tokens", 0)
+    if not (read or written):
+        return []
+    share = f" · {read / prompt:.0%} of input read" if prompt else ""
+    each = f" · per request {read / requests:,.0f} / {written / requests:,.0f}" if requests else ""
+    return [("prompt cache read / written", f"{read:,} / {written:,} tokens{share}{each}")]
+
+
 def status_table(status: Mapping[str, Any]) -> Table:
     """A two-column rich table of ``job_status()``. Values are plain ``Text``: no markup parsed."""
     table = Table(title=f"llmbatch status · {status['job_dir']}", show_header=False, title_justify="left")
@@ -237,6 +251,7 @@ def status_table(status: Mapping[str, Any]) -> Table:
             "tokens in / out / cached",
             f"{status['prompt_tokens']:,} / {status['completion_tokens']:,} / {status['cached_tokens']:,}",
         ),
+        *prompt_cache_rows(status, requests=status["requests_ok"]),
         ("requests", f"{status['requests']:,} (mean pack {status['mean_pack_size'] or 0:.1f})"),
         ("429s / timeouts", f"{status['rate_limited']:,} / {status['timeouts']:,}"),
         ("failed records by kind", kinds(status["failures_by_kind"])),

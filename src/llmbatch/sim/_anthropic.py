@@ -166,8 +166,7 @@ class AnthropicMessages:
             config.rate_limit_rpm, config.rate_limit_tpm, config.rate_limit_tpm, clock, wall_clock
         )
         self._clock = clock
-        # Prefix hash → when the entry expires (monotonic seconds).
-        self._cache: dict[str, float] = {}
+        self._cache = engine.anthropic_cache
 
     async def create(self, body: Any) -> SimResponse:
         """Answer one Messages body."""
@@ -195,12 +194,7 @@ class AnthropicMessages:
         self.limits.give_back_output(request.max_tokens - output_tokens)
         if request.cache_key is not None:
             self._cache[request.cache_key] = self._clock() + request.cache_ttl
-        usage = {
-            "input_tokens": request.input_tokens - cached,
-            "output_tokens": output_tokens,
-            "cache_creation_input_tokens": 0 if hit else cached,
-            "cache_read_input_tokens": cached if hit else 0,
-        }
+        usage = request.usage(output_tokens, hit=hit)
         return _translate_message(response, request.model, usage)
 
 
@@ -279,6 +273,22 @@ class _Request:
         self.cache_key = hashlib.sha256(prefix.encode()).hexdigest()
         ttl = control.get("ttl", "5m") if isinstance(control, dict) else "5m"
         self.cache_ttl = TTL.get(ttl, TTL["5m"])
+
+    def usage(self, output_tokens: int, *, hit: bool) -> dict[str, Any]:
+        """The answer's ``usage``: a hit reads the prefix, a miss writes it (for its TTL)."""
+        cached = self.prefix_tokens if self.cache_key is not None else 0
+        written = 0 if hit else cached
+        long = self.cache_ttl == TTL["1h"]
+        return {
+            "input_tokens": self.input_tokens - cached,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": cached if hit else 0,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": 0 if long else written,
+                "ephemeral_1h_input_tokens": written if long else 0,
+            },
+        }
 
     def chat_body(self) -> dict[str, Any]:
         """The same request in the chat-completions form the engine reads."""

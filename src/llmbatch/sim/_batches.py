@@ -25,6 +25,12 @@ OpenAI's file is validated as OpenAI does: unique ``custom_id``, one model,
 batch ends ``failed`` with ``errors``. Anthropic refuses more than 100,000
 requests with a 400.
 
+Anthropic's prompt cache in a batch (the engine's ``anthropic_cache``, shared with
+``/v1/messages``): a batch's requests run in parallel, so a line reads the prefix only
+from an entry that was live when the batch started; every other line writes it (and
+pays the write). A cold batch therefore reads nothing; one request sent through
+``/v1/messages`` first, and answered, makes the whole batch read it.
+
 Why one module: it is one simulated API surface, the two providers' batch endpoints over
 one in-memory file and batch store. They share the lifecycle (validating, in progress,
 ended) and the engine call per line.
@@ -134,11 +140,13 @@ class SimBatches:
         *,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.stats = BatchStats()
         self._sleep = sleep
         self._wall_clock = wall_clock
+        self._clock = clock
         self._files: dict[str, _File] = {}
         self._batches: dict[str, _Batch] = {}
         self._seen: Counter[str] = Counter()
@@ -153,6 +161,11 @@ class SimBatches:
             task.cancel()
         await asyncio.gather(*self._work, return_exceptions=True)
         self._work.clear()
+
+    async def drain(self) -> None:
+        """Wait until every batch submitted so far has ended (for tests driving this directly)."""
+        while self._work:
+            await asyncio.gather(*list(self._work), return_exceptions=True)
 
     def _next_id(self, prefix: str) -> str:
         self._ids += 1
@@ -335,7 +348,17 @@ class SimBatches:
             batch.status, batch.ended = "failed", self._wall_clock()
             return
         batch.status = "in_progress"
-        answer = self._openai_line if batch.api == "openai" else self._anthropic_line
+        # What Anthropic's cache holds as the batch starts: its lines, run in parallel, read
+        # only that, never what another line of the same batch writes.
+        cache = self.engine.anthropic_cache
+        now = self._clock()
+        live = frozenset(key for key, expiry in cache.items() if expiry > now)
+
+        async def answer(custom_id: str, body: JSON) -> tuple[str, dict[str, Any]]:
+            if batch.api == "openai":
+                return await self._openai_line(custom_id, body)
+            return await self._anthropic_line(custom_id, body, live)
+
         results = await asyncio.gather(*(answer(custom_id, body) for custom_id, body in batch.lines))
         for kind, _ in results:
             batch.counts[kind] += 1
@@ -393,7 +416,9 @@ class SimBatches:
         }
         return ("succeeded" if response.status == 200 else "failed"), line
 
-    async def _anthropic_line(self, custom_id: str, params: JSON) -> tuple[str, dict[str, Any]]:
+    async def _anthropic_line(
+        self, custom_id: str, params: JSON, live: frozenset[str]
+    ) -> tuple[str, dict[str, Any]]:
         fate = self._draw(params)
         if fate == "expired":
             return "expired", {"custom_id": custom_id, "result": {"type": "expired"}}
@@ -409,12 +434,10 @@ class SimBatches:
         if response.status != 200:
             error = _translate_error(response).body
             return "failed", {"custom_id": custom_id, "result": {"type": "errored", "error": error}}
-        usage = {
-            "input_tokens": request.input_tokens,
-            "output_tokens": int(response.body["usage"]["completion_tokens"]),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        }
+        hit = request.cache_key in live
+        if request.cache_key is not None:
+            self.engine.anthropic_cache[request.cache_key] = self._clock() + request.cache_ttl
+        usage = request.usage(int(response.body["usage"]["completion_tokens"]), hit=hit)
         message = _translate_message(response, request.model, usage).body
         return "succeeded", {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
 

@@ -6,7 +6,8 @@ messages. A later prompt that starts with a cached step reads the longest such
 step as ``prompt_tokens_details.cached_tokens``. An entry is written when its
 request's answer is ready (requests sent together all miss) and lives
 ``TTL_SECONDS`` after its last use (real seconds, as the rate limits: ``time_scale``
-does not shorten it). Cached tokens still count against the TPM limit.
+does not shorten it), or a day for ``prompt_cache_retention="24h"``. Cached tokens still
+count against the TPM limit.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-__all__ = ["MIN_TOKENS", "STEP", "TTL_SECONDS", "PrefixCache", "prefix_hashes"]
+__all__ = ["MIN_TOKENS", "RETENTION", "STEP", "TTL_SECONDS", "PrefixCache", "prefix_hashes"]
 
 MIN_TOKENS = 1024
 STEP = 128
 TTL_SECONDS = 300.0
+RETENTION = {None: TTL_SECONDS, "in_memory": TTL_SECONDS, "24h": 86_400.0}
+"""Seconds an entry lives by ``prompt_cache_retention``."""
 _PRUNE_AT = 100_000
 
 
@@ -50,9 +53,9 @@ class PrefixCache:
                 return MIN_TOKENS + step * STEP
         return 0
 
-    def write(self, marks: tuple[str, ...]) -> None:
-        """Cache (or keep alive) every step of a prompt that was just answered."""
-        expiry = self._clock() + TTL_SECONDS
+    def write(self, marks: tuple[str, ...], ttl: float = TTL_SECONDS) -> None:
+        """Cache (or keep alive) every step of a prompt that was just answered, for ``ttl`` s."""
+        expiry = self._clock() + ttl
         for mark in marks:
             self._expiry[mark] = expiry
         if len(self._expiry) > _PRUNE_AT:

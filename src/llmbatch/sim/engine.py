@@ -40,7 +40,7 @@ from llmbatch._task import canonical_json
 
 from . import _quality, oracle
 from ._faults import ERRORS, Faults, corrupt, draw, rng_for
-from ._prefix_cache import PrefixCache
+from ._prefix_cache import RETENTION, PrefixCache
 from ._prompt import SEPARATOR, InvalidRequest, Item, Prompt, read_body
 from ._ratelimit import Admission, RateLimits
 from .config import SimConfig
@@ -83,6 +83,10 @@ class SimStats:
     flex_requests: int = 0
     flex_unavailable: int = 0
     """Flex requests answered 429 Resource Unavailable (not in ``rate_limited``)."""
+    cache_keys: Counter[str] = field(default_factory=Counter)
+    """Requests by their ``prompt_cache_key``."""
+    cache_retention: Counter[str] = field(default_factory=Counter)
+    """Requests by their ``prompt_cache_retention`` (``in_memory`` where none was sent)."""
     in_flight: int = 0
     max_concurrent: int = 0
     """Most requests inside the engine at once (waiting for a slot included)."""
@@ -103,6 +107,8 @@ class SimStats:
             "rate_limited": self.rate_limited,
             "flex_requests": self.flex_requests,
             "flex_unavailable": self.flex_unavailable,
+            "prompt_cache_keys": dict(self.cache_keys),
+            "prompt_cache_retention": dict(self.cache_retention),
             "in_flight": self.in_flight,
             "max_concurrent": self.max_concurrent,
             "max_active": self.max_active,
@@ -133,6 +139,9 @@ class SimEngine:
         self._wall_clock = wall_clock
         self._limits = RateLimits(self.config.rate_limit_rpm, self.config.rate_limit_tpm, clock)
         self._prefixes = PrefixCache(clock)
+        self.anthropic_cache: dict[str, float] = {}
+        """Anthropic's prompt cache, prefix hash → expiry (monotonic seconds): one per model
+        server, shared by its Messages endpoint and its Message Batches."""
         self._seen: Counter[str] = Counter()
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
         self._active = 0
@@ -185,6 +194,18 @@ class SimEngine:
         if tier not in TIERS:
             message = f"Invalid value for 'service_tier': {tier!r}; expected 'auto', 'default' or 'flex'"
             return _error(400, message, "invalid_request_error", "invalid_value", param="service_tier")
+        key = body.get("prompt_cache_key") if admit is None else None
+        retention = body.get("prompt_cache_retention") if admit is None else None
+        if key is not None and not isinstance(key, str):
+            message = f"Invalid type for 'prompt_cache_key': expected a string, but got {type(key).__name__}"
+            return _error(400, message, "invalid_request_error", "invalid_type", param="prompt_cache_key")
+        if retention not in RETENTION:
+            message = (
+                f"Invalid value for 'prompt_cache_retention': {retention!r}; expected 'in_memory' or '24h'"
+            )
+            return _error(
+                400, message, "invalid_request_error", "invalid_value", param="prompt_cache_retention"
+            )
         if self.config.quota_exhausted:
             message = "You exceeded your current quota, please check your plan and billing details."
             return _error(429, message, "insufficient_quota", "insufficient_quota")
@@ -203,10 +224,14 @@ class SimEngine:
         if self._slots is None and self.config.max_concurrency:
             self._slots = asyncio.Semaphore(self.config.max_concurrency)
         flex = tier == "flex"
+        if key is not None:
+            self.stats.cache_keys[key] += 1
+        self.stats.cache_retention[retention or "in_memory"] += 1
+        ttl = RETENTION[retention]
         if self._slots is None:
-            return await self._complete(prompt, faults, admission.headers, flex)
+            return await self._complete(prompt, faults, admission.headers, flex, ttl)
         async with self._slots:
-            return await self._complete(prompt, faults, admission.headers, flex)
+            return await self._complete(prompt, faults, admission.headers, flex, ttl)
 
     def _flex_is_full(self, fingerprint: str) -> bool:
         """Whether flex turns this request away, drawn from the request and how often it came."""
@@ -221,17 +246,17 @@ class SimEngine:
         return full
 
     async def _complete(
-        self, prompt: Prompt, faults: Faults, headers: dict[str, str], flex: bool
+        self, prompt: Prompt, faults: Faults, headers: dict[str, str], flex: bool, ttl: float
     ) -> SimResponse:
         self._active += 1
         self.stats.max_active = max(self.stats.max_active, self._active)
         try:
-            return await self._answer(prompt, faults, headers, flex)
+            return await self._answer(prompt, faults, headers, flex, ttl)
         finally:
             self._active -= 1
 
     async def _answer(
-        self, prompt: Prompt, faults: Faults, headers: dict[str, str], flex: bool
+        self, prompt: Prompt, faults: Faults, headers: dict[str, str], flex: bool, ttl: float
     ) -> SimResponse:
         config = self.config
         if faults.error_status is not None:
@@ -260,7 +285,7 @@ class SimEngine:
         if flex:
             latency *= config.flex_latency
         await self._sleep(latency)
-        self._prefixes.write(prompt.prefix_hashes)
+        self._prefixes.write(prompt.prefix_hashes, ttl)
         stats = self.stats
         stats.items_requested += len(prompt.items)
         stats.items_answered += answered
