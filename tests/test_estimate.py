@@ -12,7 +12,15 @@ from click.testing import CliRunner
 
 from llmbatch import JobSpec, PriceTable, ProviderConfig, RunOptions, Task, create_provider, run_job
 from llmbatch._io import open_reader
-from llmbatch._jobs.estimate import estimate_job, typical_answer
+from llmbatch._jobs.estimate import (
+    DEFAULT_RPM,
+    DEFAULT_TPM,
+    StrategyEstimate,
+    cheapest_within,
+    estimate_job,
+    shortest_answer,
+    typical_answer,
+)
 from llmbatch._pack import PACKERS, shared_prefix_tokens
 from llmbatch._types import Item
 from llmbatch.cli import main
@@ -184,3 +192,81 @@ def test_a_sampled_caching_estimate_misses_once_per_schema_not_once_per_sample(t
     per_request = shared_prefix_tokens(PACKERS["json"].render(task, items)) // 128 * 128
     assert per_request >= 1024
     assert caching.cached_tokens == 399 * per_request  # every request but the very first
+
+
+# -- the plan: a range per strategy, times at the limits, the pick for a deadline -------------
+
+
+def _plan() -> list[StrategyEstimate]:
+    task = Task.from_file(EXAMPLES / "sentiment.toml")
+    price = PriceTable.load().get("sim-1")
+    reader = open_reader(EXAMPLES / "reviews.jsonl")
+    return estimate_job(task, reader, PACKERS["json"], batch_size=20, price=price).strategies
+
+
+def test_every_strategy_has_a_range_around_its_expected_cost() -> None:
+    strategies = _plan()
+    for s in strategies:
+        assert s.low is not None and s.cost is not None and s.high is not None
+        assert s.low <= s.cost < s.high, s.name
+    by_mode = {s.mode: s for s in strategies[1:]}
+    assert set(by_mode) == {"sync", "flex", "batch"}
+    # Flex's worst case is every record at the full price (its stragglers fall back to sync);
+    # a batch's is still the batch price.
+    packed = strategies[1]
+    assert by_mode["flex"].high == pytest.approx(packed.high)
+    assert by_mode["batch"].high == pytest.approx((packed.high or 0) / 2)
+
+
+def test_times_follow_the_limits_and_the_way_of_sending() -> None:
+    single, packed, _, flex, batch = _plan()
+    # At 10 requests a minute the 66 single requests take 6.6 minutes, the 4 packs 0.4.
+    assert single.times(10, None)[0] == pytest.approx(6.6)
+    assert packed.times(10, None) == pytest.approx((0.4, 0.5))
+    assert flex.times(10, None)[1] > flex.times(10, None)[0] > packed.times(10, None)[0]
+    assert batch.times(10, None) == (60.0, 24 * 60.0)  # most within an hour, the 24-hour window
+    # With no limit given the defaults apply (500 RPM, 200k TPM).
+    assert packed.times(None, None) == packed.times(DEFAULT_RPM, DEFAULT_TPM)
+
+
+def test_the_deadline_picks_the_cheapest_strategy_that_surely_meets_it() -> None:
+    strategies = _plan()
+    names = {s.name: s for s in strategies}
+    assert cheapest_within(strategies, 8 * 60, None, None) is names["packed 20 + caching + flex"]
+    # Only sync is surely done in a minute at 10 RPM: packed, not one request per record.
+    assert cheapest_within(strategies, 1.0, 10, None) is names["packed 20"]
+    assert cheapest_within(strategies, 0.01, 10, None) is None
+
+
+def test_estimate_deadline_prints_the_command_and_json_carries_the_plan(tmp_path: Path) -> None:
+    args = ["estimate", str(EXAMPLES / "reviews.jsonl"), "--task", str(EXAMPLES / "sentiment.toml")]
+    result = CliRunner().invoke(main, [*args, "--model", "sim-1", "--deadline", "8h"])
+    assert result.exit_code == 0, result.output
+    assert "cheapest within 8.0 h: packed 20 + caching + flex" in result.output
+    assert "--batch-size 20 --mode flex" in result.output
+    assert "times at 500 RPM / 200k TPM" in result.output  # the assumed limits are said
+    plan = CliRunner().invoke(main, [*args, "--model", "sim-1", "--deadline", "5m", "--rpm", "10", "--json"])
+    assert plan.exit_code == 0, plan.output
+    data = json.loads(plan.output)
+    assert data["chosen"]["name"] == "packed 20" and data["limits"] == {
+        "rpm": 10.0,
+        "tpm": None,
+        "assumed": False,
+    }
+    first = data["strategies"][0]
+    assert first["cost_usd"]["low"] <= first["cost_usd"]["expected"] <= first["cost_usd"]["high"]
+    assert first["command"].startswith("llmbatch run ") and "--batch-size 1" in first["command"]
+    # No strategy can meet it: said in one line, exit 1 (and null in the JSON).
+    none = CliRunner().invoke(main, [*args, "--model", "sim-1", "--deadline", "1s", "--rpm", "1"])
+    assert none.exit_code == 1 and "no strategy is sure to finish within 1 s" in none.output
+    assert "Traceback" not in none.output
+    bad = CliRunner().invoke(main, [*args, "--deadline", "soon"])
+    assert bad.exit_code == 2 and "--deadline" in bad.output
+
+
+def test_the_shortest_answer_is_valid_and_no_longer_than_the_typical_one() -> None:
+    for name in ("sentiment.toml", "extract.toml"):
+        task = Task.from_file(EXAMPLES / name)
+        shortest, typical = shortest_answer(task.item_schema), typical_answer(task.item_schema)
+        assert task.validate_answer(shortest) is None
+        assert len(json.dumps(shortest)) <= len(json.dumps(typical))

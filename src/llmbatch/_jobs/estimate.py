@@ -4,15 +4,30 @@ Prompts are rendered exactly as the run would render them (same pack format,
 same token estimate), so input tokens match a run up to the provider's own
 tokenizer. Answers do not exist yet: their size is modelled from the schema
 (a typical value per field) or, for free text, from the input's length.
+
+Each strategy is priced three ways:
+
+    low       the shortest answers the schema allows, no retry, the cache read as expected
+    expected  typical answers, no retry, the cache read as the provider's rule says
+    high      every answer at its answer budget (``max_tokens``), RETRY_ALLOWANCE of the
+              requests sent twice, no cache read (providers cache best-effort), and flex
+              answered at the full price (its stragglers fall back to sync)
+
+and timed two ways at the account's limits (``--rpm``/``--tpm``, else DEFAULT_RPM and
+DEFAULT_TPM): expected, what the limits allow for the tokens a run charges; at most, with
+the margins of each way of sending (flex is slower and sometimes refused; a batch has
+the provider's whole completion window). ``cheapest_within`` picks the cheapest strategy
+whose longest time meets a deadline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .._exceptions import ItemError
 from .._io import Record
@@ -22,12 +37,35 @@ from .._pricing import Price
 from .._task import Task, canonical_json
 from .._types import Item, Request, Usage
 
-__all__ = ["Estimate", "StrategyEstimate", "estimate_job", "typical_answer"]
+__all__ = [
+    "DEFAULT_RPM",
+    "DEFAULT_TPM",
+    "Estimate",
+    "StrategyEstimate",
+    "cheapest_within",
+    "estimate_job",
+    "shortest_answer",
+    "typical_answer",
+]
 
 CACHE_MIN_PREFIX = 1024
 """Providers cache a prompt prefix only from this many tokens on (OpenAI: 1,024)."""
 CACHE_STEP = 128
 """OpenAI caches a prefix in steps of this many tokens."""
+RETRY_ALLOWANCE = 0.05
+"""The share of requests the high cost sends twice (failed lines, missing or invalid answers)."""
+DEFAULT_RPM = 500.0
+DEFAULT_TPM = 200_000.0
+"""The limits the times assume when none is given: a low tier (OpenAI's first for a small model)."""
+SYNC_MARGIN = 1.25
+"""A sync run's longest time over the limits' bound: the ramp, retries and the tail."""
+FLEX_MARGIN = 2.0
+"""Flex's: its answers queue behind the default tier's and some are refused for a while."""
+FLEX_FALLBACK_MINUTES = 10.0
+"""``--flex-deadline``'s default: what a straggler may wait before it is sent at the default tier."""
+BATCH_EXPECTED_MINUTES = 60.0
+BATCH_WINDOW_MINUTES = 24 * 60.0
+"""A batch: most end within an hour (Anthropic's docs); the provider promises its 24-hour window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +79,13 @@ class StrategyEstimate:
     charged_tokens: int
     """prompt + max_tokens over all requests: what a TPM limit counts."""
     cost: float | None
+    """The expected cost (USD)."""
     records: int
+    mode: str = "sync"
+    """How it is sent: ``sync``, ``flex`` or ``batch`` (``--mode``)."""
+    low: float | None = None
+    high: float | None = None
+    """The cost's range (the module's docstring says how each end is taken)."""
 
     @property
     def cost_per_record(self) -> float | None:
@@ -55,6 +99,27 @@ class StrategyEstimate:
         if tpm:
             bounds.append(self.charged_tokens / tpm)
         return max(bounds) if bounds else None
+
+    def times(self, rpm: float | None, tpm: float | None) -> tuple[float, float]:
+        """(expected, at most) minutes at these limits (DEFAULT_RPM and DEFAULT_TPM when neither
+        is known; a limit not given does not bind)."""
+        if not (rpm or tpm):
+            rpm, tpm = DEFAULT_RPM, DEFAULT_TPM
+        bound = self.minutes(rpm, tpm) or 0.0
+        if self.mode == "batch":
+            return BATCH_EXPECTED_MINUTES, BATCH_WINDOW_MINUTES
+        if self.mode == "flex":
+            return bound * FLEX_MARGIN, bound * FLEX_MARGIN * SYNC_MARGIN + FLEX_FALLBACK_MINUTES
+        return bound, bound * SYNC_MARGIN
+
+
+def cheapest_within(
+    strategies: Iterable[StrategyEstimate], minutes: float, rpm: float | None, tpm: float | None
+) -> StrategyEstimate | None:
+    """The strategy of least expected cost whose longest time is within ``minutes`` (ties: the
+    faster); None when none is, or none has a known cost."""
+    fitting = [s for s in strategies if s.cost is not None and s.records and s.times(rpm, tpm)[1] <= minutes]
+    return min(fitting, key=lambda s: (s.cost, s.times(rpm, tpm)[1]), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +157,26 @@ def typical_answer(schema: dict[str, Any]) -> Any:
     return None
 
 
+def shortest_answer(schema: dict[str, Any]) -> Any:
+    """The shortest answer a schema allows (every property present, as strict output has it)."""
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "enum" in schema:
+        values = [v for v in schema["enum"] if v is not None]
+        return min(values, key=lambda v: len(str(v))) if values else None
+    if "object" in kinds or "properties" in schema:
+        return {k: shortest_answer(v) for k, v in schema.get("properties", {}).items()}
+    if "array" in kinds:
+        return [shortest_answer(schema.get("items", {}))] * int(schema.get("minItems", 0))
+    if "number" in kinds or "integer" in kinds:
+        return 0
+    if "boolean" in kinds:
+        return True
+    if "string" in kinds:
+        return "x" * int(schema.get("minLength", 0))
+    return None
+
+
 def _answer_tokens(task: Task, text: str, typical: int) -> int:
     if task.is_text:
         # Translations and rewrites are about as long as their input.
@@ -99,17 +184,24 @@ def _answer_tokens(task: Task, text: str, typical: int) -> int:
     return typical
 
 
-def _answers(task: Task, items: list[Item], *, packed: bool) -> list[int]:
+def _answers(task: Task, items: list[Item], *, packed: bool, shortest: bool = False) -> list[int]:
     """Answer tokens per item: in a pack (the packed answer, ``answer_schema``, JSON-quoted
     when text, with its key and a separator ``"k17": … ,``) or alone (the task's own answer,
-    as it is: a pack of one is a plain request)."""
+    as it is: a pack of one is a plain request). ``shortest``: the shortest the schema
+    allows (a text answer of one token) instead of a typical one."""
+    model = shortest_answer if shortest else typical_answer
     if not packed:
-        typical = count_tokens(canonical_json(typical_answer(task.item_schema)))
-        return [_answer_tokens(task, item.text, typical) for item in items]
-    typical = count_tokens(canonical_json(typical_answer(answer_schema(task))))
+        typical = count_tokens(canonical_json(model(task.item_schema)))
+        return [
+            1 if shortest and task.is_text else _answer_tokens(task, item.text, typical) for item in items
+        ]
+    typical = count_tokens(canonical_json(model(answer_schema(task))))
     quotes = 2 if task.is_text else 0
     return [
-        _answer_tokens(task, item.text, typical) + quotes + count_tokens(f'"{item.key}":,') for item in items
+        (1 if shortest and task.is_text else _answer_tokens(task, item.text, typical))
+        + quotes
+        + count_tokens(f'"{item.key}":,')
+        for item in items
     ]
 
 
@@ -138,18 +230,33 @@ def estimate_job(
         except ItemError:  # it would fail in a run too, costing nothing
             skipped += 1
     n = total - skipped if sample is not None else len(items)
-    alone = (task, packer, items, _answers(task, items, packed=False), price, n)
-    common = (task, packer, items, _answers(task, items, packed=batch_size > 1), price, n)
+    packed = batch_size > 1
+    alone = (
+        task,
+        packer,
+        items,
+        (_answers(task, items, packed=False), _answers(task, items, packed=False, shortest=True)),
+        price,
+        n,
+    )
+    common = (
+        task,
+        packer,
+        items,
+        (_answers(task, items, packed=packed), _answers(task, items, packed=packed, shortest=True)),
+        price,
+        n,
+    )
     strategies = [
         _strategy("1 per request", *alone, size=1),
         _strategy(f"packed {batch_size}", *common, size=batch_size),
         _strategy(f"packed {batch_size} + caching", *common, size=batch_size, caching=True),
-        # Flex is priced at batch rates and OpenAI's cache discount stacks on it; the time
-        # shown is the sync one at the limits (flex answers are slower and sometimes refused).
+        # Flex is priced at batch rates and OpenAI's cache discount stacks on it; its times
+        # allow for answers slower than sync and for some refused a while.
         _strategy(
-            f"packed {batch_size} + caching + flex", *common, size=batch_size, caching=True, batch_api=True
+            f"packed {batch_size} + caching + flex", *common, size=batch_size, caching=True, mode="flex"
         ),
-        _strategy(f"packed {batch_size} + batch API", *common, size=batch_size, batch_api=True),
+        _strategy(f"packed {batch_size} + batch API", *common, size=batch_size, mode="batch"),
     ]
     return Estimate(total, len(items), skipped, strategies)
 
@@ -166,11 +273,12 @@ def _cacheable_tokens(request: Request) -> int:
 
 
 MAX_SAMPLE_PACKS = 200
+T = TypeVar("T")
 
 
 def _packs(
-    items: list[Item], answers: list[int], size: int, n: int
-) -> tuple[list[list[tuple[Item, int]]], float]:
+    items: list[Item], answers: list[T], size: int, n: int
+) -> tuple[list[list[tuple[Item, T]]], float]:
     """The packs to render for ``n`` records, and the factor that scales them up to all ``n``.
 
     With every record at hand, the real packs. With a sample, sample records are
@@ -196,22 +304,26 @@ def _strategy(
     task: Task,
     packer: PackFormat,
     items: list[Item],
-    answers: list[int],
+    answers: tuple[list[int], list[int]],
     price: Price | None,
     n: int,
     *,
     size: int,
     caching: bool = False,
-    batch_api: bool = False,
+    mode: str = "sync",
 ) -> StrategyEstimate:
-    requests = input_tokens = output_tokens = charged = cached = missed = 0
-    packs, scale = _packs(items, answers, size, n)
+    """One strategy's tokens and costs. ``answers``: typical and shortest answer tokens per item."""
+    requests = input_tokens = output_tokens = shortest = budget = charged = cached = missed = 0
+    typical, least = answers
+    packs, scale = _packs(items, list(zip(typical, least, strict=True)), size, n)
     schemas_seen: set[int | None] = set()
     for chunk in packs:
         request = packer.render(task, [item for item, _ in chunk])
         requests += 1
         input_tokens += request.est_prompt_tokens
-        output_tokens += sum(tokens for _, tokens in chunk) + 1
+        output_tokens += sum(tokens for _, (tokens, _) in chunk) + 1
+        shortest += sum(tokens for _, (_, tokens) in chunk) + 1
+        budget += request.max_tokens
         charged += request.est_prompt_tokens + request.max_tokens
         if caching:
             # Every request reads the cache but the first with its schema (one per pack
@@ -228,6 +340,17 @@ def _strategy(
         completion_tokens=round(output_tokens * scale),
         cached_tokens=max(0, round(cached * scale) - missed),
     )
+    discounted = mode != "sync"
+    low = high = None
+    if price is not None:
+        low = price.cost(
+            dataclasses.replace(usage, completion_tokens=round(shortest * scale)), batch=discounted
+        )
+        worst = Usage(
+            prompt_tokens=round(input_tokens * scale * (1 + RETRY_ALLOWANCE)),
+            completion_tokens=round(budget * scale * (1 + RETRY_ALLOWANCE)),
+        )
+        high = price.cost(worst, batch=mode == "batch")
     return StrategyEstimate(
         name=name,
         batch_size=size,
@@ -236,6 +359,9 @@ def _strategy(
         cached_tokens=usage.cached_tokens,
         output_tokens=usage.completion_tokens,
         charged_tokens=round(charged * scale),
-        cost=None if price is None else price.cost(usage, batch=batch_api),
+        cost=None if price is None else price.cost(usage, batch=discounted),
         records=n,
+        mode=mode,
+        low=low,
+        high=high,
     )

@@ -105,22 +105,24 @@ def metrics_table(summary: Mapping[str, Any], *, title: str = "llmbatch") -> Tab
 
 
 def estimate_table(report: Any, *, model: str, rpm: float | None, tpm: float | None) -> Table:
-    """One row per strategy of an ``Estimate``: requests, tokens, cost, time at the limits."""
-    table = Table(title=f"estimate · {report.records:,} records · {model}", title_justify="left")
+    """One row per strategy of an ``Estimate``: requests, tokens, cost low / expected / high (and
+    its share of one per request), and the time at the limits, expected and at most."""
+    limits = "" if rpm or tpm else " · times at 500 RPM / 200k TPM (give --rpm/--tpm)"
+    table = Table(title=f"estimate · {report.records:,} records · {model}{limits}", title_justify="left")
     for name in (
         "strategy",
         "requests",
         "input tok",
         "cached tok",
         "output tok",
-        "cost",
+        "cost low / expected / high",
         "per record",
-        "time",
+        "time (at most)",
     ):
         table.add_column(name, justify="left" if name == "strategy" else "right")
     baseline = report.strategies[0].cost
     for s in report.strategies:
-        minutes = s.minutes(rpm, tpm)
+        expected, longest = s.times(rpm, tpm)
         share = "" if s.cost is None or not baseline else f" ({s.cost / baseline * 100:.0f}%)"
         table.add_row(
             s.name,
@@ -128,11 +130,19 @@ def estimate_table(report: Any, *, model: str, rpm: float | None, tpm: float | N
             f"{s.input_tokens:,}",
             f"{s.cached_tokens:,}",
             f"{s.output_tokens:,}",
-            _usd(s.cost) + share,
+            f"{_usd(s.low)} / {_usd(s.cost)}{share} / {_usd(s.high)}" if s.cost is not None else "–",
             _usd(s.cost_per_record, 6),
-            "no limits given" if minutes is None else f"≥ {minutes:,.1f} min",
+            f"{_minutes(expected)} ({_minutes(longest)})",
         )
     return table
+
+
+def _minutes(minutes: float) -> str:
+    if minutes < 1:
+        return f"{minutes * 60:.0f} s"
+    if minutes < 120:
+        return f"{minutes:,.1f} min"
+    return f"{minutes / 60:,.1f} h"
 
 
 def _num(value: float | None) -> str:
