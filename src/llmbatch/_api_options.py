@@ -33,6 +33,7 @@ from ._pricing import PriceTable
 from ._store.cache import default_cache_dir
 from ._task import Task
 from .providers import ProviderConfig
+from .providers.batch_shapes import BATCH_APIS
 
 if TYPE_CHECKING:
     from .sim.config import SimConfig
@@ -64,6 +65,11 @@ class RunKwargs(TypedDict, total=False):
       prefix cached: ``"in_memory"`` or ``"24h"`` (OpenAI's ``prompt_cache_retention``),
       ``"5m"`` or ``"1h"`` (Anthropic's ``cache_control.ttl``). Default: the provider's
       (Anthropic batch lines: ``"1h"``).
+    - ``batch_api`` (openai, sim): which OpenAI-shaped batch API ``base_url`` speaks in
+      batch mode: ``"openai"``, ``"groq"``, ``"together"``, ``"deepinfra"``. Default: known
+      from the URL's host, else OpenAI's.
+    - ``completion_window`` (openai, sim): the batch window asked for, ``"24h"`` (Groq takes
+      up to ``"7d"``).
     - ``model_path`` (local): a GGUF file instead of the bundled model.
     - ``n_threads`` (local): CPU threads, 1 to 256. Default: one less than the cores.
     - ``n_ctx`` (local): context window in tokens, 256 to 131072. Default: 4096.
@@ -116,6 +122,8 @@ class RunKwargs(TypedDict, total=False):
     response_format: Literal["json_schema", "json_object"] | None
     schema_in_prompt: bool | None
     cache_retention: Literal["in_memory", "24h", "5m", "1h"] | None
+    batch_api: Literal["openai", "groq", "together", "deepinfra"] | None
+    completion_window: str | None
     model_path: str | os.PathLike[str] | None
     n_threads: int | None
     n_ctx: int | None
@@ -232,6 +240,8 @@ _CHECKS: dict[str, Check] = {
     "response_format": _or_none(_choice("json_schema", "json_object")),
     "schema_in_prompt": _or_none(_flag()),
     "cache_retention": _or_none(_choice(*CACHE_RETENTIONS)),
+    "batch_api": _or_none(_choice(*BATCH_APIS)),
+    "completion_window": _or_none(_text("a window such as '24h' or '7d'")),
     "model_path": _or_none(_path("the path of a GGUF file")),
     "n_threads": _or_none(_whole(1, 256)),
     "n_ctx": _or_none(_whole(256, 131_072)),
@@ -264,6 +274,8 @@ _READ_BY: dict[str, tuple[str, ...]] = {
     "response_format": ("openai", "sim"),
     "schema_in_prompt": ("openai", "sim"),
     "cache_retention": ("openai", "sim", "anthropic"),
+    "batch_api": ("openai", "sim"),
+    "completion_window": ("openai", "sim"),
     "model_path": ("local",),
     "n_threads": ("local",),
     "n_ctx": ("local",),

@@ -69,6 +69,8 @@ log = logging.getLogger("llmbatch")
 
 DEFAULT_BATCH_SIZE = 20
 """Records per pack when ``--batch-size`` is auto: batch mode has no feedback to adapt on."""
+PRIMER_META = "primer_batch"
+"""The store's note of the primer batch's row, for a restarted run."""
 PRIME_AGAIN_AFTER = 240.0
 """Seconds since a batch last ended after which the next wave is primed again: the shortest
 entry a provider keeps (Anthropic's five minutes from its last read) may have lapsed."""
@@ -250,7 +252,9 @@ class BatchRunner:
             await self._poll_due()
 
     def _reattach(self) -> None:
-        """Adopt the batches a previous process submitted and did not finish."""
+        """Adopt the batches a previous process submitted and did not finish (and, if one is
+        the primer, keep waiting for it before submitting the rest)."""
+        primer = self.store.get_meta(PRIMER_META)
         for row in self.store.open_batches():
             if row.provider_batch_id is None:
                 log.warning(
@@ -265,6 +269,8 @@ class BatchRunner:
             self._open[row.id] = batch
             self._held.update(batch.positions)
             self.batches_reattached += 1
+            if row.id == primer:
+                self._primer = row.id
             log.info("re-attached to batch %s (%d packs)", row.provider_batch_id, len(packs))
 
     def _abandon(self, row: int) -> None:
@@ -349,7 +355,9 @@ class BatchRunner:
             return False
         accepted = await self._submit(_Draft([line], line.size))
         if accepted:
-            self._primer = max(self._open)
+            primer = self._primer = max(self._open)  # the row just inserted
+            # Kept in the store, so that a restarted run waits for it too instead of going cold.
+            self._commit(lambda: self.store.set_meta(PRIMER_META, primer))
             self.primers += 1
             log.info(
                 "submitted one pack as a batch of its own first: its answer writes the prompt cache "

@@ -29,7 +29,16 @@ def to_seconds(ctx: click.Context, param: click.Parameter, value: str | None) ->
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Options that only some providers read; they travel in ProviderConfig.extra.
-_EXTRA = ("model_path", "response_format", "schema_in_prompt", "cache_retention", "n_threads", "n_ctx")
+_EXTRA = (
+    "model_path",
+    "response_format",
+    "schema_in_prompt",
+    "cache_retention",
+    "batch_api",
+    "completion_window",
+    "n_threads",
+    "n_ctx",
+)
 
 
 def local_model_options(command: F) -> F:

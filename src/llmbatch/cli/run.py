@@ -35,6 +35,7 @@ from .._store.cache import default_cache_dir
 from .._task import Task
 from ..providers import ProviderConfig, create_provider
 from ..providers.base import Provider
+from ..providers.batch_shapes import BATCH_APIS
 from ..report.progress import ProgressView
 from ..report.status import blank_secrets
 from ._console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, err
@@ -246,6 +247,16 @@ Examples:
     help="sync: requests now; flex: requests now at OpenAI's flex tier (batch prices, slower, "
     "sometimes 'resource unavailable': retried, see --flex-fallback); batch: the provider's batch "
     "API (half price, results within 24 h, resumable: a re-run re-attaches to submitted batches).",
+)
+@click.option(
+    "--batch-api",
+    type=click.Choice(sorted(BATCH_APIS)),
+    help="Batch mode: which OpenAI-shaped batch API --base-url speaks (openai, groq, together, "
+    "deepinfra). Default: known from the URL's host, else openai's.",
+)
+@click.option(
+    "--completion-window",
+    help="Batch mode: the window asked for (24h; Groq takes up to 7d). Default: 24h.",
 )
 @click.option(
     "--flex-fallback",

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Final, cast
 import openai
 from openai._constants import RAW_RESPONSE_HEADER
 from openai._legacy_response import LegacyAPIResponse
+from openai.types import Batch
 from openai.types.chat import ChatCompletion
 
 from .._exceptions import (
@@ -79,8 +80,16 @@ from .base import (
     status_error,
     transfer_time,
 )
+from .batch_shapes import batch_shape
 
-__all__ = ["OpenAIProvider", "batch_line_error", "chat_body", "map_openai_errors", "read_batch_line"]
+__all__ = [
+    "OpenAIProvider",
+    "batch_line_error",
+    "chat_body",
+    "map_openai_errors",
+    "read_batch_line",
+    "read_batch_status",
+]
 
 
 CACHE_RETENTIONS: Final = ("in_memory", "24h")
@@ -313,6 +322,27 @@ _CACHE_KEYS_KEPT = 1024
 """Cache keys remembered per provider (a job has one per pack size)."""
 
 
+def read_batch_status(batch: Mapping[str, Any], secret: str | None = None) -> BatchStatus:
+    """A batch's state from its JSON, as OpenAI or an OpenAI-shaped API writes it (Together's
+    statuses are in capitals and it may give no ``request_counts``)."""
+    status = str(batch.get("status") or "").lower()
+    counts = batch.get("request_counts")
+    counts = counts if isinstance(counts, dict) else {}
+    errors = batch.get("errors")
+    data = errors.get("data") if isinstance(errors, dict) else errors
+    listed = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+    message = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in listed[:3])
+    return BatchStatus(
+        id=str(batch.get("id") or ""),
+        status=status,
+        ended=status in _ENDED,
+        total=_count(counts.get("total")),
+        succeeded=_count(counts.get("completed")),
+        failed=_count(counts.get("failed")),
+        message=scrub(message, secret),
+    )
+
+
 def batch_line_error(status: int | None, code: str, message: str, secret: str | None = None) -> ProviderError:
     """The error of one batch line, from its ``error.code`` or else its HTTP status, read as
     a synchronous request's status is (``status_error``)."""
@@ -399,6 +429,10 @@ class OpenAIProvider(Provider):
         if official or retention is not None:
             self.capabilities = replace(self.capabilities, prompt_cache_key=True)
         self._cache_keys: dict[tuple[str, str, str, tuple[str, ...]], str] = {}
+        self.batch_shape = batch_shape(self.base_url, config.extra.get("batch_api"))
+        self.batch_limits = self.batch_shape.limits
+        window = config.extra.get("completion_window")
+        self.completion_window = self.batch_shape.check_window(window) if window else self.batch_shape.window
         self._client: openai.AsyncOpenAI | None = None
 
     @property
@@ -484,6 +518,8 @@ class OpenAIProvider(Provider):
     # -- the Batch API -------------------------------------------------------------------
 
     def batch_line(self, custom_id: str, request: Request) -> dict[str, Any]:
+        if not self.batch_shape.line_url:  # the endpoint is the batch's (Together)
+            return {"custom_id": custom_id, "body": self.body(request)}
         return {"custom_id": custom_id, "method": "POST", "url": BATCH_ENDPOINT, "body": self.body(request)}
 
     async def _batch_client(self) -> openai.AsyncOpenAI:
@@ -498,46 +534,56 @@ class OpenAIProvider(Provider):
             json.dumps(self.batch_line(custom_id, request), ensure_ascii=False).encode() + b"\n"
             for custom_id, request in lines
         )
+        purpose = cast(Any, self.batch_shape.purpose)  # the SDK types OpenAI's purposes only
         async with deadline(transfer_time(self.config.timeout, len(data))):
             with map_openai_errors(self.api_key):
                 upload = await client.files.create(
-                    file=("llmbatch.jsonl", data, "application/jsonl"), purpose="batch"
+                    file=("llmbatch.jsonl", data, "application/jsonl"), purpose=purpose
                 )
+        body = {
+            "input_file_id": upload.id,
+            "endpoint": BATCH_ENDPOINT,
+            "completion_window": self.completion_window,
+            "metadata": {"created_by": "llmbatch"},
+        }
+        created = await self._batch_json("post", "/batches", body)
+        batch_id = created.get("id")
+        if not isinstance(batch_id, str) or not batch_id:
+            raise ServerError(
+                f"the endpoint accepted the batch but named no id ({describe_json(created)}): "
+                "check --batch-api"
+            )
+        return batch_id
+
+    async def _batch_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A batch object as plain JSON, unwrapped from Together's ``{"job": …}``: read by hand, as
+        the SDK's model would silently lack what another provider names differently."""
+        client = await self._batch_client()
+        options: Any = {"headers": {RAW_RESPONSE_HEADER: "true"}}
         async with deadline(self.config.timeout):
             with map_openai_errors(self.api_key):
-                batch = await client.batches.create(
-                    input_file_id=upload.id,
-                    endpoint=BATCH_ENDPOINT,
-                    completion_window="24h",
-                    metadata={"created_by": "llmbatch"},
-                )
-        return batch.id
+                if method == "post":
+                    raw = await client.post(path, cast_to=Batch, body=body, options=options)
+                else:
+                    raw = await client.get(path, cast_to=Batch, options=options)
+                response = cast(LegacyAPIResponse[Batch], raw)
+                text = response.text
+        data = json_body(text, response.headers.get("content-type"), self.api_key)
+        job = data.get("job") if isinstance(data, dict) else None
+        data = job if isinstance(job, dict) else data
+        if not isinstance(data, dict):
+            raise ServerError(f"the endpoint answered JSON that is not a batch ({describe_json(data)})")
+        return data
 
     async def poll_batch(self, batch_id: str) -> BatchStatus:
-        client = await self._batch_client()
-        async with deadline(self.config.timeout):
-            with map_openai_errors(self.api_key):
-                batch = await client.batches.retrieve(batch_id)
-        counts = batch.request_counts
-        errors = batch.errors.data if batch.errors is not None and batch.errors.data else []
-        return BatchStatus(
-            id=batch.id,
-            status=batch.status,
-            ended=batch.status in _ENDED,
-            total=counts.total if counts else 0,
-            succeeded=counts.completed if counts else 0,
-            failed=counts.failed if counts else 0,
-            message=scrub("; ".join(f"{e.code}: {e.message}" for e in errors[:3]), self.api_key),
-        )
+        return read_batch_status(await self._batch_json("get", f"/batches/{batch_id}"), self.api_key)
 
     async def batch_results(self, batch_id: str) -> list[BatchResult]:
         client = await self._batch_client()
         results: list[BatchResult] = []
-        async with deadline(self.config.timeout):
-            with map_openai_errors(self.api_key):
-                batch = await client.batches.retrieve(batch_id)
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if not file_id:
+        batch = await self._batch_json("get", f"/batches/{batch_id}")
+        for file_id in (batch.get("output_file_id"), batch.get("error_file_id")):
+            if not isinstance(file_id, str) or not file_id:
                 continue
             # The file's size is not known before it comes: allow for the largest a batch makes.
             async with deadline(transfer_time(self.config.timeout, self.batch_limits.max_bytes)):

@@ -25,6 +25,15 @@ OpenAI's file is validated as OpenAI does: unique ``custom_id``, one model,
 batch ends ``failed`` with ``errors``. Anthropic refuses more than 100,000
 requests with a 400.
 
+Other providers' OpenAI-shaped batch APIs (``SimConfig.batch_api``), as their docs
+describe them (``BATCH_APIS``; written apart from the client's own table, so that a wrong
+fact in one is caught by the other):
+
+    groq       purpose ``batch``; completion_window 24h to 7d; 50,000 lines / 200 MB
+    together   purpose ``batch-api``; lines ``{custom_id, body}``; window 24h only; 100 MB;
+               create answers ``{"job": batch}``; statuses in capitals
+    deepinfra  OpenAI's shape (its docs give no differences)
+
 Anthropic's prompt cache in a batch (the engine's ``anthropic_cache``, shared with
 ``/v1/messages``): a batch's requests run in parallel, so a line reads the prefix only
 from an entry that was live when the batch started; every other line writes it (and
@@ -60,6 +69,30 @@ __all__ = ["BatchStats", "SimBatches"]
 JSON = Any
 OPENAI_MAX_LINES = 50_000
 OPENAI_MAX_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BatchShape:
+    """How one provider's OpenAI-shaped batch API differs from OpenAI's."""
+
+    purpose: str = "batch"
+    windows: frozenset[str] = frozenset({"24h"})
+    max_bytes: int = OPENAI_MAX_BYTES
+    line_url: bool = True
+    """Lines carry ``method`` and ``url`` (OpenAI); False: ``{custom_id, body}`` only."""
+    wrapped: bool = False
+    """``POST /v1/batches`` answers ``{"job": batch}`` and statuses are in capitals."""
+
+
+BATCH_APIS: dict[str, BatchShape] = {
+    "openai": BatchShape(),
+    # https://console.groq.com/docs/batch
+    "groq": BatchShape(windows=frozenset({f"{h}h" for h in range(24, 169)} | {f"{d}d" for d in range(1, 8)})),
+    # https://docs.together.ai/docs/inference/batch/overview
+    "together": BatchShape(purpose="batch-api", max_bytes=100 * 1024 * 1024, line_url=False, wrapped=True),
+    # https://deepinfra.com/blog/batch-api: "OpenAI-compatible", no differences given
+    "deepinfra": BatchShape(),
+}
 ANTHROPIC_MAX_REQUESTS = 100_000
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 
@@ -113,6 +146,7 @@ class _Batch:
     lines: list[tuple[str, JSON]]
     status: str
     endpoint: str = ""
+    window: str = "24h"
     input_file_id: str = ""
     metadata: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -173,10 +207,16 @@ class SimBatches:
 
     # -- OpenAI: files -------------------------------------------------------------------
 
+    @property
+    def shape(self) -> BatchShape:
+        return BATCH_APIS[self.engine.config.batch_api]
+
     def upload(self, data: bytes, *, purpose: str, filename: str) -> SimResponse:
         """``POST /v1/files``."""
-        if purpose != "batch":
-            return _openai_error(400, f"purpose {purpose!r} is not supported by the simulator; use batch")
+        if purpose != self.shape.purpose:
+            return _openai_error(
+                400, f"purpose {purpose!r} is not supported by this batch API; use {self.shape.purpose}"
+            )
         self.stats.files_uploaded += 1
         return SimResponse(200, self._file(data, purpose, filename or "upload.jsonl"))
 
@@ -207,8 +247,12 @@ class SimBatches:
         file = self._files.get(str(body.get("input_file_id")))
         if file is None:
             return _openai_error(400, f"no file with id {body.get('input_file_id')!r}", "input_file_id")
-        if body.get("completion_window") != "24h":
-            return _openai_error(400, "completion_window must be 24h", "completion_window")
+        window = body.get("completion_window")
+        if window not in self.shape.windows:
+            allowed = "24h" if len(self.shape.windows) == 1 else "24h to 7d"
+            return _openai_error(
+                400, f"completion_window {window!r} is not supported: {allowed}", "completion_window"
+            )
         endpoint = body.get("endpoint")
         if endpoint != "/v1/chat/completions":
             return _openai_error(400, f"endpoint {endpoint!r} is not supported by the simulator", "endpoint")
@@ -221,10 +265,12 @@ class SimBatches:
             endpoint=endpoint,
             input_file_id=file.id,
             metadata=body.get("metadata"),
+            window=window,
         )
-        batch.lines, batch.errors = _read_openai_file(file.data, endpoint)
+        batch.lines, batch.errors = _read_openai_file(file.data, endpoint, self.shape)
         self._start(batch, len(file.data))
-        return SimResponse(200, self._openai_object(batch))
+        created = self._openai_object(batch)
+        return SimResponse(200, {"job": created} if self.shape.wrapped else created)
 
     def get_openai(self, batch_id: str) -> SimResponse:
         """``GET /v1/batches/{id}``."""
@@ -243,8 +289,8 @@ class SimBatches:
             "endpoint": batch.endpoint,
             "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
             "input_file_id": batch.input_file_id,
-            "completion_window": "24h",
-            "status": batch.status,
+            "completion_window": batch.window,
+            "status": batch.status.upper() if self.shape.wrapped else batch.status,
             "output_file_id": batch.output_file_id,
             "error_file_id": batch.error_file_id,
             "created_at": created,
@@ -442,8 +488,11 @@ class SimBatches:
         return "succeeded", {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
 
 
-def _read_openai_file(data: bytes, endpoint: str) -> tuple[list[tuple[str, JSON]], list[dict[str, Any]]]:
-    """The lines of an input file, and the validation errors that fail the batch (OpenAI's checks)."""
+def _read_openai_file(
+    data: bytes, endpoint: str, shape: BatchShape
+) -> tuple[list[tuple[str, JSON]], list[dict[str, Any]]]:
+    """The lines of an input file, and the validation errors that fail the batch (OpenAI's checks,
+    as the provider's ``shape`` varies them)."""
     lines: list[tuple[str, JSON]] = []
     errors: list[dict[str, Any]] = []
     models: set[str] = set()
@@ -451,8 +500,8 @@ def _read_openai_file(data: bytes, endpoint: str) -> tuple[list[tuple[str, JSON]
     def error(code: str, message: str, line: int | None = None) -> None:
         errors.append({"code": code, "message": message, "param": None, "line": line})
 
-    if len(data) > OPENAI_MAX_BYTES:
-        error("file_too_large", f"the input file is larger than {OPENAI_MAX_BYTES} bytes")
+    if len(data) > shape.max_bytes:
+        error("file_too_large", f"the input file is larger than {shape.max_bytes} bytes")
     for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
         if not raw.strip():
             continue
@@ -464,10 +513,13 @@ def _read_openai_file(data: bytes, endpoint: str) -> tuple[list[tuple[str, JSON]
         if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
             error("missing_required_parameter", "custom_id is required", number)
             continue
-        if line.get("method") != "POST" or line.get("url") != endpoint:
+        if shape.line_url and (line.get("method") != "POST" or line.get("url") != endpoint):
             error("mismatched_endpoint", f"url must be {endpoint} and method POST", number)
             continue
         body = line.get("body")
+        if not isinstance(body, dict):
+            error("missing_required_parameter", "body is required", number)
+            continue
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             models.add(body["model"])
         lines.append((line["custom_id"], body))

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .config import SimConfig
+from .config import BATCH_API_NAMES, SimConfig
 from .server import serve as serve_forever
 
 __all__ = ["sim"]
@@ -73,6 +73,8 @@ Examples:
               help="Share of batch-API lines that expire unanswered.")  # fmt: skip
 @click.option("--batch-delay", default=0.0, type=_SECONDS,
               help="Seconds before a batch is worked on (times --time-scale).")  # fmt: skip
+@click.option("--batch-api", type=click.Choice(BATCH_API_NAMES), default="openai", show_default=True,
+              help="Which provider's OpenAI-shaped batch API /v1/files and /v1/batches speak.")  # fmt: skip
 @click.option("--prompt-caching", is_flag=True,
               help="Emulate OpenAI's automatic prompt cache (1,024 tokens on, 128-token steps).")  # fmt: skip
 @click.option("--flex-unavailable", default=0.0, type=_RATE,

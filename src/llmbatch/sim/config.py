@@ -9,6 +9,9 @@ from dataclasses import dataclass, fields
 
 __all__ = ["RATE_FIELDS", "SimConfig"]
 
+BATCH_API_NAMES = ("openai", "groq", "together", "deepinfra")
+"""The OpenAI-shaped batch APIs the simulator can speak (``_batches.BATCH_APIS``)."""
+
 RATE_FIELDS = (
     "error_rate",
     "timeout_rate",
@@ -50,7 +53,9 @@ class SimConfig:
 
     Batch APIs (``_batches``): a batch is worked on ``batch_delay × time_scale``
     seconds after it is created; each line fails with ``batch_failure_rate`` and
-    expires with ``batch_expire_rate``, seeded by the line's body.
+    expires with ``batch_expire_rate``, seeded by the line's body. ``batch_api`` makes the
+    OpenAI-shaped endpoints speak another provider's variant (``groq``, ``together``,
+    ``deepinfra``; ``_batches.BATCH_APIS``).
 
     ``prompt_caching`` emulates OpenAI's automatic prompt cache on chat completions
     (``_prefix_cache``): prompts from 1,024 tokens on, cached in 128-token steps,
@@ -88,6 +93,7 @@ class SimConfig:
     batch_failure_rate: float = 0.0
     batch_expire_rate: float = 0.0
     batch_delay: float = 0.0
+    batch_api: str = "openai"
     prompt_caching: bool = False
     flex_unavailable: float = 0.0
     flex_latency: float = 2.0
@@ -116,6 +122,8 @@ class SimConfig:
             raise ValueError("batch_failure_rate + batch_expire_rate must not exceed 1")
         if self.batch_delay < 0:
             raise ValueError("batch_delay must not be negative")
+        if self.batch_api not in BATCH_API_NAMES:
+            raise ValueError(f"batch_api must be one of {', '.join(BATCH_API_NAMES)}, not {self.batch_api!r}")
         if not 0.0 <= self.flex_unavailable <= 1.0:
             raise ValueError(f"flex_unavailable must be between 0 and 1, not {self.flex_unavailable}")
         if self.flex_latency < 1.0:
