@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from _e2e_helpers import load_task, review_records
 from llmbatch._exceptions import UsageError
-from llmbatch._pricing import Price, PriceTable
+from llmbatch._pricing import Price, PriceTable, model_traits
 from llmbatch._store.job import JobStore
 from llmbatch._store.reads import open_snapshot
 from llmbatch._task import Task
@@ -357,3 +357,35 @@ def test_create_provider_reads_the_retention_from_extra() -> None:
         "openai", ProviderConfig(model="m", api_key="k", extra={"cache_retention": "24h"})
     )
     assert isinstance(provider, OpenAIProvider) and provider.cache_retention == "24h"
+
+
+# -- a prefix shorter than the model caches: no warm-up, no primer ------------------------------
+
+
+def test_the_model_table_knows_each_claude_models_minimum_cacheable_prefix() -> None:
+    assert model_traits("claude-haiku-4-5").cache_min_tokens == 4096
+    assert model_traits("claude-sonnet-4-5").cache_min_tokens == 1024
+    haiku = AnthropicProvider(ProviderConfig(model="claude-haiku-4-5", api_key="k"))
+    assert (haiku.capabilities.warm_up_first, haiku.capabilities.cache_min_prefix) == (False, 4096)
+    unknown = AnthropicProvider(ProviderConfig(model="claude-next", api_key="k"))
+    assert unknown.capabilities.warm_up_first and unknown.capabilities.cache_min_prefix is None
+
+
+async def test_a_batch_whose_prefix_the_model_would_not_cache_is_not_primed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    task = long_task()  # about a thousand tokens of prefix: under Haiku 4.5's 4,096
+    store = job_store(tmp_path, task, review_records(100, seed=4))
+    with simulator() as sim:
+        config = ProviderConfig(
+            model="claude-haiku-4-5", base_url=sim.base_url.removesuffix("/v1"), api_key="sk-test"
+        )
+        provider = create_provider("anthropic", config)
+        async with provider:
+            runner = batch_runner(task, provider, store, FakeTime(), batch_size=20)
+            with caplog.at_level("INFO", logger="llmbatch"):
+                await runner.run()
+    assert store.counts() == {"done": 100}
+    assert runner.primers == 0 and runner.batches_submitted == 1
+    assert "shorter than the 4096 the model caches" in caplog.text
+    store.close()

@@ -141,6 +141,9 @@ class ModelTraits:
 
     reasoning: bool = False
     sampling: bool | Mapping[str, Any] = True
+    cache_min_tokens: int | None = None
+    """The shortest prompt prefix the provider caches for this model (Anthropic: 1,024 to 4,096
+    tokens by model; a shorter one is silently not cached); None: not known."""
 
     def takes_sampling(self, params: Mapping[str, Any]) -> bool:
         """Whether ``temperature`` and ``top_p`` may be sent along with ``params``."""
@@ -171,9 +174,12 @@ def _traits() -> dict[str, ModelTraits]:
     for model, entry in _shipped().items():
         if model.startswith("_") or not isinstance(entry, dict):
             continue
-        if "reasoning" in entry or "sampling" in entry:
+        if "reasoning" in entry or "sampling" in entry or "cache_min_tokens" in entry:
+            minimum = entry.get("cache_min_tokens")
             traits[model] = ModelTraits(
-                reasoning=bool(entry.get("reasoning", False)), sampling=entry.get("sampling", True)
+                reasoning=bool(entry.get("reasoning", False)),
+                sampling=entry.get("sampling", True),
+                cache_min_tokens=minimum if isinstance(minimum, int) and minimum > 0 else None,
             )
     return traits
 

@@ -330,7 +330,10 @@ def test_capabilities() -> None:
     assert anthropic.default_pack == "tools"
     can = anthropic.capabilities
     assert can.context_tokens == 200_000
-    assert can.refunds_unused_output and can.warm_up_first
+    assert can.refunds_unused_output and can.primes_batch_cache
+    # The default model's minimum cacheable prefix is known (Haiku 4.5: 4,096 tokens): the runner
+    # warms the cache up only for a prefix that reaches it, instead of always.
+    assert (can.warm_up_first, can.cache_min_prefix) == (False, 4096)
     assert not can.json_schema
 
 

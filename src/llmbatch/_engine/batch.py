@@ -51,7 +51,7 @@ from .._exceptions import FatalError, ProviderError, ServerError
 from .._gates.limiter import RateLimiter
 from .._metrics import Metrics
 from .._options import RunOptions
-from .._pack import choose_packer
+from .._pack import choose_packer, shared_prefix_tokens
 from .._pack.tokens import Calibration
 from .._pricing import Price
 from .._store.cache import Cache
@@ -206,6 +206,8 @@ class BatchRunner:
         """The store row of the primer batch open now: nothing else is submitted meanwhile."""
         self._warm_at = -math.inf
         """Clock time a batch last ended (its lines wrote or read the cache entry)."""
+        self._primer_pointless = False
+        """The job's prefix is shorter than the model's minimum cacheable length."""
         self._open: dict[int, _OpenBatch] = {}
         self._submit_after = 0.0
         self._submit_failures = 0
@@ -336,7 +338,7 @@ class BatchRunner:
             await self._submit(draft)
 
     def _needs_primer(self) -> bool:
-        capable = self.provider.capabilities.primes_batch_cache
+        capable = self.provider.capabilities.primes_batch_cache and not self._primer_pointless
         return capable and self.clock() - self._warm_at >= PRIME_AGAIN_AFTER
 
     async def _submit_primer(self) -> bool:
@@ -352,6 +354,20 @@ class BatchRunner:
         self.planner.resend(after)
         line = self._line(pack, 0)
         if line is None:
+            return False
+        minimum = self.provider.capabilities.cache_min_prefix
+        prefix = shared_prefix_tokens(line.request)
+        if minimum is not None and prefix < minimum:
+            # Nothing would be cached: the batch goes as it is, without a round trip first.
+            self._release(line.projected)
+            self.planner.resend(pack)
+            self._primer_pointless = True
+            log.info(
+                "not priming the prompt cache: the shared prefix (about %d tokens) is shorter than "
+                "the %d the model caches",
+                prefix,
+                minimum,
+            )
             return False
         accepted = await self._submit(_Draft([line], line.size))
         if accepted:

@@ -426,6 +426,11 @@ class AnthropicProvider(Provider):
         )
         self.model = config.model or os.environ.get("LLMBATCH_MODEL") or DEFAULT_MODEL
         self.traits = model_traits(self.model)
+        if self.traits.cache_min_tokens is not None:
+            # A known minimum: warm up (and prime batches) only for a prefix that reaches it.
+            self.capabilities = dataclasses.replace(
+                self.capabilities, warm_up_first=False, cache_min_prefix=self.traits.cache_min_tokens
+            )
         retention = config.extra.get("cache_retention")
         if retention is not None and retention not in CACHE_TTLS:
             raise UsageError(
