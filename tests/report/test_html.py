@@ -142,6 +142,18 @@ def test_spend_is_split_by_the_jobs_prices(tmp_path: Path) -> None:
     assert "$0.0600 · 100,000 tok" in texts
 
 
+def test_spend_shows_cache_writes_at_their_own_rate(tmp_path: Path) -> None:
+    # Anthropic-style: 100k plain input at 1.00, 300k read at 0.10, 600k written at 1.25.
+    usage = {"prompt_tokens": 1_000_000, "cached_tokens": 300_000, "completion_tokens": 0}
+    request = ok(1, 2, 1, cost=0.88, cache_write_tokens=600_000, **usage)
+    price = {"input": 1.0, "cached_input": 0.1, "cache_write": 1.25, "output": 5.0}
+    job = make_store(tmp_path / "job", [Item("a")], [request], {"price": price})
+    texts = spend_texts(render_report(job, tmp_path / "r.html").read_text("utf-8"))
+    assert "$0.1000 · 100,000 tok" in texts  # input
+    assert "$0.0300 · 300,000 tok" in texts  # cached input
+    assert "$0.7500 · 600,000 tok" in texts  # cache writes
+
+
 def test_spend_without_prices_is_split_by_token_count(tmp_path: Path) -> None:
     request = ok(1, 2, 1, cost=0.3, prompt_tokens=200, completion_tokens=100)
     meta = {"identity": {"model": "a-model-with-no-price"}}
