@@ -23,7 +23,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local]'
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -c tests/sdk-versions.txt -e '.[local,test,ray,dev]'
+	$(BIN)/pip install --quiet -c tests/sdk-versions.txt -e '.[local,test,ray,gemini,dev]'
 	# The HTML report is checked in headless Chromium (Debian's package).
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the report's browser test will be skipped"

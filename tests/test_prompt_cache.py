@@ -168,6 +168,16 @@ def test_the_cli_refuses_a_retention_the_provider_does_not_have(tmp_path: Path) 
     )
     assert result.exit_code == 2, result.output
     assert "is not Anthropic's" in result.output and "Traceback" not in result.output
+    # A provider with no prompt-cache retention at all is told so, not left to ignore it.
+    ignored = CliRunner().invoke(
+        main,
+        ["run", str(data), "--task", str(task), "--provider", "gemini", "--cache-retention", "1h"],
+        env={"GEMINI_API_KEY": "k"},
+    )
+    assert ignored.exit_code == 2, ignored.output
+    assert "--cache-retention is read only by the openai and sim and anthropic provider, not gemini" in (
+        ignored.output
+    )
 
 
 # -- the simulator's OpenAI cache parameters --------------------------------------------------

@@ -281,8 +281,21 @@ _READ_BY: dict[str, tuple[str, ...]] = {
     "n_ctx": ("local",),
     "sim": ("sim",),
 }
-_BUILT_IN = frozenset({"openai", "anthropic", "local", "sim"})
+_BUILT_IN = frozenset({"openai", "anthropic", "gemini", "local", "sim"})
 _SECRET = frozenset({"api_key"})
+
+
+def unread_options(provider: str, given: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """(option, the providers that read it) for each option given that the built-in ``provider``
+    would ignore without a word (a plug-in provider may read any, so it is let be)."""
+    if provider not in _BUILT_IN:
+        return []
+    return [
+        (name, readers)
+        for name, readers in _READ_BY.items()
+        if given.get(name) is not None and provider not in readers
+    ]
+
 
 _RUN_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(RunOptions)) - {"policy"}
 
@@ -313,12 +326,11 @@ def check_options(caller: str, given: Mapping[str, Any]) -> Plan:
         if not accepts(value)
     ]
     provider = given.get("provider") or "openai"
-    for name, readers in _READ_BY.items():
-        if given.get(name) is not None and provider in _BUILT_IN and provider not in readers:
-            problems.append(
-                f"{name} is read only by the {' and '.join(readers)} provider, not {provider}: "
-                f"pass provider={readers[0]!r} or leave {name} out"
-            )
+    problems += [
+        f"{name} is read only by the {' and '.join(readers)} provider, not {provider}: "
+        f"pass provider={readers[0]!r} or leave {name} out"
+        for name, readers in unread_options(provider, given)
+    ]
     pack = given.get("pack")
     if isinstance(pack, str) and pack not in PACKERS:
         problems.append(

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .._api_options import unread_options
 from .._exceptions import UsageError
 from .._options import parse_duration
 from ..providers import ProviderConfig
@@ -76,14 +77,31 @@ def provider_config(opts: dict[str, Any]) -> ProviderConfig:
     )
 
 
+def check_provider_options(provider: str, opts: dict[str, Any]) -> None:
+    """A usage error naming each option given that ``provider`` would ignore (``--response-format``
+    with anthropic, ``--cache-retention`` with gemini): the same rule as the Python API's."""
+    problems = [
+        f"{_FLAGS.get(name, '--' + name.replace('_', '-'))} is read only by the "
+        f"{' and '.join(readers)} provider, not {provider}"
+        for name, readers in unread_options(provider, opts)
+    ]
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+_FLAGS = {"n_threads": "--threads"}
+
+
 def default_provider(opts: dict[str, Any], *, notice: Callable[[str], None]) -> str:
-    """The provider when ``--provider`` is not given, the one rule for every command: openai
-    when an API key or endpoint is configured, else the bundled local model (said through
-    ``notice`` unless ``--quiet``)."""
+    """The provider when ``--provider`` is not given, the one rule for every command: anthropic
+    or gemini when only that provider's key is set, openai when an API key or endpoint is
+    configured, else the bundled local model (said through ``notice`` unless ``--quiet``)."""
     if opts["model_path"]:
         return "local"
     if os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("OPENAI_API_KEY"):
         return "anthropic"
+    if os.environ.get("GEMINI_API_KEY") and not os.environ.get("OPENAI_API_KEY"):
+        return "gemini"
     configured = opts["api_key"] or opts["base_url"]
     if configured or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
         return "openai"

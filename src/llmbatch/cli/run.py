@@ -39,7 +39,13 @@ from ..providers.batch_shapes import BATCH_APIS
 from ..report.progress import ProgressView
 from ..report.status import blank_secrets
 from ._console import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, err
-from .options import default_provider, local_model_options, provider_config, to_seconds
+from .options import (
+    check_provider_options,
+    default_provider,
+    local_model_options,
+    provider_config,
+    to_seconds,
+)
 from .tables import metrics_table, vote_table
 
 
@@ -201,7 +207,8 @@ Examples:
 @click.option("--task", "task_path", required=True, type=click.Path(dir_okay=False), help="Task file (TOML).")
 @click.option("--out", "output", help="Output .jsonl or .csv (- for stdout). Default: <input>-<task>.jsonl")
 @click.option(
-    "--provider", help="openai, anthropic, local, sim. Default: the one whose key or URL is set, else local."
+    "--provider",
+    help="openai, anthropic, gemini, local, sim. Default: the one whose key or URL is set, else local.",
 )
 @click.option("--model", help="Model name.")
 @local_model_options
@@ -362,6 +369,7 @@ def run(**opts: Any) -> None:
     if task.models and not opts["model"]:
         config = dataclasses.replace(config, model=task.models[0])
     provider_name = opts["provider"] or default_provider(opts, notice=_notice)
+    check_provider_options(provider_name, opts)
     backend = create_provider(provider_name, config)
     opts["provider_for"] = lambda model: create_provider(
         provider_name, dataclasses.replace(config, model=model)

@@ -37,7 +37,7 @@ from .._pricing import PriceTable, price_for
 from .._task import Task
 from ..providers import create_provider
 from ._console import err
-from .options import default_provider, local_model_options, provider_config
+from .options import check_provider_options, default_provider, local_model_options, provider_config
 from .tables import percent, tune_table
 
 __all__ = ["COMMANDS", "tune"]
@@ -160,6 +160,7 @@ def tune(**opts: Any) -> None:
     if opts["provider"] is None:
         opts["provider"] = default_provider(opts, notice=lambda text: err.print(text, highlight=False))
     name = opts["provider"]
+    check_provider_options(name, opts)
     probe = create_provider(name, config)  # not started: only its model, price and pack format
     packer = choose_packer(opts["pack"] or probe.default_pack, task, probe)
     prices = PriceTable.load(opts["prices"])

@@ -434,7 +434,7 @@ def register(name: str) -> Callable[[P], P]:
 
 # Built-in providers, imported on first use so that an optional dependency
 # (llama-cpp-python, anthropic) is only needed by the provider that uses it.
-_BUILTIN = ("openai", "anthropic", "sim", "local")
+_BUILTIN = ("openai", "anthropic", "gemini", "sim", "local")
 
 
 def load_builtin() -> None:

@@ -5,6 +5,11 @@
     GET  /v1/files/{id}/content              a file's bytes (input, output or error JSONL)
     POST /v1/batches                         {input_file_id, endpoint, completion_window}
     GET  /v1/batches/{id}                    validating → in_progress → completed | expired | failed
+    Gemini (``_gemini``)
+    POST /upload/v1beta/files                resumable: start, then upload, finalize
+    POST /v1beta/models/{m}:batchGenerateContent   {"batch": {"inputConfig": {"fileName"}}}
+    GET  /v1beta/batches/{id}                an operation, BATCH_STATE_PENDING → RUNNING → SUCCEEDED
+    GET  /download/v1beta/files/{id}:download  the responses file
     Anthropic
     POST /v1/messages/batches                {"requests": [{custom_id, params}]}
     GET  /v1/messages/batches/{id}           in_progress → ended (``results_url`` once ended)
@@ -61,6 +66,7 @@ from typing import Any
 from llmbatch._task import canonical_json
 
 from ._anthropic import BadBody, _Request, _translate_error, _translate_message
+from ._gemini import BadRequest, gemini_error, read_request, to_gemini
 from ._ratelimit import Admission
 from .engine import SimEngine, SimResponse
 
@@ -147,6 +153,8 @@ class _Batch:
     status: str
     endpoint: str = ""
     window: str = "24h"
+    model: str = ""
+    display_name: str = ""
     input_file_id: str = ""
     metadata: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -186,6 +194,8 @@ class SimBatches:
         self._seen: Counter[str] = Counter()
         self._ids = 0
         self._work: set[asyncio.Task[None]] = set()
+        self._uploads: dict[str, str] = {}
+        """Gemini's resumable uploads started and not finished: id → display name."""
 
     def reset_stats(self) -> None:
         self.stats = BatchStats()
@@ -403,6 +413,8 @@ class SimBatches:
         async def answer(custom_id: str, body: JSON) -> tuple[str, dict[str, Any]]:
             if batch.api == "openai":
                 return await self._openai_line(custom_id, body)
+            if batch.api == "gemini":
+                return await self._gemini_line(custom_id, body, batch.model)
             return await self._anthropic_line(custom_id, body, live)
 
         results = await asyncio.gather(*(answer(custom_id, body) for custom_id, body in batch.lines))
@@ -420,10 +432,119 @@ class SimBatches:
             if errors:
                 batch.error_file_id = self._file(_jsonl(errors), "batch_output", "errors.jsonl")["id"]
             batch.status = "expired" if batch.counts["expired"] else "completed"
+        elif batch.api == "gemini":
+            batch.output_file_id = self._file(_jsonl(lines), "batch_output", "responses.jsonl")["id"]
+            batch.status = "BATCH_STATE_SUCCEEDED"
         else:
             batch.results = lines
             batch.status = "ended"
         batch.ended = self._wall_clock()
+
+    # -- Gemini -------------------------------------------------------------------------
+
+    def start_upload(self, meta: Any) -> str:
+        """A resumable upload's first step (``X-Goog-Upload-Command: start``): its id."""
+        upload_id = self._next_id("upload-sim")
+        name = None
+        if isinstance(meta, dict) and isinstance(meta.get("file"), dict):
+            name = meta["file"].get("displayName")
+        self._uploads[upload_id] = str(name or "upload.jsonl")
+        return upload_id
+
+    def finish_upload(self, upload_id: str, data: bytes) -> SimResponse:
+        """``upload, finalize``: the file, as ``{"file": File}``."""
+        name = self._uploads.pop(upload_id, None)
+        if name is None:
+            return gemini_error(404, f"no upload {upload_id}")
+        self.stats.files_uploaded += 1
+        return SimResponse(200, {"file": self._gemini_file(self._file(data, "batch", name))})
+
+    def _gemini_file(self, file: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": f"files/{file['id']}",
+            "displayName": file["filename"],
+            "mimeType": "application/jsonl",
+            "sizeBytes": str(file["bytes"]),
+            "createTime": _rfc3339(file["created_at"]),
+            "state": "ACTIVE",
+            "source": "UPLOADED",
+        }
+
+    def create_gemini(self, model: str, body: Any) -> SimResponse:
+        """``POST /v1beta/models/{model}:batchGenerateContent`` with an uploaded file."""
+        batch_spec = body.get("batch") if isinstance(body, dict) else None
+        source = batch_spec.get("inputConfig") if isinstance(batch_spec, dict) else None
+        file_name = source.get("fileName") if isinstance(source, dict) else None
+        file = self._files.get(str(file_name).removeprefix("files/")) if file_name else None
+        if file is None or batch_spec is None:
+            return gemini_error(400, f"batch.inputConfig.fileName: no such file {file_name!r}")
+        lines, problem = _read_gemini_file(file.data)
+        if problem:
+            return gemini_error(400, problem)
+        batch = _Batch(
+            id=self._next_id("batch-sim"),
+            api="gemini",
+            created=self._wall_clock(),
+            lines=lines,
+            status="BATCH_STATE_PENDING",
+            input_file_id=file.id,
+            model=model,
+            display_name=str(batch_spec.get("displayName") or ""),
+        )
+        self._start(batch, len(file.data))
+        return SimResponse(200, self._gemini_object(batch))
+
+    def get_gemini(self, batch_id: str) -> SimResponse:
+        """``GET /v1beta/batches/{id}``."""
+        batch = self._batches.get(batch_id)
+        if batch is None or batch.api != "gemini":
+            return gemini_error(404, f"batches/{batch_id} not found")
+        return SimResponse(200, self._gemini_object(batch))
+
+    def _gemini_object(self, batch: _Batch) -> dict[str, Any]:
+        state = batch.status if batch.status.startswith("BATCH_STATE_") else "BATCH_STATE_RUNNING"
+        done = batch.ended is not None
+        failed = batch.counts["failed"] + batch.counts["expired"]
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{batch.model}",
+            "displayName": batch.display_name,
+            "state": state,
+            "createTime": _rfc3339(batch.created),
+            "updateTime": _rfc3339(batch.ended or batch.created),
+            "batchStats": {
+                "requestCount": str(len(batch.lines)),
+                "successfulRequestCount": str(batch.counts["succeeded"]),
+                "failedRequestCount": str(failed),
+                "pendingRequestCount": str(0 if done else len(batch.lines)),
+            },
+        }
+        if done:
+            metadata["endTime"] = _rfc3339(batch.ended or batch.created)
+            metadata["output"] = {"responsesFile": f"files/{batch.output_file_id}"}
+        operation: dict[str, Any] = {"name": f"batches/{batch.id}", "metadata": metadata, "done": done}
+        if done:
+            operation["response"] = {"@type": metadata["@type"], **metadata}
+        return operation
+
+    async def _gemini_line(self, key: str, request: JSON, model: str) -> tuple[str, dict[str, Any]]:
+        fate = self._draw(request)
+        if fate == "expired":
+            error = gemini_error(504, "Deadline expired before operation could complete.").body["error"]
+            return "expired", {"key": key, "error": {**error, "status": "DEADLINE_EXCEEDED"}}
+        if fate == "failed":
+            return "failed", {
+                "key": key,
+                "error": gemini_error(500, "Internal error encountered.").body["error"],
+            }
+        try:
+            chat = read_request(model, request)
+        except BadRequest as exc:
+            return "failed", {"key": key, "error": gemini_error(400, str(exc)).body["error"]}
+        response = to_gemini(await self.engine.chat(chat, admit=_free, automatic_cache=False), model)
+        if response.status != 200:
+            return "failed", {"key": key, "error": response.body["error"]}
+        return "succeeded", {"key": key, "response": response.body}
 
     def _draw(self, body: JSON) -> str:
         """``ok``, ``failed`` or ``expired`` for one line, seeded by its body and repeats."""
@@ -530,6 +651,26 @@ def _read_openai_file(
     if len(models) > 1:
         error("model_mismatch", "every request of a batch must use the same model")
     return lines, errors
+
+
+def _read_gemini_file(data: bytes) -> tuple[list[tuple[str, JSON]], str]:
+    """A Gemini batch file's ``{"key", "request"}`` lines, and what is wrong with it ("" if nothing)."""
+    lines: list[tuple[str, JSON]] = []
+    for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except json.JSONDecodeError:
+            return [], f"line {number} of the input file is not JSON"
+        if not isinstance(line, dict) or not isinstance(line.get("key"), str):
+            return [], f"line {number}: key is required"
+        if not isinstance(line.get("request"), dict):
+            return [], f"line {number}: request is required"
+        lines.append((line["key"], line["request"]))
+    if not lines:
+        return [], "the input file holds no requests"
+    return lines, ""
 
 
 def _jsonl(lines: list[dict[str, Any]]) -> bytes:

@@ -9,6 +9,11 @@ Routes::
                                 OpenAI's Batch API (``_batches``)
     POST /v1/messages/batches, GET /v1/messages/batches/{id}[/results]
                                 Anthropic's Message Batches API (``_batches``)
+    POST /v1beta/models/{model}:generateContent
+                                the engine behind Gemini's native API (``_gemini``)
+    POST /upload/v1beta/files, POST /v1beta/models/{model}:batchGenerateContent,
+    GET /v1beta/batches/{id}, GET [/download]/v1beta/files/{id}:download
+                                Gemini's Batch Mode (``_batches``)
     GET  /sim/stats             counters (requests, statuses, items, tokens, 429s, batches, ...)
     POST /sim/reset             zero the counters
 
@@ -20,12 +25,17 @@ for ``llmbatch sim serve``.
 The runner is built with ``handler_cancellation=True``: when a client gives up
 on a hung request and closes the connection, the handler is cancelled instead
 of sleeping on for an hour.
+
+Why one module: it is the HTTP surface, each route beside its thin handler (read the
+body, call the API module, write its answer), and the three ways to run it. The APIs
+themselves live in ``engine``, ``_anthropic``, ``_gemini`` and ``_batches``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -38,6 +48,7 @@ from aiohttp import web
 
 from ._anthropic import AnthropicMessages
 from ._batches import SimBatches
+from ._gemini import GeminiAPI, gemini_error
 from .config import SimConfig
 from .engine import SimEngine, SimResponse
 
@@ -46,6 +57,7 @@ __all__ = ["SimServer", "ThreadedServer", "build_app", "run_in_thread", "serve"]
 _ENGINE: web.AppKey[SimEngine] = web.AppKey("engine", SimEngine)
 _MESSAGES: web.AppKey[AnthropicMessages] = web.AppKey("messages", AnthropicMessages)
 _BATCHES: web.AppKey[SimBatches] = web.AppKey("batches", SimBatches)
+_GEMINI: web.AppKey[GeminiAPI] = web.AppKey("gemini", GeminiAPI)
 
 
 def build_app(engine: SimEngine, batches: SimBatches | None = None) -> web.Application:
@@ -53,9 +65,11 @@ def build_app(engine: SimEngine, batches: SimBatches | None = None) -> web.Appli
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[_ENGINE] = engine
     app[_MESSAGES] = AnthropicMessages(engine)
+    app[_GEMINI] = GeminiAPI(engine)
     _add_batch_routes(app, batches or SimBatches(engine))
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/messages", _messages)
+    app.router.add_post("/v1beta/models/{target}", _gemini_models)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/sim/stats", _stats)
     app.router.add_post("/sim/reset", _reset)
@@ -79,6 +93,50 @@ async def _messages(request: web.Request) -> web.Response:
         body = None  # answered 400 invalid_request_error
     response = await request.app[_MESSAGES].create(body)
     return web.json_response(response.body, status=response.status, headers=response.headers)
+
+
+async def _gemini_models(request: web.Request) -> web.Response:
+    """``{model}:generateContent`` and ``{model}:batchGenerateContent``."""
+    model, _, method = request.match_info["target"].partition(":")
+    body = await _json_body(request)
+    if method == "generateContent":
+        response = await request.app[_GEMINI].generate(model, body)
+    elif method == "batchGenerateContent":
+        response = request.app[_BATCHES].create_gemini(model, body)
+    else:
+        response = gemini_error(404, f"method {method!r} is not served by the simulator")
+    return _json(response)
+
+
+async def _gemini_upload(request: web.Request) -> web.Response:
+    """A resumable upload: ``start`` answers the URL to send the bytes to; ``upload, finalize``
+    there answers the file."""
+    batches = request.app[_BATCHES]
+    command = request.headers.get("X-Goog-Upload-Command", "")
+    if command == "start":
+        upload_id = batches.start_upload(await _json_body(request))
+        url = f"{request.url.origin()}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+        return web.json_response({}, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+    upload_id = request.query.get("upload_id", "")
+    if "finalize" not in command:
+        body = {
+            "error": {"code": 400, "message": "send the whole file at once", "status": "INVALID_ARGUMENT"}
+        }
+        return web.json_response(body, status=400)
+    response = batches.finish_upload(upload_id, await request.read())
+    return _json(dataclasses.replace(response, headers={"X-Goog-Upload-Status": "final"}))
+
+
+async def _gemini_batch(request: web.Request) -> web.Response:
+    return _json(request.app[_BATCHES].get_gemini(request.match_info["id"]))
+
+
+async def _gemini_download(request: web.Request) -> web.Response:
+    file_id = request.match_info["target"].removesuffix(":download")
+    data = request.app[_BATCHES].file_content(file_id)
+    if data is None:
+        return _json(gemini_error(404, f"files/{file_id} not found"))
+    return web.Response(body=data, content_type="application/octet-stream")
 
 
 async def _models(request: web.Request) -> web.Response:
@@ -113,6 +171,11 @@ def _add_batch_routes(app: web.Application, batches: SimBatches) -> None:
     app.router.add_post("/v1/messages/batches", _create_anthropic_batch)
     app.router.add_get("/v1/messages/batches/{id}", _get_anthropic_batch)
     app.router.add_get("/v1/messages/batches/{id}/results", _anthropic_results)
+    app.router.add_post("/upload/v1beta/files", _gemini_upload)
+    app.router.add_get("/v1beta/batches/{id}", _gemini_batch)
+    app.router.add_get("/download/v1beta/files/{target}", _gemini_download)
+    # The SDK pointed at a base URL of its own asks there, without the /download prefix.
+    app.router.add_get("/v1beta/files/{target}", _gemini_download)
 
     async def stop_batches(app: web.Application) -> None:
         await app[_BATCHES].aclose()
