@@ -270,3 +270,34 @@ def test_the_shortest_answer_is_valid_and_no_longer_than_the_typical_one() -> No
         shortest, typical = shortest_answer(task.item_schema), typical_answer(task.item_schema)
         assert task.validate_answer(shortest) is None
         assert len(json.dumps(shortest)) <= len(json.dumps(typical))
+
+
+def test_a_cascade_task_gets_a_row_priced_through_its_models(tmp_path: Path) -> None:
+    base = (EXAMPLES / "sentiment.toml").read_text()
+    task_file = tmp_path / "cascade.toml"
+    task_file.write_text('models = ["gpt-4o-mini", "gpt-4o"]\n' + base)
+    task = Task.from_file(task_file)
+    table = PriceTable.load()
+    mini, big = table.get("gpt-4o-mini"), table.get("gpt-4o")
+    reader = open_reader(EXAMPLES / "reviews.jsonl")
+    report = estimate_job(
+        task, reader, PACKERS["json"], batch_size=20, price=mini, cascade=[mini, big], escalation=0.1
+    )
+    packed, row = report.strategies[1], report.strategies[-1]
+    assert row.name == "packed 20, cascade gpt-4o-mini → gpt-4o" and row.cascade
+    assert packed.cost is not None and row.cost is not None and row.high is not None
+    # Every record through the small model, a tenth of them through the big one as well.
+    big_alone = estimate_job(
+        task, open_reader(EXAMPLES / "reviews.jsonl"), PACKERS["json"], batch_size=20, price=big
+    )
+    assert row.cost == pytest.approx(packed.cost + 0.1 * (big_alone.strategies[1].cost or 0))
+    assert row.low == packed.low and row.high == pytest.approx(
+        (packed.high or 0) + (big_alone.strategies[1].high or 0)
+    )
+    # Its command runs the task's own models: no --model.
+    result = CliRunner().invoke(
+        main, ["estimate", str(EXAMPLES / "reviews.jsonl"), "--task", str(task_file), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    cascade = json.loads(result.output)["strategies"][-1]
+    assert "--model" not in cascade["command"] and cascade["cost_usd"]["expected"] == pytest.approx(row.cost)

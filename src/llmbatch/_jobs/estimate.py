@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,6 +63,10 @@ FLEX_MARGIN = 2.0
 """Flex's: its answers queue behind the default tier's and some are refused for a while."""
 FLEX_FALLBACK_MINUTES = 10.0
 """``--flex-deadline``'s default: what a straggler may wait before it is sent at the default tier."""
+DEFAULT_ESCALATION = 0.10
+"""The share of records a cascade row expects to go on to each next model (``--escalation``):
+those still missing or invalid after the first model's attempts, and, with ``[escalate]``,
+those answered below its confidence threshold; no API call can tell it before a run."""
 BATCH_EXPECTED_MINUTES = 60.0
 BATCH_WINDOW_MINUTES = 24 * 60.0
 """A batch: most end within an hour (Anthropic's docs); the provider promises its 24-hour window."""
@@ -86,6 +90,8 @@ class StrategyEstimate:
     low: float | None = None
     high: float | None = None
     """The cost's range (the module's docstring says how each end is taken)."""
+    cascade: bool = False
+    """Through the task's models in turn (a run with no ``--model``)."""
 
     @property
     def cost_per_record(self) -> float | None:
@@ -213,9 +219,13 @@ def estimate_job(
     batch_size: int,
     price: Price | None,
     sample: int | None = None,
+    cascade: Sequence[Price | None] = (),
+    escalation: float = DEFAULT_ESCALATION,
 ) -> Estimate:
     """Estimate one request per record, packed, packed + prompt caching, the same + flex
-    (``--mode flex``), packed + batch API."""
+    (``--mode flex``), packed + batch API; and, given the prices of a task's cascade
+    (``cascade``: one per model of ``task.models``, cheapest first), packed through it with
+    ``escalation`` of the records going on to each next model."""
     items: list[Item] = []
     total = skipped = 0
     for record in records:
@@ -258,7 +268,39 @@ def estimate_job(
         ),
         _strategy(f"packed {batch_size} + batch API", *common, size=batch_size, mode="batch"),
     ]
+    if len(cascade) >= 2 and len(cascade) == len(task.models):
+        steps = [_strategy("", *common[:4], step, n, size=batch_size) for step in cascade]
+        strategies.append(
+            _cascade(f"packed {batch_size}, cascade {' → '.join(task.models)}", steps, escalation)
+        )
     return Estimate(total, len(items), skipped, strategies)
+
+
+def _cascade(name: str, steps: list[StrategyEstimate], escalation: float) -> StrategyEstimate:
+    """A cascade's row: every record through the first model, ``escalation`` of them (of those
+    before) through each next one; low: none go on; high: every record through every model."""
+    shares = [escalation**i for i in range(len(steps))]
+
+    def total(values: list[float | None], weights: list[float]) -> float | None:
+        if any(v is None for v in values):
+            return None
+        return sum((v or 0.0) * w for v, w in zip(values, weights, strict=True))
+
+    first = steps[0]
+    return StrategyEstimate(
+        name=name,
+        batch_size=first.batch_size,
+        requests=round(sum(s.requests * w for s, w in zip(steps, shares, strict=True))),
+        input_tokens=round(sum(s.input_tokens * w for s, w in zip(steps, shares, strict=True))),
+        cached_tokens=0,
+        output_tokens=round(sum(s.output_tokens * w for s, w in zip(steps, shares, strict=True))),
+        charged_tokens=round(sum(s.charged_tokens * w for s, w in zip(steps, shares, strict=True))),
+        cost=total([s.cost for s in steps], shares),
+        records=first.records,
+        low=first.low,
+        high=total([s.high for s in steps], [1.0] * len(steps)),
+        cascade=True,
+    )
 
 
 def _cacheable_tokens(request: Request) -> int:

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from .._io import open_reader
-from .._jobs.estimate import Estimate, StrategyEstimate, cheapest_within, estimate_job
+from .._jobs.estimate import DEFAULT_ESCALATION, Estimate, StrategyEstimate, cheapest_within, estimate_job
 from .._pack import PACKERS, choose_packer
 from .._pricing import PriceTable
 from .._task import Task
@@ -42,12 +42,21 @@ Examples:
     help="Pick the cheapest strategy whose longest time meets this (90m, 8h, 2d) and print its "
     "command; exit 1 when none does.",
 )
+@click.option(
+    "--escalation",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_ESCALATION,
+    show_default=True,
+    help="For a task with a cascade (models = [...]): the share of records assumed to go on to "
+    "each next model.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (for scripts).")
 def estimate(**opts: Any) -> None:
     """Estimate tokens, cost and time of running TASK over INPUT, without calling any API."""
     task = Task.from_file(opts["task_path"])
     packer = choose_packer(opts["pack"], task)
-    price = PriceTable.load(opts["prices"]).get(opts["model"])
+    prices = PriceTable.load(opts["prices"])
+    price = prices.get(opts["model"])
     report = estimate_job(
         task,
         open_reader(opts["input_path"]),
@@ -55,6 +64,8 @@ def estimate(**opts: Any) -> None:
         batch_size=opts["batch_size"],
         price=price,
         sample=opts["sample"],
+        cascade=[prices.get(model) for model in task.models],
+        escalation=opts["escalation"],
     )
     rpm, tpm = opts["rpm"], opts["tpm"]
     deadline = opts["deadline"]
@@ -96,7 +107,9 @@ def estimate(**opts: Any) -> None:
 
 def run_command(opts: dict[str, Any], strategy: StrategyEstimate) -> str:
     """The ``llmbatch run`` command for a strategy of this estimate."""
-    args = ["llmbatch", "run", opts["input_path"], "--task", opts["task_path"], "--model", opts["model"]]
+    args = ["llmbatch", "run", opts["input_path"], "--task", opts["task_path"]]
+    if not strategy.cascade:  # a cascade runs the task's own models
+        args += ["--model", opts["model"]]
     args += ["--pack", opts["pack"], "--batch-size", str(strategy.batch_size)]
     if strategy.mode != "sync":
         args += ["--mode", strategy.mode]
