@@ -11,6 +11,11 @@ anything is sent::
 
 A misspelt name is a ``TypeError``, as Python raises for any function; a bad
 value is a ``UsageError`` naming every bad option at once.
+
+Why one module: it is one table read three ways. Each option's type (``RunKwargs``), its
+check (``_CHECKS``) and the providers that read it (``_READ_BY``, which the CLI's
+``check_provider_options`` asks too) sit side by side, so that adding an option touches
+one file.
 """
 
 from __future__ import annotations
