@@ -18,6 +18,10 @@ DEFAULT_TPM): expected, what the limits allow for the tokens a run charges; at m
 the margins of each way of sending (flex is slower and sometimes refused; a batch has
 the provider's whole completion window). ``cheapest_within`` picks the cheapest strategy
 whose longest time meets a deadline.
+
+Why one module: it is one model of a run, counted without one. Rendering the packs,
+modelling the answers, and pricing and timing each strategy share the same rendered
+requests and assumptions, and change together when the runner does.
 """
 
 from __future__ import annotations
