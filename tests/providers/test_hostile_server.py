@@ -122,7 +122,7 @@ def make(name: str, root: str, timeout: float = 30.0) -> Provider:
     return create_provider(name, ProviderConfig(base_url=f"{root}/v1", api_key=KEY, timeout=timeout))
 
 
-PROVIDERS = [("openai", "json"), ("anthropic", "tools")]
+PROVIDERS = [("openai", "json"), ("anthropic", "tools"), ("gemini", "json")]
 
 
 async def failure(provider_name: str, pack: str, root: str) -> ProviderError:

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Final
 from .._exceptions import (
     BatchLineLost,
     ConnectionFailed,
+    NotAnAPI,
     ProviderError,
     RateLimited,
     RequestTimeout,
@@ -77,6 +78,8 @@ KEY_ENV = "GEMINI_API_KEY"
 _ENDED: Final = frozenset(
     {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 )
+_SDK_FIELDS: Final = ("sdkHttpResponse", "automaticFunctionCallingHistory")
+"""Fields the SDK adds to a response it hands back."""
 _FINISH: Final = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "refusal", "RECITATION": "refusal"}
 
 
@@ -122,6 +125,12 @@ def rest_request(request: Request) -> dict[str, Any]:
 def parse_generate_response(data: Any, latency: float) -> Completion:
     """A Completion from a GenerateContentResponse's JSON; a ServerError when it is not one."""
     candidates = data.get("candidates") if isinstance(data, dict) else None
+    if data == {}:
+        # The SDK reads an empty body, and JSON without a single field of the answer's, alike.
+        raise ServerError(
+            "the endpoint answered 200 with an empty body, or JSON that is not a "
+            "GenerateContentResponse: check --base-url"
+        )
     if not isinstance(candidates, list):
         raise ServerError(
             f"the endpoint answered JSON that is not a GenerateContentResponse ({describe_json(data)}): "
@@ -195,6 +204,8 @@ def map_gemini_errors(secret: str | None = None) -> Iterator[None]:
         raise RequestTimeout("the request timed out: no answer within --timeout") from exc
     except OSError as exc:  # refused, reset, unreachable (aiohttp's errors are OSErrors)
         raise ConnectionFailed(scrub(f"cannot reach the endpoint: {exc}", secret)) from exc
+    except json.JSONDecodeError as exc:
+        raise _not_json(exc.doc, secret) from exc
     except (errors.UnknownApiResponseError, ValueError) as exc:
         # An answer the SDK could not read (a proxy's page, a wrong --base-url).
         raise ServerError(scrub(f"the endpoint answered, but not as the API does: {exc}", secret)) from exc
@@ -206,6 +217,25 @@ def map_gemini_errors(secret: str | None = None) -> Iterator[None]:
             # The SDK's own (an interrupted stream, credentials): retried like any transient failure.
             raise UnknownProviderError(scrub(f"{type(exc).__name__}: {exc}", secret)) from exc
         raise
+
+
+def _not_json(text: str, secret: str | None) -> ProviderError:
+    """What a body the SDK could not decode was, as ``json_body`` says it for the other providers.
+
+    The SDK keeps the response's content type to itself; an HTML page is known by its first
+    character. A page is ``NotAnAPI`` (as good as unreachable: retried, failing no record,
+    stopping the job if it lasts); JSON cut short or an empty body is a ``ServerError``.
+    """
+    start = scrub(text, secret, limit=80)
+    stripped = text.lstrip()
+    if not stripped:
+        return ServerError("the endpoint answered 200 with an empty body: check --base-url")
+    if stripped[0] in "{[":
+        return ServerError(
+            f"the endpoint returned JSON that is not valid (cut short?): the body starts {start!r}"
+        )
+    kind = "text/html" if stripped[0] == "<" else "text"
+    return NotAnAPI(f"the endpoint returned {kind}, not JSON: check --base-url (the body starts {start!r})")
 
 
 def _line_error(error: Any, secret: str | None) -> ProviderError:
@@ -294,6 +324,8 @@ class GeminiProvider(Provider):
                     model=self.model, contents=request.user, config=config
                 )
         data = response.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for added in _SDK_FIELDS:  # the SDK's own, not the answer's
+            data.pop(added, None)
         return parse_generate_response(data, time.monotonic() - started)
 
     async def aclose(self) -> None:
