@@ -201,3 +201,17 @@ def test_every_genai_exception_is_mapped_into_the_tree() -> None:
             raise raised
         assert type(caught.value) is GENAI[name], f"{name} became {type(caught.value).__name__}"
         assert SECRET not in str(caught.value)
+
+
+def test_the_python_api_runs_on_gemini_and_refuses_what_it_would_ignore(tmp_path: Path) -> None:
+    import llmbatch
+
+    task = load_task("sentiment")
+    records = review_records(30, seed=12)
+    with simulator() as sim:
+        options: dict[str, Any] = {"provider": "gemini", "base_url": sim.base_url, "api_key": "k"}
+        result = llmbatch.run(task, records, cache_dir=False, job_dir=tmp_path / "job", **options)
+        with pytest.raises(UsageError, match="cache_retention is read only by"):
+            llmbatch.run(task, records, cache_retention="1h", **options)
+    assert [r.status for r in result.results] == ["ok"] * 30
+    assert result.metrics["items_ok"] == 30
