@@ -66,7 +66,9 @@ def test_the_no_key_default_says_the_local_model_is_small_and_how_to_use_a_real_
     from _e2e_helpers import EXAMPLES, invoke
 
     monkeypatch.setattr(local, "local_available", lambda: True)
-    unset = {name: None for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY")}
+    unset = {
+        name: None for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
+    }
     # A missing input stops the run right after the provider is chosen: nothing loads.
     result = invoke(
         ["run", str(tmp_path / "none.jsonl"), "--task", str(EXAMPLES / "sentiment.toml")],
@@ -88,3 +90,18 @@ def test_schema_in_prompt_reaches_the_openai_provider_and_the_local_one_always_h
     assert (
         LocalProvider.capabilities.schema_in_prompt
     )  # llama.cpp's grammar: the model never reads the schema
+
+
+def test_the_provider_follows_the_only_key_that_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmbatch.cli.options import default_provider
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    opts = {"model_path": None, "api_key": None, "base_url": None, "quiet": True}
+    for key, provider in (("ANTHROPIC_API_KEY", "anthropic"), ("GEMINI_API_KEY", "gemini")):
+        monkeypatch.setenv(key, "k")
+        assert default_provider(opts, notice=print) == provider
+        monkeypatch.setenv("OPENAI_API_KEY", "k")  # with OpenAI's key too, openai wins
+        assert default_provider(opts, notice=print) == "openai"
+        monkeypatch.delenv("OPENAI_API_KEY")
+        monkeypatch.delenv(key)

@@ -111,7 +111,9 @@ def test_google_errors_become_llmbatch_errors() -> None:
         raise errors.ServerError(500, broken)
 
 
-def test_configuration_errors_are_one_line() -> None:
+def test_configuration_errors_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(UsageError, match="GEMINI_API_KEY"):
         create_provider("gemini", ProviderConfig(model="gemini-2.5-flash"))
     _, _, request = pack_request()
