@@ -399,3 +399,19 @@ async def test_a_batch_whose_prefix_the_model_would_not_cache_is_not_primed(
     assert runner.primers == 0 and runner.batches_submitted == 1
     assert "shorter than the 4096 the model caches" in caplog.text
     store.close()
+
+
+def test_a_batchs_cache_reads_are_priced_as_each_provider_documents() -> None:
+    usage = Usage(prompt_tokens=1000, completion_tokens=0, cached_tokens=600)
+    stack = Price(input=1.0, output=1.0, cached_input=0.1, batch=0.5)  # Anthropic, gpt-5
+    groq = dataclasses.replace(stack, batch_cache="input")  # no stacking: the batch input rate
+    gemini = dataclasses.replace(stack, batch_cache="cached")  # the cached rate, not halved again
+    assert stack.cost(usage, batch=True) == pytest.approx((400 * 0.5 + 600 * 0.05) / 1e6)
+    assert groq.cost(usage, batch=True) == pytest.approx((400 * 0.5 + 600 * 0.5) / 1e6)
+    assert gemini.cost(usage, batch=True) == pytest.approx((400 * 0.5 + 600 * 0.1) / 1e6)
+    assert groq.cost(usage) == gemini.cost(usage) == stack.cost(usage)  # sync is the same
+    table = PriceTable.load()
+    assert (table.get("gemini-2.5-flash") or stack).batch_cache == "cached"
+    assert (table.get("llama-3.1-8b-instant") or stack).batch_cache == "input"
+    with pytest.raises(ValueError, match="batch_cache"):
+        Price.from_entry({"input": 1, "output": 1, "batch_cache": "sometimes"})

@@ -39,25 +39,35 @@ class Price:
     cache_write_1h: float | None = None
     """A cache write of an hour (Anthropic: 2× input); None: as ``cache_write``."""
     batch: float = 1.0
+    batch_cache: str = "stack"
+    """How a batch's cache reads are priced (``BATCH_CACHE``): ``stack``, the cached rate times
+    the batch multiplier (Anthropic, OpenAI's gpt-5 family); ``input``, the batch input rate
+    (Groq: its batch discount does not stack with caching); ``cached``, the cached rate not
+    discounted again (Gemini)."""
 
     def cost(self, usage: Usage, *, batch: bool = False) -> float:
         """What ``usage`` costs: cache reads and writes at their rates, the rest of the prompt at
         the input price; times the batch multiplier for batch and flex answers (Anthropic's
-        cache multipliers stack on its batch discount)."""
+        cache multipliers stack on its batch discount; ``batch_cache`` says where they do not)."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
         long = min(usage.cache_write_1h_tokens, written)
         cached_rate = self.input if self.cached_input is None else self.cached_input
         write_rate = self.input if self.cache_write is None else self.cache_write
         long_rate = write_rate if self.cache_write_1h is None else self.cache_write_1h
-        dollars = (
+        multiplier = self.batch if batch else 1.0
+        reads = cached * cached_rate * multiplier
+        if batch and self.batch_cache == "input":
+            reads = cached * self.input * multiplier
+        elif batch and self.batch_cache == "cached":
+            reads = cached * cached_rate
+        rest = (
             (usage.prompt_tokens - cached - written) * self.input
-            + cached * cached_rate
             + (written - long) * write_rate
             + long * long_rate
             + usage.completion_tokens * self.output
-        ) / 1_000_000
-        return dollars * (self.batch if batch else 1.0)
+        )
+        return (rest * multiplier + reads) / 1_000_000
 
     @classmethod
     def from_entry(cls, entry: Any) -> Price:
@@ -71,9 +81,19 @@ class Price:
                 cache_write=_opt(entry.get("cache_write")),
                 cache_write_1h=_opt(entry.get("cache_write_1h")),
                 batch=float(entry.get("batch", 1.0)),
+                batch_cache=_batch_cache(entry.get("batch_cache", "stack")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"needs numeric input and output: {exc}") from exc
+
+
+BATCH_CACHE: Final = ("stack", "input", "cached")
+
+
+def _batch_cache(value: Any) -> str:
+    if value not in BATCH_CACHE:
+        raise ValueError(f"batch_cache must be one of {', '.join(BATCH_CACHE)}, not {value!r}")
+    return str(value)
 
 
 class PriceTable:
