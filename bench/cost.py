@@ -58,8 +58,9 @@ from llmbatch._pack.tokens import count_tokens
 from llmbatch._pricing import Price, PriceTable
 from llmbatch._store.job import JobStore
 from llmbatch._task import Task
-from llmbatch._types import Usage
+from llmbatch._types import Item, Usage
 from llmbatch.providers import Provider, ProviderConfig, create_provider
+from llmbatch.sim import SimConfig, SimEngine
 
 LABELS = ["product_quality", "shipping", "customer_service", "price_value", "usability", "other"]
 
@@ -141,6 +142,30 @@ def task() -> Task:
     )
 
 
+async def baseline(the_task: Task, records: list[dict[str, Any]]) -> tuple[float, float]:
+    """Prompt tokens per record of a plain request as a user would write it, counted by the
+    simulator, against llmbatch's pack of one: the "of one per request" shares' baseline."""
+    engine = SimEngine(SimConfig())
+    plain = ours = 0
+    for index, record in enumerate(records):
+        body = {
+            "model": "sim-1",
+            "max_tokens": 20,
+            "messages": [
+                {"role": "system", "content": the_task.instructions},
+                {"role": "user", "content": f"{record['title']}: {record['text']}"},
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": the_task.item_schema, "strict": True},
+            },
+        }
+        plain += (await engine.chat(body)).body["usage"]["prompt_tokens"]
+        item = Item(index, str(index), the_task.render_input(record))
+        ours += PACKERS["json"].render(the_task, [item]).est_prompt_tokens
+    return plain / len(records), ours / len(records)
+
+
 def anthropic_provider(base_url: str, *, primed: bool) -> Provider:
     """Anthropic's API on the simulator; ``primed=False`` submits a batch cold, as a tool that
     does not know the rule would."""
@@ -208,6 +233,12 @@ def main() -> int:
             count_tokens(f"{r['title']}: {r['text']}") for r in reviews(200, tokens=(34, 46), seed=6)
         )
         print(f"record: {per_record / 200:.1f} tokens on average")
+        plain, ours = asyncio.run(baseline(the_task, reviews(200, tokens=(34, 46), seed=6)))
+        print(
+            f"baseline: a plain single-record request (instructions, the record, the schema once in "
+            f"the response format) sends {plain:.1f} prompt tokens; llmbatch's '1 per request' "
+            f"{ours:.1f} ({ours / plain - 1:+.1%})"
+        )
 
         price = PriceTable.load().get("sim-1")
         estimate = estimate_job(
