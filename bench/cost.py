@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import sys
 import tempfile
 import time
@@ -52,6 +53,7 @@ from llmbatch._exceptions import BudgetReached
 from llmbatch._io import open_reader
 from llmbatch._jobs.estimate import StrategyEstimate, cheapest_within, estimate_job
 from llmbatch._jobs.job import JobSpec, run_job
+from llmbatch._jobs.pilot import Pilot, apply_pilot, run_pilot
 from llmbatch._options import RunOptions
 from llmbatch._pack import PACKERS
 from llmbatch._pack.tokens import count_tokens
@@ -287,14 +289,30 @@ def main() -> int:
             for n, strategy in enumerate(estimate.strategies)
         }
         deadline = asyncio.run(run_deadline(the_task, data, root / "deadline", size=args.size))
+        # A pilot of 200 records on a simulator with the same faults (another seed) narrows the
+        # plan; the same seeded runs must still fall inside its ranges.
+        with Simulator("--time-scale", "0.01", "--seed", "99", *FAULTS) as sim:
+            sample = [r.fields for r in itertools.islice(open_reader(data), PILOT) if r.fields is not None]
+            pilot = asyncio.run(
+                run_pilot(
+                    the_task,
+                    sample,
+                    provider_for(sim.base_url),
+                    batch_size=args.size,
+                    prices=PriceTable.load(),
+                )
+            )
+        piloted = apply_pilot(estimate, pilot, price)
 
     names = (single_name, packed_name, batch_name, caching_name, flex_name)
     status = report(args.records, predicted, actual, names, budget, capped, rerun)
     status = status or report_priming(args.records, actual[single_name], anthropic)
-    return status or report_plan(estimate.strategies, seeded, deadline)
+    status = status or report_plan(estimate.strategies, seeded, deadline)
+    return status or report_pilot(pilot, piloted.strategies, estimate.strategies, seeded)
 
 
 SEEDS = 20
+PILOT = 200
 FAULTS = ("--drop-rate", "0.03", "--corrupt-rate", "0.02", "--truncate-rate", "0.02", "--error-rate", "0.02")
 DEADLINE_LIMITS = (40.0, 100_000.0)
 DEADLINE_MINUTES = 5.0
@@ -463,6 +481,54 @@ def report_priming(records: int, single: dict[str, Any], runs: dict[bool, dict[s
             primed["cost"] < cold["cost"] and haiku_primed < haiku_cold,
             f"sim-1 ${primed['cost']:.5f} vs ${cold['cost']:.5f} cold; at Haiku 4.5 rates "
             f"${haiku_primed:.4f} vs ${haiku_cold:.4f} ({pct(haiku_primed / haiku_cold)})",
+        ),
+    ]
+    print("\n".join(checks))
+    return 0
+
+
+def report_pilot(
+    pilot: Pilot,
+    plan: list[StrategyEstimate],
+    unpiloted: list[StrategyEstimate],
+    seeded: dict[str, list[dict[str, Any]]],
+) -> int:
+    """The plan after a pilot: its narrower ranges against the same seeded runs."""
+    spent = "unknown" if pilot.cost is None else f"${pilot.cost:.5f}"
+    print(
+        f"\npilot: {pilot.records} records in {pilot.requests} requests ({spent}), "
+        f"{pilot.mean:.2f} output tokens per record (p10 {pilot.quantile(0.1):.2f}, "
+        f"p90 {pilot.quantile(0.9):.2f}), {pilot.resent:.1%} resent"
+    )
+    rows, held = [], {}
+    for strategy, before in zip(plan, unpiloted, strict=True):
+        runs = seeded.get(strategy.name)
+        if not runs:
+            continue
+        low, high = strategy.low or 0.0, strategy.high or 0.0
+        inside = sum(low <= r["cost"] <= high for r in runs)
+        held[strategy.name] = inside
+        rows.append(
+            [
+                strategy.name,
+                f"${low:.5f}",
+                f"${strategy.cost or 0:.5f}",
+                f"${high:.5f}",
+                pct((high - low) / ((before.high or 0.0) - (before.low or 0.0))),
+                f"{inside}/{len(runs)}",
+            ]
+        )
+    print_table(
+        ["after a pilot", "low", "expected", "high", "width of the range without it", "inside"],
+        rows,
+        title=f"The plan after a {PILOT}-record pilot, against the same seeded runs",
+    )
+    print()
+    checks = [
+        verdict(
+            "the piloted range holds the actual cost",
+            min(held.values()) >= SEEDS - 1,
+            ", ".join(f"{name}: {n}/{SEEDS}" for name, n in held.items()) + f" (each ≥ {SEEDS - 1})",
         ),
     ]
     print("\n".join(checks))

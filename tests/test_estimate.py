@@ -301,3 +301,53 @@ def test_a_cascade_task_gets_a_row_priced_through_its_models(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     cascade = json.loads(result.output)["strategies"][-1]
     assert "--model" not in cascade["command"] and cascade["cost_usd"]["expected"] == pytest.approx(row.cost)
+
+
+# -- --pilot: a small real run narrows the range -------------------------------------------------
+
+
+def test_a_pilot_measures_answers_and_narrows_the_range_around_the_run(tmp_path: Path) -> None:
+    from _e2e_helpers import review_records, write_jsonl
+    from llmbatch._jobs.pilot import apply_pilot, run_pilot
+
+    task = Task.from_file(EXAMPLES / "sentiment.toml")
+    table = PriceTable.load()
+    price = table.get("sim-1")
+    records = review_records(300, seed=21)
+    data = write_jsonl(tmp_path / "reviews.jsonl", records)
+    # The first 100 records in packs of 20, as `estimate --pilot 100` sends them.
+    pilot = asyncio.run(
+        run_pilot(task, records[:100], create_provider("sim", ProviderConfig()), batch_size=20, prices=table)
+    )
+    assert (pilot.records, pilot.requests, pilot.sent, len(pilot.answer_tokens)) == (100, 5, 100, 5)
+    assert pilot.resent == 0.0 and pilot.cost is not None and pilot.cost > 0
+    plan = estimate_job(task, open_reader(data), PACKERS["json"], batch_size=20, price=price)
+    piloted = apply_pilot(plan, pilot, price)
+    spec = JobSpec(
+        task=task,
+        input=data,
+        output=None,
+        job_dir=tmp_path / "job",
+        options=RunOptions(batch_size=20, shuffle=False),
+        prices=table,
+    )
+    actual = asyncio.run(run_job(spec, create_provider("sim", ProviderConfig()))).metrics.summary()[
+        "cost_usd"
+    ]
+    before, after = plan.strategies[1], piloted.strategies[1]
+    assert after.low is not None and after.high is not None and after.cost is not None
+    assert (after.high - after.low) < ((before.high or 0) - (before.low or 0))  # narrower
+    assert after.low <= actual <= after.high
+    assert abs(after.cost - actual) <= 0.05 * actual
+
+
+def test_estimate_pilot_from_the_cli_says_what_it_measured_and_what_it_cost() -> None:
+    args = ["estimate", str(EXAMPLES / "reviews.jsonl"), "--task", str(EXAMPLES / "sentiment.toml")]
+    result = CliRunner().invoke(
+        main, [*args, "--model", "sim-1", "--pilot", "30", "--provider", "sim", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    pilot = json.loads(result.output)["pilot"]
+    assert pilot["records"] == 30 and pilot["cost_usd"] > 0 and pilot["output_tokens_per_record"]["mean"] > 0
+    lonely = CliRunner().invoke(main, [*args, "--provider", "sim"])
+    assert lonely.exit_code == 2 and "are for --pilot" in lonely.output

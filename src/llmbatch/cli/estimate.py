@@ -1,7 +1,10 @@
-"""``llmbatch estimate``: tokens, cost and time of a job, from its records, without calling an API."""
+"""``llmbatch estimate``: tokens, cost and time of a job, from its records, without calling an API
+(unless ``--pilot N`` asks for a small real run to measure answers and resends)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import shlex
 import sys
@@ -10,12 +13,16 @@ from typing import Any
 import click
 from rich.console import Console
 
+from .._exceptions import UsageError
 from .._io import open_reader
 from .._jobs.estimate import DEFAULT_ESCALATION, Estimate, StrategyEstimate, cheapest_within, estimate_job
+from .._jobs.pilot import Pilot, apply_pilot, run_pilot
+from .._options import DEFAULT_TIMEOUT
 from .._pack import PACKERS, choose_packer
 from .._pricing import PriceTable
 from .._task import Task
-from .options import to_seconds
+from ..providers import create_provider
+from .options import default_provider, provider_config, to_seconds
 from .tables import estimate_table
 
 
@@ -50,6 +57,15 @@ Examples:
     help="For a task with a cascade (models = [...]): the share of records assumed to go on to "
     "each next model.",
 )
+@click.option(
+    "--pilot",
+    type=click.IntRange(1, 10_000),
+    help="Send the first N records through the provider first (it costs what they cost) and "
+    "price every strategy from the answers and resends measured. Default: no API call.",
+)
+@click.option("--provider", help="With --pilot: the provider (openai, anthropic, gemini, local, sim).")
+@click.option("--base-url", help="With --pilot: the provider's endpoint.")
+@click.option("--api-key", help="With --pilot: the API key; better set the provider's environment variable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (for scripts).")
 def estimate(**opts: Any) -> None:
     """Estimate tokens, cost and time of running TASK over INPUT, without calling any API."""
@@ -67,12 +83,20 @@ def estimate(**opts: Any) -> None:
         cascade=[prices.get(model) for model in task.models],
         escalation=opts["escalation"],
     )
+    pilot = None
+    if opts["pilot"]:
+        pilot = _pilot(opts, task, prices)
+        report = apply_pilot(report, pilot, price)
+    elif opts["provider"] or opts["base_url"] or opts["api_key"]:
+        raise UsageError("--provider, --base-url and --api-key are for --pilot: give --pilot N too")
     rpm, tpm = opts["rpm"], opts["tpm"]
     deadline = opts["deadline"]
     chosen = None if deadline is None else cheapest_within(report.strategies, deadline / 60, rpm, tpm)
     command = None if chosen is None else run_command(opts, chosen)
     if opts["as_json"]:
-        print(json.dumps(plan_json(report, opts, chosen, command), indent=2))
+        data = plan_json(report, opts, chosen, command)
+        data["pilot"] = None if pilot is None else _pilot_json(pilot)
+        print(json.dumps(data, indent=2))
         if deadline is not None and chosen is None:
             sys.exit(1)
         return
@@ -85,6 +109,14 @@ def estimate(**opts: Any) -> None:
     if price is None:
         out.print(
             f"no price for model {opts['model']!r}: cost unknown (add it with --prices)", highlight=False
+        )
+    if pilot is not None:
+        spent = "cost unknown" if pilot.cost is None else f"${pilot.cost:.4f}"
+        out.print(
+            f"pilot: {pilot.records:,} records answered in {pilot.requests:,} requests ({spent}); "
+            f"{pilot.mean:.1f} output tokens per record (10th–90th percentile "
+            f"{pilot.quantile(0.1):.1f}–{pilot.quantile(0.9):.1f}), {pilot.resent:.1%} resent",
+            highlight=False,
         )
     if deadline is None:
         return
@@ -103,6 +135,34 @@ def estimate(**opts: Any) -> None:
         markup=False,
     )
     out.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _pilot(opts: dict[str, Any], task: Task, prices: PriceTable) -> Pilot:
+    """Run the pilot through the provider the options name (as ``run`` would choose it)."""
+    settings = {"model_path": None, "timeout": DEFAULT_TIMEOUT, "quiet": opts["as_json"], **opts}
+    name = opts["provider"] or default_provider(
+        settings, notice=lambda text: Console(stderr=True).print(text)
+    )
+    provider = create_provider(name, provider_config(settings))
+    records = [r.fields for r in itertools.islice(open_reader(opts["input_path"]), opts["pilot"] * 2)]
+    sample = [r for r in records if r is not None][: opts["pilot"]]
+    if not sample:
+        raise UsageError("--pilot: the input has no record to send")
+    return asyncio.run(run_pilot(task, sample, provider, batch_size=opts["batch_size"], prices=prices))
+
+
+def _pilot_json(pilot: Pilot) -> dict[str, Any]:
+    return {
+        "records": pilot.records,
+        "requests": pilot.requests,
+        "cost_usd": pilot.cost,
+        "output_tokens_per_record": {
+            "mean": pilot.mean,
+            "p10": pilot.quantile(0.1),
+            "p90": pilot.quantile(0.9),
+        },
+        "resent_share": pilot.resent,
+    }
 
 
 def run_command(opts: dict[str, Any], strategy: StrategyEstimate) -> str:
