@@ -147,43 +147,34 @@ class Estimate:
 
 def typical_answer(schema: dict[str, Any]) -> Any:
     """A representative answer for a schema: enough to count its tokens."""
-    kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind]
-    if "enum" in schema:
-        values = [v for v in schema["enum"] if v is not None]
-        return max(values, key=lambda v: len(str(v))) if values else None
-    if "object" in kinds or "properties" in schema:
-        return {k: typical_answer(v) for k, v in schema.get("properties", {}).items()}
-    if "array" in kinds:
-        return [typical_answer(schema.get("items", {}))] * 2
-    if "number" in kinds:
-        return 0.75
-    if "integer" in kinds:
-        return 42
-    if "boolean" in kinds:
-        return True
-    if "string" in kinds:
-        return "a short answer"
-    return None
+    return _model_answer(schema, shortest=False)
 
 
 def shortest_answer(schema: dict[str, Any]) -> Any:
     """The shortest answer a schema allows (every property present, as strict output has it)."""
+    return _model_answer(schema, shortest=True)
+
+
+def _model_answer(schema: dict[str, Any], *, shortest: bool) -> Any:
     kind = schema.get("type")
     kinds = kind if isinstance(kind, list) else [kind]
     if "enum" in schema:
         values = [v for v in schema["enum"] if v is not None]
-        return min(values, key=lambda v: len(str(v))) if values else None
+        pick = min if shortest else max
+        return pick(values, key=lambda v: len(str(v))) if values else None
     if "object" in kinds or "properties" in schema:
-        return {k: shortest_answer(v) for k, v in schema.get("properties", {}).items()}
+        return {k: _model_answer(v, shortest=shortest) for k, v in schema.get("properties", {}).items()}
     if "array" in kinds:
-        return [shortest_answer(schema.get("items", {}))] * int(schema.get("minItems", 0))
-    if "number" in kinds or "integer" in kinds:
-        return 0
+        count = int(schema.get("minItems", 0)) if shortest else 2
+        return [_model_answer(schema.get("items", {}), shortest=shortest)] * count
+    if "number" in kinds:
+        return 0 if shortest else 0.75
+    if "integer" in kinds:
+        return 0 if shortest else 42
     if "boolean" in kinds:
         return True
     if "string" in kinds:
-        return "x" * int(schema.get("minLength", 0))
+        return "x" * int(schema.get("minLength", 0)) if shortest else "a short answer"
     return None
 
 
