@@ -85,6 +85,7 @@ from .base import (
     deadline,
     describe_json,
     json_body,
+    json_count,
     register,
     scrub,
     status_error,
@@ -236,11 +237,11 @@ def parse_message(
         )
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
-    read = _count(usage.get("cache_read_input_tokens"))
-    written = _count(usage.get("cache_creation_input_tokens"))
+    read = json_count(usage.get("cache_read_input_tokens"))
+    written = json_count(usage.get("cache_creation_input_tokens"))
     # How long the writes last, where the API says (``cache_creation``): an hour's cost 2× input.
     creation = usage.get("cache_creation")
-    written_1h = _count(creation.get("ephemeral_1h_input_tokens")) if isinstance(creation, dict) else 0
+    written_1h = json_count(creation.get("ephemeral_1h_input_tokens")) if isinstance(creation, dict) else 0
     stop = data.get("stop_reason")
     model = data.get("model")
     return Completion(
@@ -248,8 +249,8 @@ def parse_message(
         finish_reason=_FINISH.get(stop if isinstance(stop, str) else "end_turn", "stop"),
         # Anthropic's input_tokens leaves out the cached part; ours is the whole prompt.
         usage=Usage(
-            prompt_tokens=_count(usage.get("input_tokens")) + read + written,
-            completion_tokens=_count(usage.get("output_tokens")),
+            prompt_tokens=json_count(usage.get("input_tokens")) + read + written,
+            completion_tokens=json_count(usage.get("output_tokens")),
             cached_tokens=read,
             cache_write_tokens=written,
             cache_write_1h_tokens=min(written_1h, written),
@@ -258,11 +259,6 @@ def parse_message(
         headers=dict(headers),
         model=model if isinstance(model, str) else "",
     )
-
-
-def _count(value: Any) -> int:
-    """A token count from JSON; 0 for anything that is not one (a server that sends null)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 SPEND_LIMIT_CODES: Final = frozenset({"contract_spend_limit_reached", "enforced_spend_limit_reached"})

@@ -361,6 +361,15 @@ def json_body(text: str, content_type: str | None, secret: str | None) -> Any:
         ) from None
 
 
+def json_count(value: Any) -> int:
+    """A count (of tokens, of a batch's lines) from a provider's JSON; 0 for anything that is not
+    one (a server that sends null). Google's JSON writes 64-bit integers as strings of digits,
+    which count too."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def describe_json(value: Any) -> str:
     """A few words on what a JSON value is, for an error about it (never its content)."""
     if isinstance(value, dict):

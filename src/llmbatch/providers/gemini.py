@@ -58,6 +58,7 @@ from .base import (
     api_key_or_placeholder,
     deadline,
     describe_json,
+    json_count,
     register,
     scrub,
     status_error,
@@ -157,22 +158,16 @@ def parse_generate_response(data: Any, latency: float) -> Completion:
         content=text,
         finish_reason=finish,
         usage=Usage(
-            prompt_tokens=_count(usage.get("promptTokenCount")),
+            prompt_tokens=json_count(usage.get("promptTokenCount")),
             # Thinking is billed as output.
-            completion_tokens=_count(usage.get("candidatesTokenCount"))
-            + _count(usage.get("thoughtsTokenCount")),
-            cached_tokens=_count(usage.get("cachedContentTokenCount")),
+            completion_tokens=json_count(usage.get("candidatesTokenCount"))
+            + json_count(usage.get("thoughtsTokenCount")),
+            cached_tokens=json_count(usage.get("cachedContentTokenCount")),
         ),
         latency=latency,
         headers={},
         model=model if isinstance(model, str) else "",
     )
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def retry_delay(details: Any) -> float | None:

@@ -75,6 +75,7 @@ from .base import (
     deadline,
     describe_json,
     json_body,
+    json_count,
     register,
     scrub,
     status_error,
@@ -215,21 +216,16 @@ def parse_chat_response(data: Any, latency: float, headers: dict[str, str]) -> C
         content=content,
         finish_reason=finish,
         usage=Usage(
-            prompt_tokens=_count(usage.get("prompt_tokens")),
-            completion_tokens=_count(usage.get("completion_tokens")),
-            cached_tokens=_count(cached),
-            cache_write_tokens=_count(written),
+            prompt_tokens=json_count(usage.get("prompt_tokens")),
+            completion_tokens=json_count(usage.get("completion_tokens")),
+            cached_tokens=json_count(cached),
+            cache_write_tokens=json_count(written),
         ),
         latency=latency,
         headers=headers,
         model=model if isinstance(model, str) else "",
         service_tier=tier if isinstance(tier, str) else "",
     )
-
-
-def _count(value: Any) -> int:
-    """A token count from JSON; 0 for anything that is not one (a server that sends null)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _error_code(exc: openai.APIStatusError) -> str:
@@ -336,9 +332,9 @@ def read_batch_status(batch: Mapping[str, Any], secret: str | None = None) -> Ba
         id=str(batch.get("id") or ""),
         status=status,
         ended=status in _ENDED,
-        total=_count(counts.get("total")),
-        succeeded=_count(counts.get("completed")),
-        failed=_count(counts.get("failed")),
+        total=json_count(counts.get("total")),
+        succeeded=json_count(counts.get("completed")),
+        failed=json_count(counts.get("failed")),
         message=scrub(message, secret),
     )
 
