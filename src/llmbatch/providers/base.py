@@ -72,6 +72,7 @@ __all__ = [
     "deadline",
     "describe_json",
     "json_body",
+    "json_count",
     "register",
     "scrub",
     "status_error",
