@@ -195,6 +195,21 @@ async def kill_mid_poll(task: Task, provider: Provider, store: JobStore) -> None
         await running
 
 
+async def kill_and_resume(
+    task: Task, provider: Provider, store: JobStore, job_dir: Path
+) -> tuple[BatchRunner, JobStore, dict[str, Any]]:
+    """Kill a batch job mid-poll, then run it to the end in a second "process" on the same store:
+    the second runner, its store, and the batch row the first left open (checked submitted)."""
+    await kill_mid_poll(task, provider, store)
+    [open_row] = batch_rows(store)
+    assert open_row["status"] == "submitted" and open_row["provider_batch_id"]
+    store.close()
+    store = JobStore.open(job_dir)
+    second = batch_runner(task, provider, store, FakeTime())
+    await second.run()
+    return second, store, open_row
+
+
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
 async def test_a_killed_run_re_attaches_instead_of_submitting_again(tmp_path: Path, api: str) -> None:
     task = load_task("sentiment")

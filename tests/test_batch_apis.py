@@ -28,6 +28,7 @@ from test_batch import (
     batch_rows,
     batch_runner,
     job_store,
+    kill_and_resume,
     kill_mid_poll,
     provider_for,
     simulator,
@@ -54,13 +55,7 @@ async def test_each_batch_api_finishes_every_record_and_re_attaches_after_a_kill
         window = {"completion_window": "7d"} if api == "groq" else {}
         provider = shaped_provider(api, sim, **window)
         async with provider:
-            await kill_mid_poll(task, provider, store)
-            [open_row] = batch_rows(store)
-            assert open_row["status"] == "submitted" and open_row["provider_batch_id"]
-            store.close()
-            store = JobStore.open(tmp_path / "job")
-            second = batch_runner(task, provider, store, FakeTime())
-            await second.run()
+            second, store, _ = await kill_and_resume(task, provider, store, tmp_path / "job")
         stats = sim.stats()["batches"]
     assert second.batches_reattached == 1
     assert store.counts() == {"done": 1000}

@@ -25,7 +25,6 @@ from llmbatch._exceptions import (
     UsageError,
 )
 from llmbatch._pack import PACKERS
-from llmbatch._store.job import JobStore
 from llmbatch._types import Item
 from llmbatch.providers import Provider, ProviderConfig, create_provider
 from llmbatch.providers.gemini import (
@@ -37,12 +36,9 @@ from llmbatch.providers.gemini import (
 from llmbatch.sim.server import ThreadedServer
 from test_batch import (
     FAULTS,
-    FakeTime,
     assert_all_match_oracle,
-    batch_rows,
-    batch_runner,
     job_store,
-    kill_mid_poll,
+    kill_and_resume,
     simulator,
 )
 
@@ -148,13 +144,8 @@ async def test_batch_mode_finishes_every_record_and_re_attaches_after_a_kill(tmp
     with simulator(batch_delay=1.0, **FAULTS) as sim:
         provider = gemini(sim)
         async with provider:
-            await kill_mid_poll(task, provider, store)
-            [open_row] = batch_rows(store)
-            assert open_row["status"] == "submitted" and open_row["provider_batch_id"].startswith("batches/")
-            store.close()
-            store = JobStore.open(tmp_path / "job")
-            second = batch_runner(task, provider, store, FakeTime())
-            await second.run()
+            second, store, open_row = await kill_and_resume(task, provider, store, tmp_path / "job")
+        assert open_row["provider_batch_id"].startswith("batches/")
         stats = sim.stats()["batches"]
     assert second.batches_reattached == 1
     assert store.counts() == {"done": 1000}
