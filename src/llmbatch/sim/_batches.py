@@ -45,9 +45,12 @@ from an entry that was live when the batch started; every other line writes it (
 pays the write). A cold batch therefore reads nothing; one request sent through
 ``/v1/messages`` first, and answered, makes the whole batch read it.
 
-Why one module: it is one simulated API surface, the two providers' batch endpoints over
-one in-memory file and batch store. They share the lifecycle (validating, in progress,
-ended) and the engine call per line.
+Why one module: it is one simulated API surface, every provider's batch endpoints (OpenAI's
+shape and its variants, Anthropic's, Gemini's) over one in-memory file and batch store. They
+share the lifecycle (created, worked on after the delay, ended), the seeded fault draw and
+the engine call per line; what differs per provider is reading its lines and writing its
+objects, a few methods each. Split by provider, each module would need the store and the
+lifecycle from a third.
 """
 
 from __future__ import annotations
